@@ -1,0 +1,3 @@
+"""Vigil: a self-hosted trust & safety engine."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,128 @@
+"""Text normalisation and extraction shared by the rules language and the hashers.
+
+`normalize` is what the rules language calls `normalized(...)`: the same function feeds the
+near-duplicate text fingerprint, so "what a rule sees" and "what a hash bank sees" never drift apart.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import unicodedata
+from importlib import resources
+
+import re2
+import tldextract
+
+# Leetspeak digits and symbols that stand in for letters in obfuscated spam ("f0ll0wers", "fr€e").
+_LEET = str.maketrans(
+    {
+        "0": "o",
+        "1": "i",
+        "3": "e",
+        "4": "a",
+        "5": "s",
+        "7": "t",
+        "8": "b",
+        "@": "a",
+        "$": "s",
+        "€": "e",
+        "!": "i",
+        "|": "l",
+    }
+)
+
+# Zero-width and formatting characters that split words invisibly ("fr\u200bee").
+_INVISIBLE = dict.fromkeys(
+    map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad\u180e\u200e\u200f"), None
+)
+
+
+@functools.cache
+def _confusable_table() -> dict[int, str]:
+    """Map each character that Unicode lists as confusable with a Latin letter or digit to that letter.
+
+    Built once from the data file shipped with `confusable-homoglyphs` (Unicode's confusables.txt).
+    """
+    raw = resources.files("confusable_homoglyphs").joinpath("confusables.json").read_text("utf-8")
+    data: dict[str, list[dict[str, str]]] = json.loads(raw)
+    table: dict[int, str] = {}
+    for char, glyphs in data.items():
+        if len(char) != 1 or char.isascii():
+            continue
+        for glyph in glyphs:
+            target = glyph["c"]
+            if len(target) == 1 and target.isascii() and target.isalnum():
+                table[ord(char)] = target.lower()
+                break
+    return table
+
+
+def fold_confusables(text: str) -> str:
+    """Replace homoglyphs (Cyrillic 'а', Greek 'ο', fullwidth letters…) with their Latin look-alike."""
+    return text.translate(_confusable_table())
+
+
+_SPACES = re2.compile(r"\s+")
+
+
+def normalize(text: str) -> str:
+    """Canonical form of a text for matching: NFKC, case-folded, homoglyphs and leetspeak folded,
+    invisible characters removed, runs of white space collapsed.
+
+    >>> normalize("Buy ＣＨＥＡＰ f0ll0wers\u200b now!!")
+    'buy cheap followers nowii'
+    >>> normalize("pаypаl")  # Cyrillic 'а'
+    'paypal'
+    """
+    text = unicodedata.normalize("NFKC", text).translate(_INVISIBLE).casefold()
+    text = fold_confusables(text).translate(_LEET)
+    return _SPACES.sub(" ", text).strip()
+
+
+# URLs with a scheme, or bare "www." hosts. RE2 keeps this linear-time on hostile input.
+_URL = re2.compile(r"(?i)\b(?:https?://|www\.)[^\s<>\"'`]+")
+# Bare domains such as "cheap-followers.biz" without a scheme.
+_BARE_DOMAIN = re2.compile(r"(?i)\b(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,24}\b")
+_TRAILING_PUNCT = ".,;:!?)]}"
+
+
+def extract_urls(text: str) -> list[str]:
+    """URLs in a text, in order of appearance, trailing punctuation removed.
+
+    >>> extract_urls("see https://bit.ly/x?a=1, or www.example.com.")
+    ['https://bit.ly/x?a=1', 'www.example.com']
+    """
+    return [m.rstrip(_TRAILING_PUNCT) for m in _URL.findall(text)]
+
+
+@functools.cache
+def _tld_extractor() -> tldextract.TLDExtract:
+    # The public suffix list snapshot shipped in the package: never fetched over the network.
+    return tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None)
+
+
+def registered_domain(host_or_url: str) -> str | None:
+    """The registrable domain ("example.co.uk") of a host or URL, or None when it has no public suffix.
+
+    >>> registered_domain("https://a.b.example.co.uk/path")
+    'example.co.uk'
+    """
+    parts = _tld_extractor()(host_or_url.lower())
+    if not parts.suffix or not parts.domain:
+        return None
+    return f"{parts.domain}.{parts.suffix}"
+
+
+def extract_domains(text: str) -> list[str]:
+    """Registrable domains named in a text, from URLs and bare domain names, deduplicated in order.
+
+    >>> extract_domains("Go to https://shop.evil.example.com/x or cheap-followers.biz!")
+    ['example.com', 'cheap-followers.biz']
+    """
+    seen: dict[str, None] = {}
+    for candidate in _BARE_DOMAIN.findall(text):
+        domain = registered_domain(candidate)
+        if domain:
+            seen.setdefault(domain, None)
+    return list(seen)
