@@ -27,8 +27,6 @@ _LEET = str.maketrans(
         "@": "a",
         "$": "s",
         "€": "e",
-        "!": "i",
-        "|": "l",
     }
 )
 
@@ -71,7 +69,7 @@ def normalize(text: str) -> str:
     invisible characters removed, runs of white space collapsed.
 
     >>> normalize("Buy ＣＨＥＡＰ f0ll0wers\u200b now!!")
-    'buy cheap followers nowii'
+    'buy cheap followers now!!'
     >>> normalize("pаypаl")  # Cyrillic 'а'
     'paypal'
     """

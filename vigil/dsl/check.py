@@ -1,0 +1,394 @@
+"""Static checks over a whole rules set: names, types, schemas, cycles. Every problem, at once.
+
+The checker produces a `Program`: the declarations of every file merged into one namespace with the
+type of each definition, ready for compile.py. A rules set with any error is never compiled.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from typing import Iterable, Iterator
+
+import re2
+
+from vigil.diagnostics import Diagnostic, Severity, Span
+from vigil.dsl import ast
+from vigil.effects import VERDICTS
+
+NUMBER, STRING, BOOL, LIST, ANY = "number", "string", "bool", "list", "any"
+SEVERITIES = ("low", "medium", "high", "critical")
+SCHEMA_TYPES = {"string": STRING, "number": NUMBER, "bool": BOOL, "list": LIST, "timestamp": ANY, "any": ANY}
+# Fields every event has, whatever its schema.
+BUILTIN_FIELDS = {("type",): STRING, ("id",): STRING, ("time",): NUMBER}
+
+
+@dataclass(frozen=True, slots=True)
+class Builtin:
+    """A function callable from rules: argument types and result type."""
+
+    params: tuple[str, ...]
+    result: str
+    doc: str
+
+
+BUILTINS: dict[str, Builtin] = {
+    "normalized": Builtin((STRING,), STRING, "case, Unicode NFKC, homoglyph and leetspeak folding"),
+    "lower": Builtin((STRING,), STRING, "lower case"),
+    "length": Builtin((ANY,), NUMBER, "characters in a string, or items in a list"),
+    "urls": Builtin((STRING,), LIST, "URLs in a text"),
+    "domains": Builtin((STRING,), LIST, "registrable domains of URLs and host names in a text"),
+    "domain": Builtin((STRING,), STRING, "registrable domain of one URL, host or e-mail address"),
+    "age": Builtin((ANY,), NUMBER, "seconds from a timestamp (RFC 3339 or epoch) to the event's time"),
+}
+
+
+@dataclass(slots=True)
+class Program:
+    """A checked rules set: every declaration by name, with the inferred type of each definition."""
+
+    entities: dict[str, ast.EntityDecl] = field(default_factory=dict)
+    defines: dict[str, ast.Define] = field(default_factory=dict)
+    define_types: dict[str, str] = field(default_factory=dict)
+    lists: dict[str, ast.ListDecl] = field(default_factory=dict)
+    schemas: dict[str, ast.Schema] = field(default_factory=dict)
+    rules: list[ast.Rule] = field(default_factory=list)
+    tests: list[ast.Test] = field(default_factory=list)
+    # The type each field path must have, from schemas and from how rules use it.
+    field_types: dict[tuple[str, ...], str] = field(default_factory=dict)
+
+
+def _did_you_mean(name: str, candidates: Iterable[str]) -> str | None:
+    close = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
+    return f"did you mean `{close[0]}`?" if close else None
+
+
+class Checker:
+    def __init__(self) -> None:
+        self.program = Program()
+        self.diagnostics: list[Diagnostic] = []
+        self._used_defines: set[str] = set()
+        self._used_lists: set[str] = set()
+        self._define_stack: list[str] = []
+
+    # ---- reporting ----
+    def error(self, message: str, span: Span, hint: str | None = None, code: str = "error") -> None:
+        self.diagnostics.append(Diagnostic(message, span, Severity.ERROR, hint, code))
+
+    def warning(self, message: str, span: Span, hint: str | None = None, code: str = "warning") -> None:
+        self.diagnostics.append(Diagnostic(message, span, Severity.WARNING, hint, code))
+
+    # ---- entry point ----
+    def check(self, modules: list[ast.Module]) -> Program:
+        self._collect(modules)
+        for name, define in self.program.defines.items():
+            self._define_type(name, define.span)
+        for rule in self.program.rules:
+            self._check_rule(rule)
+        for test in self.program.tests:
+            self._check_test(test)
+        for name, define in self.program.defines.items():
+            if name not in self._used_defines:
+                self.warning(f"definition `{name}` is never used", define.span,
+                             "remove it, or use it in a rule", code="unused")
+        for name, decl in self.program.lists.items():
+            if name not in self._used_lists:
+                self.warning(f'list "{name}" is never used', decl.span, code="unused")
+        return self.program
+
+    def _collect(self, modules: list[ast.Module]) -> None:
+        p = self.program
+        seen_rules: dict[str, ast.Rule] = {}
+        seen_tests: dict[str, ast.Test] = {}
+        for module in modules:
+            for item in module.items:
+                if isinstance(item, ast.EntityDecl):
+                    self._declare(p.entities, item.name, item, "entity")
+                elif isinstance(item, ast.Define):
+                    if item.name in p.entities:
+                        self.error(f"`{item.name}` is already declared as an entity", item.span, code="duplicate")
+                    else:
+                        self._declare(p.defines, item.name, item, "definition")
+                elif isinstance(item, ast.ListDecl):
+                    self._declare(p.lists, item.name, item, "list")
+                elif isinstance(item, ast.Schema):
+                    self._declare(p.schemas, item.event_type, item, "schema for event type")
+                    for ft in item.fields:
+                        if ft.type_name not in SCHEMA_TYPES:
+                            self.error(f"unknown field type `{ft.type_name}`", ft.span,
+                                       _did_you_mean(ft.type_name, SCHEMA_TYPES) or
+                                       "use one of: " + ", ".join(SCHEMA_TYPES), code="type")
+                        else:
+                            p.field_types[ft.path] = SCHEMA_TYPES[ft.type_name]
+                elif isinstance(item, ast.Rule):
+                    if item.name in seen_rules:
+                        first = seen_rules[item.name].span
+                        self.error(f'duplicate rule name "{item.name}" (first defined at {first})', item.span,
+                                   "rule names identify rules in decisions and metrics; make them unique",
+                                   code="duplicate")
+                    else:
+                        seen_rules[item.name] = item
+                        p.rules.append(item)
+                elif isinstance(item, ast.Test):
+                    if item.name in seen_tests:
+                        self.error(f'duplicate test name "{item.name}"', item.span, code="duplicate")
+                    seen_tests[item.name] = item
+                    p.tests.append(item)
+        for entity in p.entities.values():
+            for f in entity.fields:
+                self._field(f)
+
+    def _declare(self, table: dict[str, object], name: str, item: object, what: str) -> None:
+        if name in table:
+            first = getattr(table[name], "span")
+            self.error(f"duplicate {what} `{name}` (first declared at {first})", getattr(item, "span"),
+                       code="duplicate")
+        else:
+            table[name] = item
+
+    # ---- rules & tests ----
+    def _check_rule(self, rule: ast.Rule) -> None:
+        cond_type = self.expr(rule.condition)
+        if cond_type not in (BOOL, ANY):
+            self.error(f"a rule's condition must be true or false, not a {cond_type}", rule.condition.span,
+                       "compare it, e.g. `... > 10`", code="type")
+        if rule.severity not in SEVERITIES:
+            self.error(f"unknown severity `{rule.severity}`", rule.span,
+                       _did_you_mean(rule.severity, SEVERITIES) or "use low, medium, high or critical", code="name")
+        if rule.mode == "rollout":
+            if not 0 < rule.rollout_percent <= 100:
+                self.error("a rollout percentage must be between 0 and 100", rule.span, code="value")
+            if rule.rollout_entity is not None:
+                self._entity(rule.rollout_entity, rule.span)
+        verdicts = [a for a in rule.actions if isinstance(a, ast.VerdictAction)]
+        if len(verdicts) > 1:
+            self.error("a rule can give at most one verdict", verdicts[1].span, code="value")
+        for action in rule.actions:
+            if isinstance(action, (ast.LabelAction, ast.UnlabelAction)):
+                self._entity(action.entity, action.span)
+
+    def _check_test(self, test: ast.Test) -> None:
+        for given in test.givens:
+            if given.entity is not None:
+                decl = self._entity(given.entity, given.span)
+                if decl is not None and len(decl.fields) != len(given.keys):
+                    self.error(f"entity `{given.entity}` has {len(decl.fields)} key part(s), "
+                               f"the test gives {len(given.keys)}", given.span, code="value")
+            if given.count < 1:
+                self.error("a test gives at least one event", given.span, code="value")
+        rule_names = {r.name for r in self.program.rules}
+        for exp in test.expectations:
+            if exp.kind in ("rule", "no_rule") and exp.value not in rule_names:
+                self.error(f'no rule named "{exp.value}"', exp.span, _did_you_mean(exp.value, rule_names),
+                           code="name")
+            if exp.entity is not None:
+                self._entity(exp.entity, exp.span)
+
+    # ---- names ----
+    def _entity(self, name: str, span: Span) -> ast.EntityDecl | None:
+        decl = self.program.entities.get(name)
+        if decl is None:
+            self.error(f"unknown entity `{name}`", span,
+                       _did_you_mean(name, self.program.entities) or f"declare it: `entity {name} = event.…`",
+                       code="name")
+        return decl
+
+    def _define_type(self, name: str, span: Span) -> str:
+        p = self.program
+        if name in p.define_types:
+            return p.define_types[name]
+        if name in self._define_stack:
+            cycle = " → ".join(self._define_stack[self._define_stack.index(name):] + [name])
+            self.error(f"definitions refer to each other in a cycle: {cycle}", span, code="cycle")
+            p.define_types[name] = ANY
+            return ANY
+        self._define_stack.append(name)
+        result = self.expr(p.defines[name].expr)
+        self._define_stack.pop()
+        p.define_types[name] = result
+        return result
+
+    def _field(self, f: ast.Field, want: str = ANY) -> str:
+        known = BUILTIN_FIELDS.get(f.path) or self.program.field_types.get(f.path)
+        if self.program.schemas and known is None:
+            declared = [".".join(p) for p in self.program.field_types]
+            self.error(f"unknown field `event.{f.dotted}`: no schema declares it", f.span,
+                       _did_you_mean(f.dotted, declared) or "add it to a schema", code="field")
+            return ANY
+        if known is not None:
+            if want not in (ANY, known) and known != ANY:
+                self.error(f"`event.{f.dotted}` is a {known}, used here as a {want}", f.span, code="type")
+            return known
+        if want != ANY:
+            previous = self.program.field_types.setdefault(f.path, want)
+            if previous != want:
+                self.error(f"`event.{f.dotted}` is used both as a {previous} and as a {want}", f.span,
+                           "a field has one type; convert or use two fields", code="type")
+            return want
+        return ANY
+
+    # ---- expressions ----
+    def expect(self, expr: ast.Expr, want: str, context: str) -> str:
+        """Check `expr`, which the context needs to be of type `want`."""
+        if isinstance(expr, ast.Field):
+            return self._field(expr, want)
+        got = self.expr(expr)
+        if want != ANY and got not in (ANY, want):
+            self.error(f"{context} needs a {want}, got a {got}", expr.span, code="type")
+        return got
+
+    def expr(self, e: ast.Expr) -> str:  # noqa: C901 - one case per construct reads best here
+        if isinstance(e, (ast.Number, ast.Duration)):
+            return NUMBER
+        if isinstance(e, ast.String):
+            return STRING
+        if isinstance(e, ast.Bool):
+            return BOOL
+        if isinstance(e, ast.ListLit):
+            return LIST
+        if isinstance(e, ast.Field):
+            return self._field(e)
+        if isinstance(e, ast.NameRef):
+            if e.name in self.program.defines:
+                self._used_defines.add(e.name)
+                return self._define_type(e.name, e.span)
+            if e.name in self.program.entities:
+                self.error(f"`{e.name}` is an entity, not a value", e.span,
+                           f"test its labels (`{e.name} has label \"...\"`) or count by it", code="type")
+                return ANY
+            self.error(f"unknown name `{e.name}`", e.span,
+                       _did_you_mean(e.name, [*self.program.defines, *BUILTINS]), code="name")
+            return ANY
+        if isinstance(e, ast.Call):
+            builtin = BUILTINS.get(e.name)
+            if builtin is None:
+                self.error(f"unknown function `{e.name}`", e.span,
+                           _did_you_mean(e.name, BUILTINS) or "functions: " + ", ".join(sorted(BUILTINS)),
+                           code="name")
+                for a in e.args:
+                    self.expr(a)
+                return ANY
+            if len(e.args) != len(builtin.params):
+                self.error(f"`{e.name}` takes {len(builtin.params)} argument(s), got {len(e.args)}", e.span,
+                           code="arity")
+            for arg, want in zip(e.args, builtin.params):
+                self.expect(arg, want, f"`{e.name}`")
+            return builtin.result
+        if isinstance(e, ast.Arith):
+            self.expect(e.left, NUMBER, f"`{e.op}`")
+            self.expect(e.right, NUMBER, f"`{e.op}`")
+            return NUMBER
+        if isinstance(e, ast.Compare):
+            if e.op in ("==", "!="):
+                left, right = self.expr(e.left), self.expr(e.right)
+                if ANY not in (left, right) and left != right:
+                    self.error(f"comparing a {left} with a {right} is never true", e.span, code="type")
+                if isinstance(e.left, ast.Field) and right != ANY:
+                    self._field(e.left, right)
+                if isinstance(e.right, ast.Field) and left != ANY:
+                    self._field(e.right, left)
+            else:
+                self.expect(e.left, NUMBER, f"`{e.op}`")
+                self.expect(e.right, NUMBER, f"`{e.op}`")
+            return BOOL
+        if isinstance(e, ast.Crosses):
+            target = e.counter
+            while isinstance(target, ast.NameRef) and target.name in self.program.defines:
+                target = self.program.defines[target.name].expr
+            if not isinstance(target, ast.Counter):
+                self.error("`crosses` applies to a counter", e.counter.span,
+                           "e.g. `count of \"post\" by user in the last 1 hour crosses 20`", code="type")
+            self.expect(e.counter, NUMBER, "`crosses`")
+            self.expect(e.threshold, NUMBER, "`crosses`")
+            return BOOL
+        if isinstance(e, ast.TextOp):
+            op = e.op.replace("_", " ")
+            self.expect(e.left, STRING, f"`{op}`")
+            self.expect(e.right, STRING, f"`{op}`")
+            return BOOL
+        if isinstance(e, ast.ContainsAny):
+            left = self.expr(e.left) if not isinstance(e.left, ast.Field) else self._field(e.left)
+            if left not in (STRING, LIST, ANY):
+                self.error(f"`contains any of` needs a text or a list, got a {left}", e.left.span, code="type")
+            self._collection(e.collection)
+            return BOOL
+        if isinstance(e, ast.Matches):
+            self.expect(e.left, STRING, "`matches`")
+            try:
+                re2.compile(e.pattern)
+            except re2.error as error:
+                self.error(f"invalid regular expression /{e.pattern}/: {error}", e.span,
+                           "the RE2 syntax has no look-around or back-references", code="regex")
+            return BOOL
+        if isinstance(e, ast.In):
+            left = self.expr(e.left)
+            if left == BOOL:
+                self.error("`in` needs a text, a number or a list, got true/false", e.left.span, code="type")
+            self._collection(e.collection)
+            return BOOL
+        if isinstance(e, ast.Missing):
+            self.expr(e.operand)
+            return BOOL
+        if isinstance(e, ast.EventIs):
+            return BOOL
+        if isinstance(e, ast.HasLabel):
+            self._entity(e.entity, e.span)
+            return BOOL
+        if isinstance(e, (ast.And, ast.Or)):
+            for item in e.items:
+                self.expect(item, BOOL, "`and`/`or`")
+            return BOOL
+        if isinstance(e, ast.Not):
+            self.expect(e.item, BOOL, "`not`")
+            return BOOL
+        if isinstance(e, ast.Counter):
+            self._entity(e.entity, e.span)
+            if e.value is not None:
+                self.expect(e.value, NUMBER if e.kind == "sum" else ANY, f"`{e.kind}`")
+            if e.where is not None:
+                self.expect(e.where, BOOL, "`where`")
+            if e.window is not None and e.window < 1:
+                self.error("a counter's window is at least 1 second", e.span, code="value")
+            return NUMBER
+        raise TypeError(f"unhandled expression {e!r}")  # pragma: no cover - grammar and AST agree
+
+    def _collection(self, c: ast.Collection) -> None:
+        if isinstance(c, ast.ListRef):
+            if c.name not in self.program.lists:
+                self.error(f'unknown list "{c.name}"', c.span,
+                           _did_you_mean(c.name, self.program.lists) or f'declare it: list "{c.name}" from "FILE"',
+                           code="name")
+            self._used_lists.add(c.name)
+
+
+def check(modules: list[ast.Module]) -> tuple[Program, list[Diagnostic]]:
+    checker = Checker()
+    program = checker.check(modules)
+    return program, checker.diagnostics
+
+
+def walk(e: ast.Expr) -> Iterator[ast.Expr]:
+    """Every sub-expression of `e`, `e` first (definitions are not followed)."""
+    yield e
+    for child in children(e):
+        yield from walk(child)
+
+
+def children(e: ast.Expr) -> tuple[ast.Expr, ...]:
+    if isinstance(e, (ast.And, ast.Or)):
+        return e.items
+    if isinstance(e, ast.Not):
+        return (e.item,)
+    if isinstance(e, (ast.Compare, ast.Arith, ast.TextOp)):
+        return (e.left, e.right)
+    if isinstance(e, ast.Crosses):
+        return (e.counter, e.threshold)
+    if isinstance(e, (ast.ContainsAny, ast.Matches, ast.In)):
+        return (e.left,)
+    if isinstance(e, ast.Missing):
+        return (e.operand,)
+    if isinstance(e, ast.Call):
+        return e.args
+    if isinstance(e, ast.Counter):
+        return tuple(x for x in (e.value, e.where) if x is not None)
+    return ()

@@ -1,0 +1,471 @@
+"""Checked rules → Python source: one plain function per event type, no tree walking per event.
+
+Why generated code: each event runs straight-line Python in which every feature (a field, a function
+call, a definition, a counter, a label test) is a local computed at most once, on first use, and
+conditions short-circuit. Rules that cannot fire for an event type (their `event is` test is false)
+are left out of that type's function. The output is deterministic: the same rules give byte-identical
+source, which `vigil compile` prints.
+
+Missing data is three-valued: a value is None when unknown. `_true(e)` emits code that is truthy only
+when `e` is definitely true, `_false(e)` only when definitely false; a rule fires on `_true`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from vigil.dsl import ast
+from vigil.dsl.check import BOOL, LIST, NUMBER, STRING, Program, children
+from vigil.dsl.unparse import unparse
+
+_CHECKED_ACCESS = {NUMBER: "_as_number", STRING: "_as_string", BOOL: "_as_bool", LIST: "_as_list"}
+_PY_COMPARE = {"==": "==", "!=": "!=", ">": ">", ">=": ">=", "<": "<", "<=": "<="}
+
+
+@dataclass(frozen=True, slots=True)
+class CounterSpec:
+    """A counter as the state stores see it. `cid` is stable across rules versions for the same
+    definition, so that changing unrelated rules keeps the counts."""
+
+    cid: str
+    kind: str  # count, distinct, sum
+    window: float | None  # seconds, or None for the UTC calendar day
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class RuleInfo:
+    index: int
+    name: str
+    severity: str
+    mode: str
+    rollout_percent: float
+    verdict: str | None
+    # Entities whose keys the generated code returns with a hit, in order: action entities, then rollout.
+    entities: tuple[str, ...]
+    actions: tuple[ast.Action, ...]
+    description: str
+    owner: str
+    location: str
+    rollout_entity: str | None
+
+
+@dataclass(slots=True)
+class CompiledRules:
+    source: str
+    rules: list[RuleInfo]
+    counters: list[CounterSpec]
+    constants: dict[str, Any] = field(default_factory=dict)
+    event_types: tuple[str, ...] = ()
+
+
+def counter_id(counter: ast.Counter) -> str:
+    return hashlib.sha1(unparse(counter).encode()).hexdigest()[:16]
+
+
+class _FunctionBuilder:
+    """Emits one event type's function. `etype` None is the function for types no rule names."""
+
+    def __init__(self, compiler: Compiler, etype: str | None) -> None:
+        self.c = compiler
+        self.etype = etype
+        self.slots: dict[Any, str] = {}  # feature node → local name
+        self.temps = 0
+        self.lines: list[str] = []
+
+    def temp(self) -> str:
+        self.temps += 1
+        return f"_t{self.temps}"
+
+    def slot(self, key: Any, prefix: str = "f") -> str:
+        if key not in self.slots:
+            self.slots[key] = f"{prefix}{len(self.slots)}"
+        return self.slots[key]
+
+    def lazy(self, key: Any, code_fn: Any) -> str:
+        """A feature computed on first use: `(f3 if f3 is not _U else (f3 := CODE))`."""
+        is_new = key not in self.slots
+        name = self.slot(key)
+        if is_new:
+            self.c.slot_code[(self.etype, name)] = code_fn()
+        code = self.c.slot_code[(self.etype, name)]
+        return f"({name} if {name} is not _U else ({name} := {code}))"
+
+    # ---- static truth: what is known for this event type at compile time ----
+    def static(self, e: ast.Expr) -> bool | None:
+        if isinstance(e, ast.EventIs):
+            return self.etype in e.types
+        if isinstance(e, ast.Bool):
+            return e.value
+        if isinstance(e, ast.NameRef):
+            return self.static(self.c.program.defines[e.name].expr)
+        if isinstance(e, ast.Not):
+            inner = self.static(e.item)
+            return None if inner is None else not inner
+        if isinstance(e, ast.And):
+            values = [self.static(i) for i in e.items]
+            if False in values:
+                return False
+            return True if all(v is True for v in values) else None
+        if isinstance(e, ast.Or):
+            values = [self.static(i) for i in e.items]
+            if True in values:
+                return True
+            return False if all(v is False for v in values) else None
+        return None
+
+    # ---- boolean code ----
+    def true(self, e: ast.Expr) -> str:
+        known = self.static(e)
+        if known is not None:
+            return repr(known)
+        if isinstance(e, ast.And):
+            return "(" + " and ".join(self.true(i) for i in e.items if self.static(i) is not True) + ")"
+        if isinstance(e, ast.Or):
+            return "(" + " or ".join(self.true(i) for i in e.items if self.static(i) is not False) + ")"
+        if isinstance(e, ast.Not):
+            return self.false(e.item)
+        return f"({self.val(e)} is True)"
+
+    def false(self, e: ast.Expr) -> str:
+        known = self.static(e)
+        if known is not None:
+            return repr(not known)
+        if isinstance(e, ast.And):
+            return "(" + " or ".join(self.false(i) for i in e.items if self.static(i) is not True) + ")"
+        if isinstance(e, ast.Or):
+            return "(" + " and ".join(self.false(i) for i in e.items if self.static(i) is not False) + ")"
+        if isinstance(e, ast.Not):
+            return self.true(e.item)
+        return f"({self.val(e)} is False)"
+
+    def bool3(self, e: ast.Expr) -> str:
+        """True, False or None (unknown) — Kleene logic for and/or/not used as values."""
+        known = self.static(e)
+        if known is not None:
+            return repr(known)
+        return f"(True if {self.true(e)} else (False if {self.false(e)} else None))"
+
+    # ---- value code ----
+    def val(self, e: ast.Expr) -> str:  # noqa: C901 - one case per construct
+        if isinstance(e, (ast.Number,)):
+            return repr(int(e.value) if float(e.value).is_integer() else e.value)
+        if isinstance(e, ast.Duration):
+            return repr(e.seconds)
+        if isinstance(e, (ast.String, ast.Bool)):
+            return repr(e.value)
+        if isinstance(e, ast.ListLit):
+            return repr([getattr(i, "value", getattr(i, "seconds", None)) for i in e.items])
+        if isinstance(e, ast.Field):
+            return self.lazy(e, lambda: self.field_code(e))
+        if isinstance(e, ast.NameRef):
+            define = self.c.program.defines[e.name]
+            if isinstance(define.expr, ast.Counter):
+                return self.counter_ref(define.expr)
+            return self.lazy(e, lambda: self.bool3(define.expr) if self._is_bool(define.expr) else self.val(define.expr))
+        if isinstance(e, (ast.And, ast.Or, ast.Not, ast.EventIs)):
+            return self.bool3(e)
+        if isinstance(e, ast.Call):
+            return self.lazy(e, lambda: self.call_code(e))
+        if isinstance(e, ast.Counter):
+            return self.counter_ref(e)
+        if isinstance(e, ast.HasLabel):
+            return self.lazy(e, lambda: self.has_label_code(e))
+        if isinstance(e, ast.Arith):
+            return f"_arith({e.op!r}, {self.val(e.left)}, {self.val(e.right)})"
+        if isinstance(e, ast.Compare):
+            left, right = self.operand(e.left), self.operand(e.right)
+            unknown = " or ".join(check for check in (left[1], right[1]) if check) or "False"
+            return f"(None if {unknown} else {left[0]} {_PY_COMPARE[e.op]} {right[0]})"
+        if isinstance(e, ast.Crosses):
+            counter = self.c.resolve_counter(e.counter)
+            after_code = self.counter_ref(counter)
+            after, before = self.counter_slots(counter)
+            if self.c.counter_index(counter) not in self.eager_counters:
+                # This event type does not add to the counter, so it cannot take it across anything.
+                return f"(None if {after_code} is None else False)"
+            threshold, unknown = self.operand(e.threshold)
+            unknown = f" or {unknown}" if unknown else ""
+            return f"(None if {after} is None{unknown} else {before} <= {threshold} < {after})"
+        if isinstance(e, ast.TextOp):
+            return f"_text_op({e.op!r}, {self.val(e.left)}, {self.val(e.right)})"
+        if isinstance(e, ast.ContainsAny):
+            return f"{self.c.collection(e.collection)}.contains_any({self.val(e.left)})"
+        if isinstance(e, ast.Matches):
+            regex = self.c.constant("R", ("regex", e.pattern, e.flags))
+            a = self.temp()
+            return f"(None if ({a} := {self.val(e.left)}) is None else {regex}.search({a}) is not None)"
+        if isinstance(e, ast.In):
+            a = self.temp()
+            member = f"{self.c.collection(e.collection)}.member({self.val(e.left)})"
+            return f"(None if ({a} := {member}) is None else {'not ' if e.negated else ''}{a})"
+        if isinstance(e, ast.Missing):
+            return f"({self.val(e.operand)} is {'not ' if e.negated else ''}None)"
+        raise TypeError(f"cannot compile {e!r}")  # pragma: no cover
+
+    def operand(self, e: ast.Expr) -> tuple[str, str]:
+        """Code for a comparison operand and the test that it is unknown ("" for a literal)."""
+        if isinstance(e, (ast.Number, ast.Duration, ast.String, ast.Bool)):
+            return self.val(e), ""
+        local = self.temp()
+        return local, f"({local} := {self.val(e)}) is None"
+
+    def _is_bool(self, e: ast.Expr) -> bool:
+        return self.c.type_of(e) == BOOL
+
+    def field_code(self, f: ast.Field) -> str:
+        if f.path == ("type",):
+            return "ev.type"
+        if f.path == ("id",):
+            return "ev.id"
+        if f.path == ("time",):
+            return "ev.time"
+        access = f"d.get({f.path[0]!r})" if len(f.path) == 1 else f"_get(d, {f.path!r})"
+        check = _CHECKED_ACCESS.get(self.c.program.field_types.get(f.path, ""))
+        return f"{check}({access}, {f.dotted!r})" if check else access
+
+    def call_code(self, e: ast.Call) -> str:
+        args = [self.val(a) for a in e.args]
+        if e.name == "age":
+            return f"_age({args[0]}, t)"
+        return f"_{e.name}({', '.join(args)})"
+
+    def entity_key(self, name: str) -> str:
+        decl = self.c.program.entities[name]
+        key = ("entity", name)
+        if key not in self.slots:
+            parts = ", ".join(self.val(f) for f in decl.fields)
+            self.slots[key] = f"k_{name}"
+            self.c.slot_code[(self.etype, f"k_{name}")] = f"_entity_key({parts})"
+        local = self.slots[key]
+        return f"({local} if {local} is not _U else ({local} := {self.c.slot_code[(self.etype, local)]}))"
+
+    def has_label_code(self, e: ast.HasLabel) -> str:
+        k = self.temp()
+        return f"(None if ({k} := {self.entity_key(e.entity)}) is None else _has_label({e.entity!r}, {k}, {e.label!r}, t))"
+
+    # ---- counters ----
+    def counter_slots(self, counter: ast.Counter) -> tuple[str, str]:
+        index = self.c.counter_index(counter)
+        return f"c{index}", f"c{index}b"
+
+    def counter_ref(self, counter: ast.Counter) -> str:
+        after, _ = self.counter_slots(counter)
+        index = self.c.counter_index(counter)
+        if index in self.eager_counters:
+            return after
+        key = ("counter", index)
+        if key not in self.slots:
+            self.slots[key] = after
+            k = self.temp()
+            self.c.slot_code[(self.etype, after)] = (
+                f"(None if ({k} := {self.entity_key(counter.entity)}) is None else _peek_{index}({k}, sec))"
+            )
+        return f"({after} if {after} is not _U else ({after} := {self.c.slot_code[(self.etype, after)]}))"
+
+    def counts_here(self, counter: ast.Counter) -> bool:
+        if counter.types and self.etype not in counter.types:
+            return False
+        return counter.where is None or self.static(counter.where) is not False
+
+    def emit_counter_update(self, counter: ast.Counter) -> None:
+        """Add this event to the counter when it qualifies; otherwise read the counter as it stands."""
+        index = self.c.counter_index(counter)
+        after, before = self.counter_slots(counter)
+        key = self.temp()
+        self.lines.append(f"    {key} = {self.entity_key(counter.entity)}")
+        condition = f"{key} is not None"
+        if counter.where is not None and self.static(counter.where) is not True:
+            condition += f" and {self.true(counter.where)}"
+        value_code = "1"
+        if counter.value is not None:
+            value = self.temp()
+            condition += f" and ({value} := {self.val(counter.value)}) is not None"
+            value_code = value
+        self.lines.append(f"    if {condition}:")
+        self.lines.append(f"        {before}, {after} = _add_{index}({key}, sec, {value_code})")
+        self.lines.append("    else:")
+        self.lines.append(f"        {before} = {after} = None if {key} is None else _peek_{index}({key}, sec)")
+        self.eager_counters.add(index)
+
+    # ---- the function ----
+    def build(self, name: str) -> str:
+        self.eager_counters: set[int] = set()
+        for counter in self.c.counters:
+            if self.counts_here(counter):
+                self.emit_counter_update(counter)
+        body: list[str] = []
+        for info, rule in zip(self.c.rule_infos, self.c.program.rules):
+            if self.static(rule.condition) is False:
+                continue
+            condition = self.true(rule.condition)
+            features = self.c.rule_features[info.index]
+            feature_code = ", ".join(f"{label!r}: {self.slot_name(node)}" for label, node in features)
+            keys = ", ".join(self.entity_key(e) for e in info.entities)
+            keys = f"({keys},)" if info.entities else "()"
+            body.append(f"    # rule {info.index}: {info.name} ({info.location})")
+            body.append(f"    if {condition}:")
+            body.append(f"        hits.append(({info.index}, {{{feature_code}}}, {keys}))")
+        locals_ = sorted(set(self.slots.values()) - {self.counter_slots(c)[0] for c in self.c.counters
+                                                     if self.c.counter_index(c) in self.eager_counters})
+        head = [f"def {name}(ev):", "    d = ev.data", "    t = ev.time", "    sec = int(t)", "    hits = []"]
+        if locals_:
+            head.append("    " + " = ".join(locals_) + " = _U")
+        return "\n".join(head + self.lines + body + ["    return hits"])
+
+    def slot_name(self, node: Any) -> str:
+        """The local holding a feature's value, or `_U` where this function never computes it."""
+        if isinstance(node, ast.Counter):
+            index = self.c.counter_index(node)
+            if index in self.eager_counters or ("counter", index) in self.slots:
+                return self.counter_slots(node)[0]
+            return "_U"
+        return self.slots.get(node, "_U")
+
+
+class Compiler:
+    def __init__(self, program: Program, list_items: dict[str, tuple[str, ...]]) -> None:
+        self.program = program
+        self.list_items = list_items
+        self.constants: dict[str, Any] = {}
+        self._constant_keys: dict[Any, str] = {}
+        self.slot_code: dict[tuple[str | None, str], str] = {}
+        self.counters: list[ast.Counter] = []
+        self._counter_index: dict[ast.Counter, int] = {}
+        self.rule_infos: list[RuleInfo] = []
+        self.rule_features: list[list[tuple[str, ast.Expr]]] = []
+        self._types: dict[str, str] = dict(program.define_types)
+
+    def type_of(self, e: ast.Expr) -> str:
+        if isinstance(e, ast.NameRef):
+            return self._types.get(e.name, "any")
+        if isinstance(e, (ast.And, ast.Or, ast.Not, ast.Compare, ast.Crosses, ast.TextOp, ast.ContainsAny,
+                          ast.Matches, ast.In, ast.Missing, ast.EventIs, ast.HasLabel, ast.Bool)):
+            return BOOL
+        return "value"
+
+    def constant(self, prefix: str, key: Any) -> str:
+        if key not in self._constant_keys:
+            self._constant_keys[key] = f"_{prefix}{len(self._constant_keys)}"
+        return self._constant_keys[key]
+
+    def collection(self, c: ast.Collection) -> str:
+        if isinstance(c, ast.ListRef):
+            decl = self.program.lists[c.name]
+            return self.constant("L", ("list", decl.name, decl.kind, self.list_items[decl.name]))
+        items = tuple(str(getattr(i, "value", "")) for i in c.items)
+        return self.constant("L", ("list", "", "phrases", items))
+
+    def resolve_counter(self, e: ast.Expr) -> ast.Counter:
+        while isinstance(e, ast.NameRef):
+            e = self.program.defines[e.name].expr
+        assert isinstance(e, ast.Counter)  # the checker guarantees `crosses` applies to a counter
+        return e
+
+    def counter_index(self, counter: ast.Counter) -> int:
+        return self._counter_index[counter]
+
+    def _collect(self, e: ast.Expr, features: list[tuple[str, ast.Expr]], seen: set[Any]) -> None:
+        """Register counters (inner first) and the named features a rule's explanation shows."""
+        if isinstance(e, ast.NameRef):
+            define = self.program.defines[e.name]
+            if isinstance(define.expr, (ast.Counter, ast.Field, ast.Call, ast.HasLabel)):
+                # The definition names a feature: show it once, under its name.
+                for child in children(define.expr):
+                    self._collect(child, features, seen)
+                self._register_counter(define.expr)
+                seen.add(unparse(define.expr))
+            else:
+                self._collect(define.expr, features, seen)
+            label_node: ast.Expr = define.expr if isinstance(define.expr, ast.Counter) else e
+            if e.name not in seen:
+                seen.add(e.name)
+                features.append((e.name, label_node))
+            return
+        for child in children(e):
+            self._collect(child, features, seen)
+        self._register_counter(e)
+        if isinstance(e, (ast.Field, ast.Call, ast.Counter, ast.HasLabel)):
+            text = unparse(e)
+            if text not in seen:
+                seen.add(text)
+                features.append((text, e))
+
+    def _register_counter(self, e: ast.Expr) -> None:
+        if isinstance(e, ast.Counter) and e not in self._counter_index:
+            self._counter_index[e] = len(self.counters)
+            self.counters.append(e)
+
+    def compile(self) -> CompiledRules:
+        for index, rule in enumerate(self.program.rules):
+            features: list[tuple[str, ast.Expr]] = []
+            self._collect(rule.condition, features, set())
+            self.rule_features.append(features)
+            verdict = next((a.verdict for a in rule.actions if isinstance(a, ast.VerdictAction)), None)
+            entities = [a.entity for a in rule.actions if isinstance(a, (ast.LabelAction, ast.UnlabelAction))]
+            if rule.rollout_entity:
+                entities.append(rule.rollout_entity)
+            self.rule_infos.append(RuleInfo(
+                index, rule.name, rule.severity, rule.mode, rule.rollout_percent, verdict,
+                tuple(dict.fromkeys(entities)), rule.actions, rule.description, rule.owner, str(rule.span),
+                rule.rollout_entity,
+            ))
+        types: set[str] = set()
+        for rule in self.program.rules:
+            for node in self._all_nodes(rule.condition):
+                if isinstance(node, ast.EventIs):
+                    types.update(node.types)
+        for counter in self.counters:
+            types.update(counter.types)
+        event_types = tuple(sorted(types))
+        functions = []
+        dispatch = []
+        for i, etype in enumerate(event_types):
+            functions.append(_FunctionBuilder(self, etype).build(f"decide_{i}"))
+            dispatch.append(f"    {etype!r}: decide_{i},")
+        functions.append(_FunctionBuilder(self, None).build("decide_other"))
+        functions.append(self._validator())
+        header = ["# Generated by vigil.dsl.compile from a checked rules set. Deterministic; do not edit."]
+        source = "\n\n\n".join(["\n".join(header)] + functions + ["DISPATCH = {\n" + "\n".join(dispatch) + "\n}"])
+        specs = [CounterSpec(counter_id(c), c.kind, c.window, unparse(c)) for c in self.counters]
+        return CompiledRules(source + "\n", self.rule_infos, specs, self._materialize(), event_types)
+
+    def _validator(self) -> str:
+        """`validate(ev)` raises FieldTypeError before any counter moves, if a field the rules use or a
+        schema declares has the wrong type, or an entity key is not an id."""
+        lines = ["def validate(ev):", "    d = ev.data"]
+        for path, type_name in sorted(self.program.field_types.items()):
+            check = _CHECKED_ACCESS.get(type_name)
+            if check and len(path) == 1:
+                lines.append(f"    {check}(d.get({path[0]!r}), {path[0]!r})")
+            elif check:
+                lines.append(f"    {check}(_get(d, {path!r}), {'.'.join(path)!r})")
+        for name in sorted(self.program.entities):
+            parts = ", ".join(f"_get(d, {f.path!r})" for f in self.program.entities[name].fields)
+            lines.append(f"    _entity_key({parts})")
+        return "\n".join(lines + ["    return None"])
+
+    def _all_nodes(self, e: ast.Expr) -> list[ast.Expr]:
+        out = [e]
+        if isinstance(e, ast.NameRef):
+            out += self._all_nodes(self.program.defines[e.name].expr)
+        for child in children(e):
+            out += self._all_nodes(child)
+        return out
+
+    def _materialize(self) -> dict[str, Any]:
+        from vigil.dsl.runtime import TermList, compile_regex
+
+        out: dict[str, Any] = {}
+        for key, name in self._constant_keys.items():
+            if key[0] == "regex":
+                out[name] = compile_regex(key[1], key[2])
+            else:
+                out[name] = TermList(key[1], key[2], key[3])
+        return out
+
+
+def compile_program(program: Program, list_items: dict[str, tuple[str, ...]]) -> CompiledRules:
+    return Compiler(program, list_items).compile()

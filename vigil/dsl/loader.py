@@ -1,0 +1,134 @@
+"""Rules files → a checked, compiled rules set. Resolves `use`, reads lists, and refuses anything
+with an error: a rules set that fails the checker is never returned, so never activated."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+from vigil.diagnostics import Diagnostic, DiagnosticError, Severity, Span
+from vigil.dsl import ast
+from vigil.dsl.check import Program, check
+from vigil.dsl.compile import CompiledRules, compile_program
+from vigil.dsl.parse import parse
+
+MAX_RULES_FILE_BYTES = 2 << 20
+MAX_LIST_FILE_BYTES = 64 << 20
+
+
+@dataclass(slots=True)
+class RuleSet:
+    """A rules set ready to run: what the checker found, the compiled plan and a content version."""
+
+    program: Program
+    compiled: CompiledRules
+    version: str
+    sources: dict[str, str]
+    warnings: list[Diagnostic] = field(default_factory=list)
+
+
+class _Reader:
+    """Reads rules files either from disk or from an in-memory mapping (uploads through the API)."""
+
+    def __init__(self, files: dict[str, str] | None) -> None:
+        self.files = files
+
+    def read(self, path: str) -> str:
+        if self.files is not None:
+            if path not in self.files:
+                raise FileNotFoundError(path)
+            return self.files[path]
+        data = Path(path).read_bytes()
+        if len(data) > MAX_RULES_FILE_BYTES:
+            raise ValueError(f"file is larger than {MAX_RULES_FILE_BYTES} bytes")
+        return data.decode("utf-8")
+
+    def join(self, base: str, relative: str) -> str:
+        if self.files is not None:
+            return str(PurePosixPath(base).parent / relative)
+        return str(Path(base).parent / relative)
+
+
+def _entry_points(paths: list[str]) -> list[str]:
+    out: list[str] = []
+    for p in paths:
+        path = Path(p)
+        out += [str(f) for f in sorted(path.rglob("*.vigil"))] if path.is_dir() else [p]
+    return out
+
+
+def load_ruleset(paths: list[str] | str, files: dict[str, str] | None = None) -> RuleSet:
+    """Load rules from files or directories (every `*.vigil` below them), or from `files`, a mapping
+    of path → text with `paths` naming the entry files. Raises DiagnosticError with every problem."""
+    reader = _Reader(files)
+    entries = [paths] if isinstance(paths, str) else list(paths)
+    entries = entries if files is not None else _entry_points(entries)
+    modules: list[ast.Module] = []
+    diagnostics: list[Diagnostic] = []
+    sources: dict[str, str] = {}
+    loaded: set[str] = set()
+
+    def visit(path: str, stack: list[str], span: Span | None) -> None:
+        key = str(Path(path).resolve()) if files is None else path
+        if key in stack:
+            cycle = " → ".join([*stack[stack.index(key):], key])
+            diagnostics.append(Diagnostic(f"files use each other in a cycle: {cycle}",
+                                          span or Span(path, 1, 1), hint="move shared definitions to a third file",
+                                          code="cycle"))
+            return
+        if key in loaded:
+            return
+        loaded.add(key)
+        try:
+            text = reader.read(path)
+        except (OSError, ValueError, UnicodeDecodeError) as error:
+            diagnostics.append(Diagnostic(f"cannot read rules file {path}: {error}", span or Span(path, 0, 0),
+                                          code="file"))
+            return
+        sources[path] = text
+        module, errors = parse(text, path)
+        diagnostics.extend(errors)
+        if module is None:
+            return
+        for item in module.items:
+            if isinstance(item, ast.Use):
+                visit(reader.join(path, item.path), [*stack, key], item.span)
+        modules.append(module)
+
+    for entry in entries:
+        visit(entry, [], None)
+    program, found = check(modules)
+    diagnostics.extend(found)
+    list_items = _read_lists(program, reader, diagnostics, sources)
+    errors = [d for d in diagnostics if d.severity is Severity.ERROR]
+    if errors:
+        raise DiagnosticError(diagnostics, sources)
+    compiled = compile_program(program, list_items)
+    digest = hashlib.sha256()
+    for name in sorted(sources):
+        digest.update(name.encode() + b"\0" + sources[name].encode() + b"\0")
+    for name in sorted(list_items):
+        digest.update(name.encode() + b"\0" + "\n".join(list_items[name]).encode() + b"\0")
+    return RuleSet(program, compiled, digest.hexdigest()[:12], sources, diagnostics)
+
+
+def _read_lists(program: Program, reader: _Reader, diagnostics: list[Diagnostic],
+                sources: dict[str, str]) -> dict[str, tuple[str, ...]]:
+    out: dict[str, tuple[str, ...]] = {}
+    for name, decl in program.lists.items():
+        if decl.file is None:
+            out[name] = decl.items
+            continue
+        path = reader.join(decl.span.file, decl.file)
+        try:
+            if reader.files is None and Path(path).stat().st_size > MAX_LIST_FILE_BYTES:
+                raise ValueError(f"larger than {MAX_LIST_FILE_BYTES} bytes")
+            text = reader.read(path)
+        except (OSError, ValueError, UnicodeDecodeError) as error:
+            diagnostics.append(Diagnostic(f'cannot read list "{name}" from {path}: {error}', decl.span,
+                                          hint="the path is relative to the rules file", code="file"))
+            continue
+        out[name] = tuple(line.strip() for line in text.splitlines()
+                          if line.strip() and not line.lstrip().startswith("#"))
+    return out

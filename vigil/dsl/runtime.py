@@ -1,0 +1,218 @@
+"""The few helpers compiled rules call. Each treats None as "unknown" and passes it through."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Iterable
+
+import ahocorasick_rs
+import re2
+
+from vigil.signals import text as text_signals
+
+
+class FieldTypeError(Exception):
+    """An event field holds a value of the wrong type for the rules: the event is dead-lettered."""
+
+    def __init__(self, path: str, expected: str, value: Any) -> None:
+        super().__init__(f"field `event.{path}` should be a {expected}, got {type(value).__name__} {value!r:.60}")
+        self.path = path
+        self.expected = expected
+
+
+class Unset:
+    """Marks a feature not computed yet in this event (None already means "unknown")."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+UNSET = Unset()
+
+
+def get(data: dict[str, Any], path: tuple[str, ...]) -> Any:
+    value: Any = data
+    for part in path:
+        if not isinstance(value, dict):
+            return None
+        value = value.get(part)
+    return value
+
+
+def as_number(value: Any, path: str) -> float | int | None:
+    if value is None or (type(value) in (int, float)):
+        return value  # type: ignore[no-any-return]
+    raise FieldTypeError(path, "number", value)
+
+
+def as_string(value: Any, path: str) -> str | None:
+    if value is None or type(value) is str:
+        return value  # type: ignore[no-any-return]
+    raise FieldTypeError(path, "string", value)
+
+
+def as_bool(value: Any, path: str) -> bool | None:
+    if value is None or type(value) is bool:
+        return value  # type: ignore[no-any-return]
+    raise FieldTypeError(path, "bool", value)
+
+
+def as_list(value: Any, path: str) -> list[Any] | None:
+    if value is None or type(value) is list:
+        return value  # type: ignore[no-any-return]
+    raise FieldTypeError(path, "list", value)
+
+
+def entity_key(*parts: Any) -> str | None:
+    """An entity's key: its id, or for a composite entity the ids joined by '|'. Unknown if any is missing."""
+    out = []
+    for part in parts:
+        if part is None or part == "":
+            return None
+        if type(part) not in (str, int):
+            raise FieldTypeError("(entity key)", "string or integer id", part)
+        out.append(str(part))
+    return out[0] if len(out) == 1 else "|".join(out)
+
+
+def parse_time(value: Any) -> float | None:
+    """Epoch seconds from an RFC 3339 string or an epoch number (seconds, or milliseconds if huge)."""
+    if value is None:
+        return None
+    if type(value) in (int, float):
+        return value / 1000.0 if value > 1e11 else float(value)
+    if isinstance(value, str):
+        try:
+            parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+        except ValueError:
+            raise FieldTypeError("(timestamp)", "RFC 3339 time", value) from None
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=dt.timezone.utc)
+        return parsed.timestamp()
+    raise FieldTypeError("(timestamp)", "RFC 3339 time or epoch seconds", value)
+
+
+def age(value: Any, now: float) -> float | None:
+    then = parse_time(value)
+    return None if then is None else now - then
+
+
+def length(value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, (str, list, dict)):
+        return len(value)
+    raise FieldTypeError("(length)", "text or list", value)
+
+
+def normalized(value: str | None) -> str | None:
+    return None if value is None else text_signals.normalize(value)
+
+
+def lower(value: str | None) -> str | None:
+    return None if value is None else value.casefold()
+
+
+def urls(value: str | None) -> list[str] | None:
+    return None if value is None else text_signals.extract_urls(value)
+
+
+def domains(value: str | None) -> list[str] | None:
+    return None if value is None else text_signals.extract_domains(value)
+
+
+def domain(value: str | None) -> str | None:
+    if value is None:
+        return None
+    return text_signals.registered_domain(value.rsplit("@", 1)[-1])
+
+
+def text_op(op: str, left: str | None, right: str | None) -> bool | None:
+    """contains / starts with / ends with, case-insensitively."""
+    if left is None or right is None:
+        return None
+    a, b = left.casefold(), right.casefold()
+    if op == "contains":
+        return b in a
+    if op == "starts_with":
+        return a.startswith(b)
+    return a.endswith(b)
+
+
+def arith(op: str, left: float | None, right: float | None) -> float | None:
+    if left is None or right is None:
+        return None
+    if op == "+":
+        return left + right
+    if op == "-":
+        return left - right
+    if op == "*":
+        return left * right
+    return None if right == 0 else left / right
+
+
+def compile_regex(pattern: str, flags: str) -> Any:
+    options = re2.Options()
+    options.case_sensitive = "i" not in flags
+    options.dot_nl = "s" in flags
+    options.never_nl = False
+    if "m" in flags:
+        options.posix_syntax = True
+        options.one_line = False
+    return re2.compile(pattern, options)
+
+
+class TermList:
+    """A named list: exact membership (domains also match their sub-domains) and fast multi-pattern
+    search (Aho-Corasick) over normalized text for `contains any of`."""
+
+    def __init__(self, name: str, kind: str, items: Iterable[str]) -> None:
+        self.name = name
+        self.kind = kind
+        raw = [i.strip() for i in items if i.strip() and not i.strip().startswith("#")]
+        self.members = frozenset(i.casefold() for i in raw)
+        self.patterns = sorted({text_signals.normalize(i) for i in raw} - {""})
+        self._matcher = (
+            ahocorasick_rs.AhoCorasick(self.patterns, matchkind=ahocorasick_rs.MatchKind.LeftmostLongest)
+            if self.patterns else None
+        )
+
+    def __len__(self) -> int:
+        return len(self.members)
+
+    def member(self, value: Any) -> bool | None:
+        """`value in list`: for a list value, whether any item is a member."""
+        if value is None:
+            return None
+        if isinstance(value, list):
+            return any(self.member(v) for v in value if v is not None)
+        text = str(value).casefold()
+        if text in self.members:
+            return True
+        if self.kind == "domains":
+            parts = text.split(".")
+            return any(".".join(parts[i:]) in self.members for i in range(1, len(parts) - 1))
+        return False
+
+    def find(self, value: str) -> list[str]:
+        """Phrases of the list found in the normalized text (whole words only for a `words` list)."""
+        if self._matcher is None:
+            return []
+        text = text_signals.normalize(value)
+        found = []
+        for index, start, end in self._matcher.find_matches_as_indexes(text):
+            if self.kind == "words" and (
+                (start > 0 and text[start - 1].isalnum()) or (end < len(text) and text[end].isalnum())
+            ):
+                continue
+            found.append(self.patterns[index])
+        return found
+
+    def contains_any(self, value: Any) -> bool | None:
+        if value is None:
+            return None
+        if isinstance(value, list):
+            return any(self.contains_any(v) for v in value if v is not None)
+        return bool(self.find(str(value)))

@@ -1,0 +1,106 @@
+"""Verdicts, effects and decisions: what the engine concludes about one event, and why."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+# The ordered set of verdicts: the strongest one any rule gives wins.
+VERDICTS = ("allow", "flag", "review", "block")
+VERDICT_RANK = {v: i for i, v in enumerate(VERDICTS)}
+
+
+def strongest(a: str, b: str) -> str:
+    return a if VERDICT_RANK[a] >= VERDICT_RANK[b] else b
+
+
+@dataclass(frozen=True, slots=True)
+class LabelEffect:
+    """Add (or, with remove=True, remove) `label` on the entity `entity_type`:`key`."""
+
+    entity_type: str
+    key: str
+    label: str
+    remove: bool = False
+    expires_at: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"kind": "unlabel" if self.remove else "label", "entity": self.entity_type,
+                               "key": self.key, "label": self.label}
+        if self.expires_at is not None:
+            out["expires_at"] = self.expires_at
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class OutputEffect:
+    """Send the decision to a named output (a review queue, a webhook, a stream)."""
+
+    name: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": "output", "name": self.name}
+
+
+Effect = LabelEffect | OutputEffect
+
+
+@dataclass(frozen=True, slots=True)
+class RuleHit:
+    """One rule that fired on an event, with the feature values it used."""
+
+    rule: str
+    mode: str  # "live" or "shadow" (a rollout rule resolves to one of these per entity)
+    severity: str
+    verdict: str | None
+    effects: tuple[Effect, ...]
+    features: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"rule": self.rule, "mode": self.mode, "severity": self.severity, "verdict": self.verdict,
+                "effects": [e.to_json() for e in self.effects], "features": self.features}
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The engine's answer for one event: verdict, applied effects, and every rule that fired."""
+
+    event_id: str
+    event_type: str
+    time: float
+    verdict: str
+    effects: tuple[Effect, ...] = ()
+    hits: tuple[RuleHit, ...] = ()
+    ruleset_version: str = ""
+
+    @property
+    def live_hits(self) -> tuple[RuleHit, ...]:
+        return tuple(h for h in self.hits if h.mode == "live")
+
+    @property
+    def shadow_hits(self) -> tuple[RuleHit, ...]:
+        return tuple(h for h in self.hits if h.mode == "shadow")
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "event_id": self.event_id,
+            "type": self.event_type,
+            "time": self.time,
+            "verdict": self.verdict,
+            "effects": [e.to_json() for e in self.effects],
+            "rules": [h.rule for h in self.live_hits],
+            "shadow_rules": [h.rule for h in self.shadow_hits],
+            "explanation": [h.to_json() for h in self.hits],
+            "ruleset": self.ruleset_version,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """An event that could not be decided, kept with the reason and its raw bytes."""
+
+    reason: str
+    raw: bytes
+    source: str = ""
+    time: float = 0.0
+    details: dict[str, Any] = field(default_factory=dict)

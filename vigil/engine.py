@@ -1,0 +1,199 @@
+"""The engine: one compiled rules set, the state it reads and writes, and a decision per event."""
+
+from __future__ import annotations
+
+import threading
+import time as wall
+import zlib
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from vigil.dsl import ast, runtime
+from vigil.dsl.loader import RuleSet
+from vigil.effects import VERDICT_RANK, DeadLetter, Decision, Effect, LabelEffect, OutputEffect, RuleHit
+from vigil.events import Event, EventError, parse_event
+from vigil.signals.counters import WindowCounters
+from vigil.signals.labels import RULE, Labels
+from vigil.stores.base import LabelRecord, StateStore
+from vigil.stores.memory import MemoryStore
+
+
+@dataclass(slots=True)
+class Stats:
+    """Running totals for summaries and metrics."""
+
+    events: int = 0
+    dead_letters: int = 0
+    verdicts: dict[str, int] = field(default_factory=lambda: {v: 0 for v in VERDICT_RANK})
+    rule_hits: dict[str, int] = field(default_factory=dict)
+    shadow_hits: dict[str, int] = field(default_factory=dict)
+
+
+def in_rollout(rule: str, key: str, percent: float) -> bool:
+    """Stable assignment of an entity to a rule's canary: the same entity is always in or out."""
+    return zlib.crc32(f"{rule}\0{key}".encode()) % 10000 < percent * 100
+
+
+class Engine:
+    """Decides events with the active rules set. Built with its store; tests build their own.
+
+    >>> from vigil.dsl.loader import load_ruleset
+    >>> rules = load_ruleset("r.vigil", files={"r.vigil": 'rule "Any post" when event is "post" then flag'})
+    >>> Engine(rules).process(b'{"type": "post", "id": "1", "time": 0}').verdict
+    'flag'
+    """
+
+    def __init__(self, ruleset: RuleSet, store: StateStore | None = None, *, flush_interval: float = 1.0,
+                 on_dead_letter: Callable[[DeadLetter], None] | None = None) -> None:
+        self.store: StateStore = store if store is not None else MemoryStore()
+        self.counters = WindowCounters(self.store, flush_interval)
+        self.labels = Labels(self.store)
+        self.stats = Stats()
+        self.on_dead_letter = on_dead_letter
+        self._lock = threading.Lock()
+        self.activate(ruleset)
+        self.counters.start()
+
+    # ---- rules versions ----
+    def activate(self, ruleset: RuleSet) -> None:
+        """Switch to another rules set atomically: an event is decided wholly by one version."""
+        compiled = ruleset.compiled
+        with self._lock:
+            self.counters.bind(compiled.counters)
+            namespace = self._namespace(compiled.constants)
+            code = compile(compiled.source, f"<rules {ruleset.version}>", "exec")
+            exec(code, namespace)  # the source is generated from checked rules, never from raw rule text
+            self.ruleset = ruleset
+            self._rules = compiled.rules
+            self._dispatch: dict[str, Callable[[Event], list[Any]]] = namespace["DISPATCH"]
+            self._default: Callable[[Event], list[Any]] = namespace["decide_other"]
+            self._validate: Callable[[Event], None] = namespace["validate"]
+
+    def _namespace(self, constants: dict[str, Any]) -> dict[str, Any]:
+        ns: dict[str, Any] = {
+            "__builtins__": {"len": len, "int": int},
+            "_U": runtime.UNSET,
+            "_get": runtime.get,
+            "_as_number": runtime.as_number,
+            "_as_string": runtime.as_string,
+            "_as_bool": runtime.as_bool,
+            "_as_list": runtime.as_list,
+            "_entity_key": runtime.entity_key,
+            "_age": runtime.age,
+            "_length": runtime.length,
+            "_normalized": runtime.normalized,
+            "_lower": runtime.lower,
+            "_urls": runtime.urls,
+            "_domains": runtime.domains,
+            "_domain": runtime.domain,
+            "_text_op": runtime.text_op,
+            "_arith": runtime.arith,
+            "_has_label": self.labels.has,
+        }
+        for index, (add, peek) in enumerate(zip(self.counters.adders, self.counters.peekers)):
+            ns[f"_add_{index}"] = add
+            ns[f"_peek_{index}"] = peek
+        ns.update(constants)
+        return ns
+
+    @property
+    def version(self) -> str:
+        return self.ruleset.version
+
+    # ---- deciding ----
+    def process(self, raw: bytes | str | dict[str, Any], source: str = "") -> Decision | DeadLetter:
+        """Parse and decide one event. Bad input never raises: it becomes a dead letter."""
+        try:
+            event = parse_event(raw)
+            return self.decide(event)
+        except (EventError, runtime.FieldTypeError) as error:
+            return self.dead_letter(raw, str(error), source)
+
+    def dead_letter(self, raw: bytes | str | dict[str, Any], reason: str, source: str = "") -> DeadLetter:
+        if isinstance(raw, dict):
+            import orjson
+
+            data = orjson.dumps(raw)
+        else:
+            data = raw.encode() if isinstance(raw, str) else raw
+        letter = DeadLetter(reason, data, source, wall.time())
+        self.store.add_dead_letter(letter)
+        self.stats.dead_letters += 1
+        if self.on_dead_letter is not None:
+            self.on_dead_letter(letter)
+        return letter
+
+    def decide(self, event: Event) -> Decision:
+        """Decide a parsed event and apply its live effects. Raises FieldTypeError on a wrongly typed field
+        (before any state changes)."""
+        with self._lock:
+            self._validate(event)
+            hits = self._dispatch.get(event.type, self._default)(event)
+            decision = self._decision(event, hits) if hits else Decision(
+                event.id, event.type, event.time, "allow", ruleset_version=self.ruleset.version)
+        self.stats.events += 1
+        self.stats.verdicts[decision.verdict] += 1
+        return decision
+
+    def _decision(self, event: Event, raw_hits: list[tuple[int, dict[str, Any], tuple[Any, ...]]]) -> Decision:
+        verdict = "allow"
+        hits: list[RuleHit] = []
+        live_effects: list[Effect] = []
+        records: list[LabelRecord] = []
+        for index, features, keys in raw_hits:
+            info = self._rules[index]
+            keyed = dict(zip(info.entities, keys))
+            mode = info.mode
+            if mode == "rollout":
+                key = keyed.get(info.rollout_entity or "")
+                mode = "live" if key is not None and in_rollout(info.name, key, info.rollout_percent) else "shadow"
+            effects = self._effects(info.actions, keyed, event.time)
+            hits.append(RuleHit(info.name, mode, info.severity, info.verdict, effects,
+                                {k: _json_value(v) for k, v in features.items() if v is not runtime.UNSET}))
+            counts = self.stats.rule_hits if mode == "live" else self.stats.shadow_hits
+            counts[info.name] = counts.get(info.name, 0) + 1
+            if mode != "live":
+                continue  # shadow: recorded, never applied, invisible to other rules
+            if info.verdict is not None and VERDICT_RANK[info.verdict] > VERDICT_RANK[verdict]:
+                verdict = info.verdict
+            for effect in effects:
+                live_effects.append(effect)
+                if isinstance(effect, LabelEffect):
+                    record = self.labels.change(effect.entity_type, effect.key, effect.label,
+                                                present=not effect.remove, now=event.time, source=RULE,
+                                                actor=info.name, expires_at=effect.expires_at)
+                    if record is not None:
+                        records.append(record)
+        # Effects apply after every rule has seen the same state, so rule order never matters.
+        self.labels.commit(records)
+        return Decision(event.id, event.type, event.time, verdict, tuple(live_effects), tuple(hits),
+                        self.ruleset.version)
+
+    @staticmethod
+    def _effects(actions: tuple[ast.Action, ...], keys: dict[str, Any], now: float) -> tuple[Effect, ...]:
+        out: list[Effect] = []
+        for action in actions:
+            if isinstance(action, ast.LabelAction):
+                key = keys.get(action.entity)
+                if key is not None:
+                    expires = now + action.expires_after.seconds if action.expires_after is not None else None
+                    out.append(LabelEffect(action.entity, key, action.label, False, expires))
+            elif isinstance(action, ast.UnlabelAction):
+                key = keys.get(action.entity)
+                if key is not None:
+                    out.append(LabelEffect(action.entity, key, action.label, True))
+            elif isinstance(action, ast.OutputAction):
+                out.append(OutputEffect(action.name))
+        return tuple(out)
+
+    def close(self) -> None:
+        self.counters.close()
+        self.store.close()
+
+
+def _json_value(value: Any) -> Any:
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_json_value(v) for v in value][:20]
+    return str(value)

@@ -1,0 +1,62 @@
+"""Events: JSON objects with a type, an id and a time, and any nested payload. Parsed once, here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from vigil.dsl.runtime import FieldTypeError, parse_time
+
+MAX_EVENT_BYTES = 1 << 20  # 1 MiB: larger events are dead-lettered, not parsed
+MAX_TYPE_LENGTH = 100
+MAX_ID_LENGTH = 200
+
+
+class EventError(ValueError):
+    """An event that cannot be decided. The message says what is wrong and how to fix it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    type: str
+    id: str
+    time: float  # epoch seconds, from the event itself: replays give the same results as live
+    data: dict[str, Any]
+
+
+def parse_event(raw: bytes | str | dict[str, Any], max_bytes: int = MAX_EVENT_BYTES) -> Event:
+    """Validate and parse one event.
+
+    >>> parse_event(b'{"type": "post", "id": "e1", "time": "2026-01-01T00:00:00Z", "text": "hi"}').time
+    1767225600.0
+    """
+    if isinstance(raw, dict):
+        data = raw
+    else:
+        if len(raw) > max_bytes:
+            raise EventError(f"event is {len(raw)} bytes, more than the limit of {max_bytes}; split or trim it")
+        try:
+            data = orjson.loads(raw)
+        except orjson.JSONDecodeError as error:
+            raise EventError(f"not valid JSON: {error}") from None
+    if not isinstance(data, dict):
+        raise EventError(f"an event is a JSON object, got {type(data).__name__}")
+    etype = data.get("type")
+    if not isinstance(etype, str) or not etype or len(etype) > MAX_TYPE_LENGTH:
+        raise EventError('missing or invalid "type": give a non-empty string such as "post"')
+    event_id = data.get("id")
+    if isinstance(event_id, int) and not isinstance(event_id, bool):
+        event_id = str(event_id)
+    if not isinstance(event_id, str) or not event_id or len(event_id) > MAX_ID_LENGTH:
+        raise EventError('missing or invalid "id": give a unique string (at most 200 characters)')
+    if "time" not in data:
+        raise EventError('missing "time": give RFC 3339 ("2026-01-01T12:00:00Z") or epoch seconds')
+    try:
+        time = parse_time(data["time"])
+    except FieldTypeError:
+        raise EventError(f'invalid "time" {data["time"]!r}: give RFC 3339 or epoch seconds') from None
+    if time is None:
+        raise EventError('"time" is null: give RFC 3339 or epoch seconds')
+    return Event(etype, event_id, time, data)

@@ -1,0 +1,220 @@
+"""Windowed counters per entity, kept in memory and journalled to a StateStore.
+
+Semantics (docs/language.md, "Counters"): time comes from the events, at one-second resolution.
+A sliding window of W seconds at second `s` holds what was added at seconds s-W+1 … s. The calendar
+window `today` holds what was added on the current UTC day. The value a rule sees includes the event
+being decided. An event later than the newest one for a key counts in the newest second.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from typing import Any, Callable
+
+from vigil.dsl.compile import CounterSpec
+from vigil.stores.base import CounterRow, StateStore
+
+Adder = Callable[[str, int, Any], tuple[float, float]]
+Peeker = Callable[[str, int], float]
+
+
+def _distinct_value(value: Any) -> str:
+    return value if type(value) is str else str(value)
+
+
+class _Counter:
+    """The state of one counter definition across all entity keys."""
+
+    __slots__ = ("spec", "states", "window", "latest_sec")
+
+    def __init__(self, spec: CounterSpec) -> None:
+        self.spec = spec
+        self.states: dict[str, list[Any]] = {}
+        self.window = int(spec.window) if spec.window is not None else None
+        self.latest_sec = 0
+
+    def functions(self, journal: list[CounterRow] | None) -> tuple[Adder, Peeker]:
+        """Closures specialised to this counter's kind and window: the hot path of every event."""
+        states, cid = self.states, self.spec.cid
+        append = journal.append if journal is not None else None
+        if self.window is None:
+            return self._day_functions(states, cid, append)
+        window = self.window
+        if self.spec.kind == "distinct":
+
+            def add_distinct(key: str, sec: int, value: Any) -> tuple[float, float]:
+                state = states.get(key)
+                if state is None:
+                    state = states[key] = [{}, deque()]
+                seen, queue = state
+                limit = sec - window
+                while queue and queue[0][0] <= limit:
+                    old_sec, old_value = queue.popleft()
+                    if seen.get(old_value) == old_sec:
+                        del seen[old_value]
+                before = len(seen)
+                value = _distinct_value(value)
+                last = seen.get(value)
+                if last is None or last < sec:
+                    seen[value] = sec
+                    queue.append((sec, value))
+                if append is not None:
+                    append((cid, key, sec, value, 1.0))
+                return before, len(seen)
+
+            def peek_distinct(key: str, sec: int) -> float:
+                state = states.get(key)
+                if state is None:
+                    return 0
+                seen, queue = state
+                limit = sec - window
+                return len(seen) - len({v for s, v in queue if s <= limit and seen.get(v) == s})
+
+            return add_distinct, peek_distinct
+
+        def add(key: str, sec: int, amount: Any) -> tuple[float, float]:
+            state = states.get(key)
+            if state is None:
+                state = states[key] = [0, deque()]
+            queue = state[1]
+            total = state[0]
+            limit = sec - window
+            while queue and queue[0][0] <= limit:
+                total -= queue.popleft()[1]
+            if queue and queue[-1][0] >= sec:
+                queue[-1][1] += amount
+            else:
+                queue.append([sec, amount])
+            state[0] = total + amount
+            if append is not None:
+                append((cid, key, sec, "", amount))
+            return total, total + amount
+
+        def peek(key: str, sec: int) -> float:
+            state = states.get(key)
+            if state is None:
+                return 0
+            limit = sec - window
+            return state[0] - sum(amount for s, amount in state[1] if s <= limit)  # type: ignore[no-any-return]
+
+        return add, peek
+
+    def _day_functions(self, states: dict[str, list[Any]], cid: str,
+                       append: Callable[[CounterRow], None] | None) -> tuple[Adder, Peeker]:
+        distinct = self.spec.kind == "distinct"
+
+        def add_day(key: str, sec: int, value: Any) -> tuple[float, float]:
+            day = sec // 86400
+            state = states.get(key)
+            if state is None or state[0] != day:
+                state = states[key] = [day, set() if distinct else 0]
+            if distinct:
+                value = _distinct_value(value)
+                before = len(state[1])
+                state[1].add(value)
+                after: float = len(state[1])
+            else:
+                before = state[1]
+                after = state[1] = state[1] + value
+            if append is not None:
+                append((cid, key, sec, value if distinct else "", 1.0 if distinct else value))
+            return before, after
+
+        def peek_day(key: str, sec: int) -> float:
+            state = states.get(key)
+            if state is None or state[0] != sec // 86400:
+                return 0
+            return len(state[1]) if distinct else state[1]  # type: ignore[no-any-return]
+
+        return add_day, peek_day
+
+
+class WindowCounters:
+    """Every counter of the active rules set; `bind` switches rules versions without losing counts."""
+
+    def __init__(self, store: StateStore | None = None, flush_interval: float = 1.0) -> None:
+        self.store = store
+        self.flush_interval = flush_interval
+        self._counters: dict[str, _Counter] = {}
+        self._journal: list[CounterRow] = []
+        self._journal_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.adders: list[Adder] = []
+        self.peekers: list[Peeker] = []
+
+    def bind(self, specs: list[CounterSpec]) -> None:
+        """Make `specs` the active counters (index i of the compiled rules is specs[i]). A counter whose
+        definition is unchanged keeps its state; a new one is loaded from the store."""
+        adders, peekers = [], []
+        for spec in specs:
+            counter = self._counters.get(spec.cid)
+            if counter is None:
+                counter = self._counters[spec.cid] = _Counter(spec)
+                self._load(counter)
+            add, peek = counter.functions(self._journal if self.store is not None else None)
+            adders.append(add)
+            peekers.append(peek)
+        self.adders, self.peekers = adders, peekers
+
+    def _load(self, counter: _Counter) -> None:
+        if self.store is None:
+            return
+        latest = self.store.latest_counter_sec(counter.spec.cid)
+        if latest is None:
+            return
+        since = latest - counter.window if counter.window is not None else (latest // 86400) * 86400 - 1
+        add, _ = counter.functions(None)
+        for _cid, key, sec, value, amount in self.store.load_counter_rows(counter.spec.cid, since):
+            add(key, sec, value if counter.spec.kind == "distinct" else amount)
+
+    def start(self) -> None:
+        """Flush the journal to the store every `flush_interval` seconds, in a background thread."""
+        if self.store is None or self._thread is not None:
+            return
+        self._thread = threading.Thread(target=self._run, name="vigil-counter-flusher", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.flush_interval):
+            self.flush()
+
+    def flush(self) -> int:
+        """Write the journalled updates; returns how many rows were written."""
+        if self.store is None:
+            return 0
+        with self._journal_lock:
+            # Swap the list's contents out: the closures hold a reference to this very list.
+            rows = self._journal[:]
+            del self._journal[: len(rows)]
+        if rows:
+            self.store.write_counter_rows(_compact(rows))
+        return len(rows)
+
+    def prune(self) -> None:
+        """Drop stored rows no window can see any more."""
+        if self.store is None:
+            return
+        for counter in self._counters.values():
+            latest = self.store.latest_counter_sec(counter.spec.cid)
+            if latest is None:
+                continue
+            window = counter.window if counter.window is not None else 86400
+            self.store.prune_counter_rows(counter.spec.cid, latest - window)
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        self.flush()
+
+
+def _compact(rows: list[CounterRow]) -> list[CounterRow]:
+    """Merge updates to the same counter, key, second and value into one row."""
+    merged: dict[tuple[str, str, int, str], float] = {}
+    for cid, key, sec, value, amount in rows:
+        k = (cid, key, sec, value)
+        merged[k] = merged.get(k, 0.0) + amount
+    return [(cid, key, sec, value, amount) for (cid, key, sec, value), amount in merged.items()]

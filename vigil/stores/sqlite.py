@@ -1,0 +1,154 @@
+"""The embedded default StateStore: one SQLite file in WAL mode.
+
+Durability: label writes commit before the event's decision is returned. Counter updates are
+journalled in memory and written by the working set's flusher once a second, so `kill -9` loses at
+most the last second of counter updates (docs/operations.md). WAL with synchronous=NORMAL survives a
+killed process; only a power loss can take the last commits.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Iterable
+
+from vigil.effects import DeadLetter
+from vigil.stores.base import CounterRow, LabelRecord
+
+# Versioned schema: each entry migrates from the version before it.
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE counter_log (
+        cid TEXT NOT NULL, key TEXT NOT NULL, sec INTEGER NOT NULL, value TEXT NOT NULL, amount REAL NOT NULL
+    );
+    CREATE INDEX counter_log_cid_sec ON counter_log (cid, sec);
+    CREATE TABLE labels (
+        entity_type TEXT NOT NULL, key TEXT NOT NULL, label TEXT NOT NULL,
+        present INTEGER NOT NULL, source TEXT NOT NULL, expires_at REAL, updated_at REAL NOT NULL,
+        actor TEXT NOT NULL, reason TEXT NOT NULL,
+        PRIMARY KEY (entity_type, key, label)
+    );
+    CREATE TABLE label_history (
+        id INTEGER PRIMARY KEY, entity_type TEXT NOT NULL, key TEXT NOT NULL, label TEXT NOT NULL,
+        present INTEGER NOT NULL, source TEXT NOT NULL, expires_at REAL, updated_at REAL NOT NULL,
+        actor TEXT NOT NULL, reason TEXT NOT NULL
+    );
+    CREATE INDEX label_history_entity ON label_history (entity_type, key);
+    CREATE TABLE dead_letters (
+        id INTEGER PRIMARY KEY, time REAL NOT NULL, source TEXT NOT NULL, reason TEXT NOT NULL,
+        raw BLOB NOT NULL, details TEXT NOT NULL
+    );
+    """,
+]
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Bring the schema to the latest version; returns it."""
+    version: int = conn.execute("PRAGMA user_version").fetchone()[0]
+    for index in range(version, len(MIGRATIONS)):
+        conn.executescript("BEGIN;" + MIGRATIONS[index] + f"PRAGMA user_version = {index + 1}; COMMIT;")
+    return len(MIGRATIONS)
+
+
+class SqliteStore:
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        if str(path) != ":memory:":
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        # One connection, one writer: the engine thread and the counter flusher share it under a lock.
+        self._conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self._lock = threading.Lock()
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=NORMAL")
+        self._conn.execute("PRAGMA busy_timeout=5000")
+        migrate(self._conn)
+
+    def _write(self, sql: str, rows: Iterable[tuple[object, ...]]) -> None:
+        with self._lock:
+            self._conn.execute("BEGIN")
+            try:
+                self._conn.executemany(sql, rows)
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    def _read(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+        with self._lock:
+            return self._conn.execute(sql, params).fetchall()
+
+    # ---- counters ----
+    def write_counter_rows(self, rows: list[CounterRow]) -> None:
+        self._write("INSERT INTO counter_log VALUES (?, ?, ?, ?, ?)", rows)
+
+    def load_counter_rows(self, cid: str, since_sec: int | None) -> Iterable[CounterRow]:
+        sql = "SELECT cid, key, sec, value, amount FROM counter_log WHERE cid = ? AND sec > ? ORDER BY sec, rowid"
+        return self._read(sql, (cid, since_sec if since_sec is not None else -(2**62)))  # type: ignore[return-value]
+
+    def latest_counter_sec(self, cid: str) -> int | None:
+        row = self._read("SELECT MAX(sec) FROM counter_log WHERE cid = ?", (cid,))
+        return row[0][0]  # type: ignore[return-value]
+
+    def prune_counter_rows(self, cid: str, before_sec: int) -> None:
+        self._write("DELETE FROM counter_log WHERE cid = ? AND sec <= ?", [(cid, before_sec)])
+
+    # ---- labels ----
+    def write_labels(self, records: list[LabelRecord]) -> None:
+        rows = [(r.entity_type, r.key, r.label, int(r.present), r.source, r.expires_at, r.updated_at,
+                 r.actor, r.reason) for r in records]
+        with self._lock:
+            self._conn.execute("BEGIN")
+            try:
+                self._conn.executemany("INSERT OR REPLACE INTO labels VALUES (?,?,?,?,?,?,?,?,?)", rows)
+                self._conn.executemany(
+                    "INSERT INTO label_history (entity_type, key, label, present, source, expires_at, updated_at,"
+                    " actor, reason) VALUES (?,?,?,?,?,?,?,?,?)", rows)
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    @staticmethod
+    def _record(row: tuple[object, ...]) -> LabelRecord:
+        etype, key, label, present, source, expires, updated, actor, reason = row
+        return LabelRecord(str(etype), str(key), str(label), bool(present), str(source),
+                           None if expires is None else float(expires), float(updated), str(actor),  # type: ignore[arg-type]
+                           str(reason))
+
+    def load_labels(self) -> Iterable[LabelRecord]:
+        return [self._record(r) for r in self._read("SELECT * FROM labels")]
+
+    def label_history(self, entity_type: str, key: str) -> list[LabelRecord]:
+        rows = self._read(
+            "SELECT entity_type, key, label, present, source, expires_at, updated_at, actor, reason"
+            " FROM label_history WHERE entity_type = ? AND key = ? ORDER BY id", (entity_type, key))
+        return [self._record(r) for r in rows]
+
+    # ---- dead letters ----
+    def add_dead_letter(self, letter: DeadLetter) -> None:
+        self._write("INSERT INTO dead_letters (time, source, reason, raw, details) VALUES (?, ?, ?, ?, ?)",
+                    [(letter.time, letter.source, letter.reason, letter.raw, json.dumps(letter.details))])
+
+    def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
+        rows = self._read("SELECT time, source, reason, raw, details FROM dead_letters ORDER BY id DESC LIMIT ?",
+                          (limit,))
+        return [DeadLetter(str(r[2]), bytes(r[3]), str(r[1]), float(r[0]), json.loads(str(r[4])))  # type: ignore[arg-type]
+                for r in reversed(rows)]
+
+    def count_dead_letters(self) -> int:
+        return int(self._read("SELECT COUNT(*) FROM dead_letters")[0][0])  # type: ignore[arg-type]
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+
+def open_store(url: str) -> SqliteStore:
+    """A store from a URL: `sqlite:///path/to/file.sqlite`, a plain path, or `memory:`."""
+    if url.startswith("sqlite:///"):
+        return SqliteStore(url[len("sqlite:///"):])
+    if url.startswith("sqlite://"):
+        return SqliteStore(url[len("sqlite://"):])
+    return SqliteStore(url)
