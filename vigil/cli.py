@@ -1,0 +1,226 @@
+"""The `vigil` command. Every subcommand builds the same Engine that production runs."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+from typing import IO, Any, Iterator
+
+import click
+import orjson
+from rich.console import Console
+from rich.table import Table
+
+from vigil.diagnostics import DiagnosticError
+from vigil.dsl.loader import RuleSet, load_ruleset
+from vigil.effects import Decision
+
+DEFAULT_DB = "vigil-data/vigil.sqlite"
+
+
+def _console() -> Console:
+    return Console(stderr=True)
+
+
+def _load(paths: tuple[str, ...]) -> RuleSet:
+    try:
+        ruleset = load_ruleset(list(paths))
+    except DiagnosticError as error:
+        _console().print(error.render(), markup=False, highlight=False)
+        raise SystemExit(1) from None
+    for warning in ruleset.warnings:
+        _console().print(warning.render(ruleset.sources.get(warning.span.file)), markup=False, highlight=False)
+    return ruleset
+
+
+def _open_store(db: str | None) -> Any:
+    """None (or "memory") keeps state in memory; a path or sqlite:/// URL persists it."""
+    if db is None or db == "memory":
+        return None
+    from vigil.stores.sqlite import open_store
+
+    return open_store(db)
+
+
+def _read_lines(path: str) -> Iterator[bytes]:
+    stream: IO[bytes] = sys.stdin.buffer if path == "-" else open(path, "rb")  # noqa: SIM115
+    try:
+        for line in stream:
+            if line.strip():
+                yield line
+    finally:
+        if stream is not sys.stdin.buffer:
+            stream.close()
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="vigil")
+def main() -> None:
+    """Vigil: a self-hosted trust & safety engine. Rules over event streams, counters, labels,
+    verdicts and explanations."""
+
+
+@main.command()
+@click.argument("rules", nargs=-1, required=True, type=click.Path(exists=True))
+def check(rules: tuple[str, ...]) -> None:
+    """Check RULES (files or directories of *.vigil) and report every problem as file:line:col."""
+    ruleset = _load(rules)
+    p = ruleset.program
+    click.echo(f"ok: {len(p.rules)} rules, {len(p.defines)} definitions, {len(p.entities)} entities, "
+               f"{len(p.lists)} lists, {len(p.tests)} tests (version {ruleset.version})")
+
+
+@main.command()
+@click.argument("rules", nargs=-1, required=True, type=click.Path(exists=True))
+def test(rules: tuple[str, ...]) -> None:
+    """Run the tests written beside RULES; exit 1 if any fails."""
+    from vigil.dsl.testing import run_tests
+
+    results = run_tests(_load(rules))
+    failed = [r for r in results if not r.passed]
+    for r in results:
+        mark = click.style("PASS", fg="green") if r.passed else click.style("FAIL", fg="red")
+        click.echo(f"{mark} {r.name}  ({r.location})")
+        for failure in r.failures:
+            click.echo(f"     {failure}")
+    click.echo(f"{len(results) - len(failed)} passed, {len(failed)} failed")
+    if failed:
+        raise SystemExit(1)
+
+
+@main.command("compile")
+@click.argument("rules", nargs=-1, required=True, type=click.Path(exists=True))
+def compile_command(rules: tuple[str, ...]) -> None:
+    """Print the Python that RULES compile to (deterministic: the same rules give the same code)."""
+    click.echo(_load(rules).compiled.source, nl=False)
+
+
+@main.command()
+@click.argument("rules", nargs=-1, required=True, type=click.Path(exists=True))
+@click.option("--events", "events_path", required=True, help="JSONL file of events, or - for stdin.")
+@click.option("--out", "out_path", default="-", show_default=True, help="Where decisions go (JSONL); - is stdout.")
+@click.option("--db", default=None, envvar="VIGIL_STORE",
+              help="State store: a SQLite path or sqlite:/// URL (env VIGIL_STORE). Default: in memory.")
+@click.option("--all/--hits-only", "write_all", default=True, show_default=True,
+              help="Write a decision for every event, or only for events where a rule fired.")
+@click.option("--progress/--no-progress", default=None, help="Progress bar (default: on a terminal).")
+def run(rules: tuple[str, ...], events_path: str, out_path: str, db: str | None, write_all: bool,
+        progress: bool | None) -> None:
+    """Decide every event in a JSONL file with RULES; decisions out as JSONL, a summary at the end."""
+    from vigil.engine import Engine
+
+    engine = Engine(_load(rules), _open_store(db))
+    out = sys.stdout.buffer if out_path == "-" else open(out_path, "wb")  # noqa: SIM115
+    show_progress = progress if progress is not None else sys.stderr.isatty()
+    started = time.perf_counter()
+    try:
+        lines: Any = _read_lines(events_path)
+        if show_progress:
+            from rich.progress import track
+
+            size = None if events_path == "-" else sum(1 for _ in _read_lines(events_path))
+            lines = track(lines, total=size, description="deciding", console=_console(), transient=True)
+        for line in lines:
+            result = engine.process(line, source=events_path)
+            if isinstance(result, Decision):
+                if write_all or result.hits:
+                    out.write(orjson.dumps(result.to_json()) + b"\n")
+    finally:
+        if out is not sys.stdout.buffer:
+            out.close()
+        else:
+            out.flush()
+        engine.close()
+    elapsed = time.perf_counter() - started
+    if sys.stderr.isatty() or os.environ.get("VIGIL_SUMMARY"):
+        _summary(engine, elapsed)
+
+
+def _summary(engine: Any, elapsed: float) -> None:
+    stats = engine.stats
+    console = _console()
+    table = Table(title="Rule hits")
+    table.add_column("rule")
+    table.add_column("mode")
+    table.add_column("hits", justify="right")
+    for name, count in sorted(stats.rule_hits.items(), key=lambda kv: -kv[1]):
+        table.add_row(name, "live", str(count))
+    for name, count in sorted(stats.shadow_hits.items(), key=lambda kv: -kv[1]):
+        table.add_row(name, "shadow", str(count))
+    console.print(table)
+    verdicts = ", ".join(f"{v}: {n}" for v, n in stats.verdicts.items())
+    rate = stats.events / elapsed if elapsed > 0 else 0.0
+    console.print(f"{stats.events} events in {elapsed:.2f}s ({rate:,.0f}/s); {verdicts}; "
+                  f"dead letters: {stats.dead_letters}")
+
+
+@main.command()
+@click.argument("rules", nargs=-1, required=True, type=click.Path(exists=True))
+@click.option("--event", "event_json", required=True, help="The event as JSON, or @FILE to read it.")
+@click.option("--db", default=None, envvar="VIGIL_STORE", help="Read counters and labels from this store.")
+def explain(rules: tuple[str, ...], event_json: str, db: str | None) -> None:
+    """Decide one event and explain the decision: every rule that fired, and the features it used."""
+    from vigil.engine import Engine
+
+    raw = Path(event_json[1:]).read_bytes() if event_json.startswith("@") else event_json.encode()
+    engine = Engine(_load(rules), _open_store(db))
+    try:
+        result = engine.process(raw)
+    finally:
+        engine.close()
+    if not isinstance(result, Decision):
+        click.echo(f"dead letter: {result.reason}", err=True)
+        raise SystemExit(1)
+    click.echo(explain_text(result))
+
+
+def explain_text(decision: Decision) -> str:
+    lines = [f"event {decision.event_id} ({decision.event_type}): {decision.verdict.upper()}"]
+    if not decision.hits:
+        lines.append("  no rule fired")
+    for hit in decision.hits:
+        mode = "" if hit.mode == "live" else f" [{hit.mode}: not applied]"
+        lines.append(f"  rule \"{hit.rule}\" ({hit.severity}){mode} → {hit.verdict or 'no verdict'}")
+        for name, value in hit.features.items():
+            lines.append(f"      {name} = {value!r}")
+        for effect in hit.effects:
+            lines.append(f"      effect: {orjson.dumps(effect.to_json()).decode()}")
+    return "\n".join(lines)
+
+
+@main.command()
+@click.option("--events", "n_events", default=20000, show_default=True, help="How many events to generate.")
+@click.option("--seed", default=7, show_default=True)
+@click.option("--rules", "rules_dir", default=None, help="Rules to run (default: the shipped examples).")
+def demo(n_events: int, seed: int, rules_dir: str | None) -> None:
+    """Generate realistic platform traffic with attacks mixed in, run the example rules over it, and
+    show what they caught against the ground truth."""
+    from vigil.demo.run import run_demo
+
+    run_demo(n_events, seed, rules_dir)
+
+
+def _attach_optional_commands() -> None:
+    """Commands of the hashing, classifier and evaluation packages, where their extras are installed."""
+    optional = [
+        ("vigil.hashing.cli", ("hash_command", "bank_group", "match_command")),
+        ("vigil.classifiers.cli", ("train_command", "classify_command")),
+        ("vigil.eval.cli", ("eval_command",)),
+        ("vigil.demo.generator", ("generate_command",)),
+    ]
+    import importlib
+
+    for module_name, names in optional:
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            continue
+        for name in names:
+            command = getattr(module, name, None)
+            if isinstance(command, click.Command):
+                main.add_command(command)
+
+
+_attach_optional_commands()
