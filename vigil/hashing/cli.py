@@ -21,10 +21,8 @@ from vigil.hashing.csvio import EXPORT_FORMATS, ExportFormat, export_csv, import
 from vigil.hashing.hashers import (
     HashingError,
     SignalType,
-    decode_image,
     md5_hex,
-    pdq_image,
-    pdq_video_frames,
+    pdq_media,
     sha256_hex,
     simhash_text,
 )
@@ -76,15 +74,14 @@ def _file_hashes(data: bytes, signals: tuple[str, ...]) -> list[tuple[str, str, 
     rows: list[tuple[str, str, str]] = []
     if "pdq" in wanted:
         try:
-            pdq = pdq_image(decode_image(data))
-            rows.append(("pdq", pdq.hash, str(pdq.quality)))
+            frames = pdq_media(data)
         except HashingError:
-            try:
-                for frame in pdq_video_frames(data):
-                    rows.append((f"pdq@{frame.timestamp:.2f}s", frame.pdq.hash, str(frame.pdq.quality)))
-            except HashingError:
-                if signals:  # asked for explicitly: say why there is none
-                    raise
+            if signals:  # asked for explicitly: say why there is none
+                raise
+            frames = []
+        for frame in frames:
+            label = "pdq" if len(frames) == 1 else f"pdq@{frame.timestamp:.2f}s"
+            rows.append((label, frame.pdq.hash, str(frame.pdq.quality)))
     if "md5" in wanted:
         rows.append(("md5", md5_hex(data), ""))
     if "sha256" in wanted:
@@ -165,7 +162,8 @@ def bank_list(db: Path) -> None:
 def bank_import(name: str, file: Any, source: str, db: Path) -> None:
     """Import entries into bank NAME from a CSV FILE ('-' for stdin); all lines or none."""
     with _store(db) as store:
-        report = import_csv(store, name, file, default_source=source or file.name, path=file.name)
+        path = getattr(file, "name", "-")
+        report = import_csv(store, name, file, default_source=source or path, path=path)
     click.echo(f"imported {report.added} entries into {name} ({report.duplicates} duplicates skipped)")
     if report.ignored_columns:
         click.echo(f"ignored columns: {', '.join(report.ignored_columns)}", err=True)

@@ -2,7 +2,8 @@
 
 Accepted input, one entry per line (blank lines and lines starting with '#' are skipped):
 
-- with a header row naming the columns: `hash` (required), `signal_type`, `tags`, `source`, any order;
+- with a header row naming the columns (recognised by a `hash` cell): `hash` (required),
+  `signal_type`, `tags`, `source`, in any order;
   other columns (`added_at`, …) are ignored and listed in the report;
 - without a header, by position: `hash[,signal_type[,tags[,source]]]`, which covers the
   ThreatExchange-style `hash,signal_type,tags` files.
@@ -65,7 +66,7 @@ def parse_entries(
 ) -> tuple[list[NewEntry], tuple[str, ...]]:
     """Parse CSV lines into entries for a bank of `signal_type`; raise `ImportFailed` listing every
     bad line. Returns the entries and the names of ignored columns."""
-    reader = csv.reader(lines)
+    reader = csv.reader(lines, strict=True)
     entries: list[NewEntry] = []
     errors: list[LineError] = []
     total_errors = 0
@@ -87,8 +88,8 @@ def parse_entries(
                 continue
             if first:
                 first = False
-                if cells[0].lower() == "hash":
-                    names = [c.lower() for c in cells]
+                names = [c.lower() for c in cells]
+                if "hash" in names:
                     columns = {n: i for i, n in enumerate(names) if n in KNOWN_COLUMNS}
                     ignored = tuple(n for n in names if n not in KNOWN_COLUMNS)
                     continue

@@ -262,6 +262,18 @@ def pdq_video_frames(
     return frames
 
 
+def pdq_media(data: bytes, *, frames_per_second: float = 1.0) -> list[FrameHash]:
+    """PDQ of an image (one hash at time 0) or of a video's sampled frames, whichever `data` is."""
+    try:
+        image = decode_image(data)
+    except HashingError as image_error:
+        try:
+            return pdq_video_frames(data, frames_per_second=frames_per_second)
+        except HashingError:
+            raise HashingError(f"{image_error}; not a decodable video either") from None
+    return [FrameHash(0.0, pdq_image(image))]
+
+
 # --- packing ----------------------------------------------------------------------------------------
 
 

@@ -18,12 +18,10 @@ from vigil.hashing.banks import Bank, BankStore
 from vigil.hashing.hashers import (
     HashingError,
     SignalType,
-    decode_image,
     hex_to_packed,
     md5_hex,
     normalize_hash,
-    pdq_image,
-    pdq_video_frames,
+    pdq_media,
     sha256_hex,
     simhash_text,
 )
@@ -145,17 +143,9 @@ class HashMatcher:
             return [QueryHash(sha256_hex(data))]
         if isinstance(content, str):
             raise HashingError("PDQ banks match image bytes, not text; load the media first (load_media)")
-        try:
-            image = decode_image(data)
-        except HashingError as image_error:
-            try:
-                frames = pdq_video_frames(data, frames_per_second=self._video_fps)
-            except HashingError:
-                raise image_error from None
-            unique = {f.pdq.hash: f.pdq for f in frames}
-            return [QueryHash(p.hash, p.quality) for p in unique.values()]
-        pdq = pdq_image(image)
-        return [QueryHash(pdq.hash, pdq.quality)]
+        frames = pdq_media(data, frames_per_second=self._video_fps)
+        unique = {f.pdq.hash: f.pdq for f in frames}  # static video scenes repeat the same frame hash
+        return [QueryHash(p.hash, p.quality) for p in unique.values()]
 
     def refresh(self, bank: str) -> Bank:
         """Bring the bank's index up to date with the store now (ignoring `refresh_interval`)."""
