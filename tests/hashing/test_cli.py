@@ -54,7 +54,9 @@ def test_bank_workflow(tmp_path: Path, env: dict[str, str], image_file: Path) ->
         return result.output
 
     assert "created bank known" in run("create", "known", "--signal", "pdq")
-    assert "added 1 entries" in run("add", "known", "--file", str(image_file), "--tag", "csam", "--source", "me")
+    assert "added 1 entries" in run(
+        "add", "known", "--file", str(image_file), "--tag", "csam", "--source", "me"
+    )
     csv_file = tmp_path / "te.csv"
     csv_file.write_text(f"{'a' * 64},pdq,spam\n{'b' * 64},pdq,spam\n")
     assert "imported 2 entries" in run("import", "known", str(csv_file))

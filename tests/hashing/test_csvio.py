@@ -16,7 +16,7 @@ C = "c" * 64
 
 def test_threatexchange_style_without_header(store: SqliteBankStore) -> None:
     store.create_bank("te", SignalType.PDQ)
-    text = f"{A},pdq,csam known\n\n# comment\n{B.upper()},photo_pdq,\"x,y\"\n{C}\n"
+    text = f'{A},pdq,csam known\n\n# comment\n{B.upper()},photo_pdq,"x,y"\n{C}\n'
     report = import_csv(store, "te", io.StringIO(text), default_source="te-export.csv")
     assert (report.added, report.duplicates) == (3, 0)
     entries = list(store.iter_entries("te"))

@@ -48,8 +48,12 @@ def test_pdq_of_encoded_bytes_equals_pdq_of_decoded_image(photos: list[Image.Ima
 @pytest.mark.parametrize(
     "transform",
     [
-        pytest.param(lambda im: im.resize((im.width // 2, im.height // 2), Image.Resampling.LANCZOS), id="half"),
-        pytest.param(lambda im: im.resize((im.width * 2, im.height * 2), Image.Resampling.BICUBIC), id="double"),
+        pytest.param(
+            lambda im: im.resize((im.width // 2, im.height // 2), Image.Resampling.LANCZOS), id="half"
+        ),
+        pytest.param(
+            lambda im: im.resize((im.width * 2, im.height * 2), Image.Resampling.BICUBIC), id="double"
+        ),
         pytest.param(lambda im: Image.open(io.BytesIO(encode(im, "JPEG", quality=70))), id="jpeg70"),
         pytest.param(lambda im: im.crop((4, 3, im.width - 4, im.height - 3)), id="crop3%"),
         pytest.param(lambda im: im.convert("L").convert("RGB"), id="grey"),
@@ -182,7 +186,8 @@ def _video(frames: list[Image.Image], fps: int = 4) -> bytes:
         stream.width, stream.height = frames[0].size
         stream.pix_fmt = "yuv420p"
         for image in frames:
-            for packet in stream.encode(av.VideoFrame.from_image(image)):
+            frame = av.VideoFrame.from_image(image)  # type: ignore[no-untyped-call]
+            for packet in stream.encode(frame):
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)

@@ -22,8 +22,12 @@ def _clustered(rng: np.random.Generator, n: int, n_bytes: int = 32) -> np.ndarra
     return rows ^ noise
 
 
-def _same(a: BruteForceIndex | MultiIndexHashIndex, b: BruteForceIndex | MultiIndexHashIndex,
-          query: np.ndarray, radius: int) -> None:
+def _same(
+    a: BruteForceIndex | MultiIndexHashIndex,
+    b: BruteForceIndex | MultiIndexHashIndex,
+    query: np.ndarray,
+    radius: int,
+) -> None:
     ra, rb = a.search(query, radius), b.search(query, radius)
     assert ra.labels.tolist() == rb.labels.tolist()
     assert ra.distances.tolist() == rb.distances.tolist()
@@ -45,7 +49,7 @@ def test_mih_builds_tables(bank: tuple[np.ndarray, BruteForceIndex, MultiIndexHa
     assert mih.key_bits >= 8 and len(mih) == 60_000 and mih.nbytes > 0
 
 
-@pytest.mark.parametrize("distance", range(0, 32))
+@pytest.mark.parametrize("distance", range(32))
 def test_planted_near_duplicates_are_always_found(
     bank: tuple[np.ndarray, BruteForceIndex, MultiIndexHashIndex], distance: int
 ) -> None:

@@ -5,6 +5,7 @@ import http.server
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -52,7 +53,7 @@ def test_local_files_only_under_roots(tmp_path: Path) -> None:
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
-    routes: dict[str, tuple[int, str, bytes, dict[str, str]]] = {
+    routes: ClassVar[dict[str, tuple[int, str, bytes, dict[str, str]]]] = {
         "/img.png": (200, "image/png", PNG, {}),
         "/page.html": (200, "text/html", b"<html></html>", {}),
         "/big.png": (200, "image/png", PNG * 100, {}),
@@ -60,7 +61,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         "/missing": (404, "text/plain", b"", {}),
     }
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+    def do_GET(self) -> None:
         status, ctype, body, headers = self.routes[self.path]
         self.send_response(status)
         self.send_header("Content-Type", ctype)

@@ -42,7 +42,11 @@ def test_image_matches_pdq_bank_with_details(store: SqliteBankStore, image: Imag
     (match,) = matcher.match("csam", recompressed)
     assert isinstance(match, Match)
     assert (match.bank, match.entry_id, match.hash, match.tags, match.source) == (
-        "csam", entry_id, known, ("csam",), "ncmec"
+        "csam",
+        entry_id,
+        known,
+        ("csam",),
+        "ncmec",
     )
     assert 0 <= match.distance <= 31 and len(match.query_hash) == 64
     assert matcher.match("csam", encode(photo(13))) == []

@@ -47,7 +47,9 @@ def test_duplicate_and_missing_banks(store: SqliteBankStore) -> None:
 
 def test_entries_add_skip_duplicates_and_bump_seq(store: SqliteBankStore) -> None:
     store.create_bank("a", SignalType.PDQ)
-    ids = store.add_entries("a", [NewEntry(PDQ_A.upper(), "te", ("x", "y")), NewEntry(PDQ_B), NewEntry(PDQ_A)])
+    ids = store.add_entries(
+        "a", [NewEntry(PDQ_A.upper(), "te", ("x", "y")), NewEntry(PDQ_B), NewEntry(PDQ_A)]
+    )
     assert len(ids) == 2
     assert store.add_entries("a", [NewEntry(PDQ_B)]) == []
     entries = store.get_entries("a", ids)

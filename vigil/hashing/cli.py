@@ -102,8 +102,12 @@ def _read(path: Path) -> bytes:
 
 
 @click.command("hash")
-@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--signal", "signals", multiple=True, type=click.Choice(SIGNALS), help="Only these signal types.")
+@click.argument(
+    "files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
+@click.option(
+    "--signal", "signals", multiple=True, type=click.Choice(SIGNALS), help="Only these signal types."
+)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 def hash_command(files: tuple[Path, ...], signals: tuple[str, ...], as_json: bool) -> None:
     """Print the hashes of FILES: signal type, hash and (for PDQ) quality."""
@@ -129,7 +133,9 @@ def bank_group() -> None:
 
 @bank_group.command("create")
 @click.argument("name")
-@click.option("--signal", "signal", type=click.Choice(SIGNALS), required=True, help="Signal type of the bank.")
+@click.option(
+    "--signal", "signal", type=click.Choice(SIGNALS), required=True, help="Signal type of the bank."
+)
 @click.option("--max-distance", type=int, help="Match within this Hamming distance (PDQ default 31).")
 @click.option("--min-quality", type=int, help="Ignore images below this PDQ quality (default 50).")
 @db_option
@@ -185,13 +191,19 @@ def bank_export(name: str, file: Any, fmt: ExportFormat, db: Path) -> None:
 @bank_group.command("add")
 @click.argument("name")
 @click.argument("hashes", nargs=-1)
-@click.option("--file", "files", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Hash this file with the bank's signal type and add it.")
+@click.option(
+    "--file",
+    "files",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Hash this file with the bank's signal type and add it.",
+)
 @click.option("--tag", "tags", multiple=True, help="Tag for the new entries (repeatable).")
 @click.option("--source", default="cli", show_default=True)
 @db_option
-def bank_add(name: str, hashes: tuple[str, ...], files: tuple[Path, ...], tags: tuple[str, ...], source: str,
-             db: Path) -> None:
+def bank_add(
+    name: str, hashes: tuple[str, ...], files: tuple[Path, ...], tags: tuple[str, ...], source: str, db: Path
+) -> None:
     """Add HASHES (hex) and/or hashes of --file FILEs to bank NAME."""
     tag_tuple = parse_tags(" ".join(tags))
     with _store(db) as store:
@@ -201,7 +213,9 @@ def bank_add(name: str, hashes: tuple[str, ...], files: tuple[Path, ...], tags: 
         for path in files:
             data = _read(path)
             text_bank = bank.signal_type is SignalType.TEXT_SIMHASH
-            found = matcher.hash_content(bank.signal_type, data.decode("utf-8", "replace") if text_bank else data)
+            found = matcher.hash_content(
+                bank.signal_type, data.decode("utf-8", "replace") if text_bank else data
+            )
             good = [q for q in found if q.quality >= bank.min_quality]
             if not good:
                 raise CommandFailed(
@@ -264,8 +278,19 @@ def match_command(file: Path, bank: str, max_distance: int | None, as_json: bool
         matches = matcher.match(bank, content, max_distance=max_distance)
     for m in matches:
         if as_json:
-            click.echo(json.dumps({"bank": m.bank, "entry_id": m.entry_id, "hash": m.hash, "distance": m.distance,
-                                   "tags": list(m.tags), "source": m.source, "query_hash": m.query_hash}))
+            click.echo(
+                json.dumps(
+                    {
+                        "bank": m.bank,
+                        "entry_id": m.entry_id,
+                        "hash": m.hash,
+                        "distance": m.distance,
+                        "tags": list(m.tags),
+                        "source": m.source,
+                        "query_hash": m.query_hash,
+                    }
+                )
+            )
         else:
             click.echo(f"{m.bank}\t{m.entry_id}\t{m.distance}\t{m.hash}\t{' '.join(m.tags)}\t{m.source}")
     if not matches:

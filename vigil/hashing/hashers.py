@@ -234,7 +234,7 @@ def pdq_video_frames(
     bytes are not a decodable video.
     """
     try:
-        import av  # noqa: PLC0415 - optional dependency, only needed for video
+        import av
     except ImportError as exc:  # pragma: no cover - av is in the hashing extra
         raise HashingError("video hashing needs PyAV: pip install 'vigil[hashing]'") from exc
     if frames_per_second <= 0:
@@ -252,7 +252,7 @@ def pdq_video_frames(
                 if timestamp + 1e-9 < next_time:
                     continue
                 next_time = timestamp + interval
-                frames.append(FrameHash(timestamp, pdq_image(frame.to_image())))
+                frames.append(FrameHash(timestamp, pdq_image(frame.to_image())))  # type: ignore[no-untyped-call]
                 if len(frames) >= max_frames:
                     break
     except av.FFmpegError as exc:

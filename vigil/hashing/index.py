@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from itertools import combinations
+from itertools import combinations, pairwise
 from typing import Protocol, TypeVar
 
 import numpy as np
@@ -146,13 +146,15 @@ class _Storage:
 
     def distances(self, positions: NDArray[np.intp], query: NDArray[np.uint64]) -> NDArray[np.int64]:
         words = self.hashes[positions].view(np.uint64)
-        return np.bitwise_count(words ^ query).sum(axis=1, dtype=np.int64)
+        distances: NDArray[np.int64] = np.bitwise_count(words ^ query).sum(axis=1, dtype=np.int64)
+        return distances
 
     def result(self, positions: NDArray[np.intp], distances: NDArray[np.int64]) -> SearchResult:
         keep = self.alive[positions]
         positions, distances = positions[keep], distances[keep]
-        order = np.lexsort((self.labels[positions], distances))
-        return SearchResult(self.labels[positions][order], distances[order])
+        labels: Labels = self.labels[positions]
+        order = np.lexsort((labels, distances))
+        return SearchResult(labels[order], distances[order])
 
     @property
     def nbytes(self) -> int:
@@ -236,7 +238,7 @@ class MultiIndexHashIndex:
         self.substrings = substrings or max(1, round(bits * 11 / 256))
         starts = [i * bits // self.substrings for i in range(self.substrings + 1)]
         self._starts = starts[:-1]
-        self._min_length = min(b - a for a, b in zip(starts, starts[1:], strict=False))
+        self._min_length = min(b - a for a, b in pairwise(starts))
         if self._min_length < 1:
             raise ValueError(f"{self.substrings} substrings do not fit in {bits} bits")
         self._fixed_key_bits = key_bits
@@ -259,7 +261,11 @@ class MultiIndexHashIndex:
         pending = self._store.n - self._indexed
         if defer or self._store.n < self.min_indexed or pending < self.merge_threshold:
             return
-        if not self._tables or pending > self._indexed or self._ideal_key_bits(self._store.n) != self.key_bits:
+        if (
+            not self._tables
+            or pending > self._indexed
+            or self._ideal_key_bits(self._store.n) != self.key_bits
+        ):
             self.rebuild()
         else:
             self._merge_pending()
@@ -304,7 +310,9 @@ class MultiIndexHashIndex:
             keys = _keys(pending, table.start_bit, self.key_bits)
             order = np.argsort(keys, kind="stable")
             keys = keys[order]
-            positions = np.insert(table.positions, table.offsets[keys + 1].astype(np.intp), new_positions[order])
+            positions = np.insert(
+                table.positions, table.offsets[keys + 1].astype(np.intp), new_positions[order]
+            )
             counts = np.bincount(keys, minlength=1 << self.key_bits)
             offsets = table.offsets.copy()
             offsets[1:] += np.cumsum(counts).astype(np.uint32)
@@ -323,7 +331,9 @@ class MultiIndexHashIndex:
         """All k-bit masks with at most `radius` bits set (cached per index instance)."""
         if radius not in self._masks:
             k = self.key_bits
-            masks = [sum(1 << b for b in bits) for r in range(radius + 1) for bits in combinations(range(k), r)]
+            masks = [
+                sum(1 << b for b in bits) for r in range(radius + 1) for bits in combinations(range(k), r)
+            ]
             self._masks[radius] = np.array(masks, dtype=np.uint32)
         return self._masks[radius]
 

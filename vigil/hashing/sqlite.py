@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Self
 
 from vigil.hashing.banks import (
     DEFAULT_MAX_DISTANCE,
@@ -88,7 +89,7 @@ class SqliteBankStore:
         with self._lock:
             self._conn.close()
 
-    def __enter__(self) -> SqliteBankStore:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *_: object) -> None:
