@@ -67,11 +67,10 @@ class Engine:
             self._rules = compiled.rules
             self._dispatch: dict[str, Callable[[Event], list[Any]]] = namespace["DISPATCH"]
             self._default: Callable[[Event], list[Any]] = namespace["decide_other"]
-            self._validate: Callable[[Event], None] = namespace["validate"]
 
     def _namespace(self, constants: dict[str, Any]) -> dict[str, Any]:
         ns: dict[str, Any] = {
-            "__builtins__": {"len": len, "int": int},
+            "__builtins__": {"len": len, "int": int, "type": type, "dict": dict},
             "_U": runtime.UNSET,
             "_get": runtime.get,
             "_as_number": runtime.as_number,
@@ -108,6 +107,8 @@ class Engine:
             return self.decide(event)
         except (EventError, runtime.FieldTypeError) as error:
             return self.dead_letter(raw, str(error), source)
+        except Exception as error:  # a bug must cost one event, never the stream: keep it to replay
+            return self.dead_letter(raw, f"internal error: {type(error).__name__}: {error}", source)
 
     def dead_letter(self, raw: bytes | str | dict[str, Any], reason: str, source: str = "") -> DeadLetter:
         if isinstance(raw, dict):
@@ -124,10 +125,9 @@ class Engine:
         return letter
 
     def decide(self, event: Event) -> Decision:
-        """Decide a parsed event and apply its live effects. Raises FieldTypeError on a wrongly typed field
-        (before any state changes)."""
+        """Decide a parsed event and apply its live effects. Raises FieldTypeError on a wrongly typed field,
+        before any state changes (compiled rules read their fields first)."""
         with self._lock:
-            self._validate(event)
             hits = self._dispatch.get(event.type, self._default)(event)
             decision = self._decision(event, hits) if hits else Decision(
                 event.id, event.type, event.time, "allow", ruleset_version=self.ruleset.version)

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import unicodedata
 from importlib import resources
 
-import re2
 import tldextract
 
 # Leetspeak digits and symbols that stand in for letters in obfuscated spam ("f0ll0wers", "fr€e").
@@ -61,9 +61,6 @@ def fold_confusables(text: str) -> str:
     return text.translate(_confusable_table())
 
 
-_SPACES = re2.compile(r"\s+")
-
-
 def normalize(text: str) -> str:
     """Canonical form of a text for matching: NFKC, case-folded, homoglyphs and leetspeak folded,
     invisible characters removed, runs of white space collapsed.
@@ -75,14 +72,16 @@ def normalize(text: str) -> str:
     """
     text = unicodedata.normalize("NFKC", text).translate(_INVISIBLE).casefold()
     text = fold_confusables(text).translate(_LEET)
-    return _SPACES.sub(" ", text).strip()
+    return " ".join(text.split())
 
 
-# URLs with a scheme, or bare "www." hosts. RE2 keeps this linear-time on hostile input.
-_URL = re2.compile(r"(?i)\b(?:https?://|www\.)[^\s<>\"'`]+")
-# Bare domains such as "cheap-followers.biz" without a scheme.
-_BARE_DOMAIN = re2.compile(r"(?i)\b(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,24}\b")
-_TRAILING_PUNCT = ".,;:!?)]}"
+# Internal patterns run on one white-space-separated token at a time, at most 2,048 characters, so
+# the standard library's engine stays fast and bounded here; rule authors' patterns always use RE2.
+_MAX_TOKEN = 2048
+_URL = re.compile(r"(?i)(?:https?://|www\.)[^\s<>\"'`]+")
+_DOMAIN = re.compile(r"(?i)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,24}")
+_TRAILING_PUNCT = ".,;:!?)]}\"'"
+_LEADING_PUNCT = "([{<\"'"
 
 
 def extract_urls(text: str) -> list[str]:
@@ -91,7 +90,15 @@ def extract_urls(text: str) -> list[str]:
     >>> extract_urls("see https://bit.ly/x?a=1, or www.example.com.")
     ['https://bit.ly/x?a=1', 'www.example.com']
     """
-    return [m.rstrip(_TRAILING_PUNCT) for m in _URL.findall(text)]
+    if "http" not in text and "www." not in text:
+        return []
+    found = []
+    for token in text.split():
+        if len(token) <= _MAX_TOKEN:
+            match = _URL.search(token)
+            if match:
+                found.append(match.group(0).rstrip(_TRAILING_PUNCT))
+    return found
 
 
 @functools.cache
@@ -119,8 +126,17 @@ def extract_domains(text: str) -> list[str]:
     ['example.com', 'cheap-followers.biz']
     """
     seen: dict[str, None] = {}
-    for candidate in _BARE_DOMAIN.findall(text):
-        domain = registered_domain(candidate)
-        if domain:
-            seen.setdefault(domain, None)
+    if "." not in text:
+        return []
+    for token in text.split():
+        if "." not in token or len(token) > _MAX_TOKEN:
+            continue
+        token = token.strip(_LEADING_PUNCT).rstrip(_TRAILING_PUNCT)
+        if "://" in token:
+            token = token.split("://", 1)[1]
+        host = token.split("/", 1)[0].split("?", 1)[0].rsplit("@", 1)[-1].split(":", 1)[0]
+        if _DOMAIN.fullmatch(host):
+            domain = registered_domain(host)
+            if domain:
+                seen.setdefault(domain, None)
     return list(seen)
