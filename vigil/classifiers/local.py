@@ -196,7 +196,7 @@ def train(
     *,
     featurizer: str,
     positive_label: str | None = None,
-    regularization_c: float = 4.0,
+    regularization_c: float = 16.0,
     cv_folds: int = 5,
     embedders: EmbedderPool | None = None,
 ) -> LocalClassifier:

@@ -1,0 +1,117 @@
+"""``vigil train`` and ``vigil classify``: click commands the main ``vigil`` group attaches."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from vigil.classifiers import local
+from vigil.classifiers.base import ClassifierError
+from vigil.classifiers.features import FEATURIZERS, default_featurizer
+from vigil.classifiers.llm import Endpoint
+from vigil.classifiers.registry import DEFAULT_DIR, ClassifierRegistry
+from vigil.classifiers.retry_queue import RetryQueue
+from vigil.classifiers.secret import Secret
+
+
+@click.command("train")
+@click.argument("name")
+@click.argument("data", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--text-column", default="text", show_default=True, help="Column holding the text.")
+@click.option("--label-column", default="label", show_default=True, help="Column holding the label.")
+@click.option("--positive", default=None, help="The label whose probability is the score (binary data).")
+@click.option(
+    "--featurizer",
+    type=click.Choice(["auto", *FEATURIZERS]),
+    default="auto",
+    show_default=True,
+    help="Sentence embeddings (bundled MiniLM) or character TF-IDF; auto picks embeddings when installed.",
+)
+@click.option("--dir", "root", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_DIR,
+              show_default=True, help="Where trained classifiers are kept.")
+@click.option("-C", "regularization_c", type=float, default=16.0, show_default=True,
+              help="Inverse regularisation strength of the logistic-regression head.")
+def train_command(
+    name: str, data: Path, text_column: str, label_column: str, positive: str | None, featurizer: str,
+    root: Path, regularization_c: float,
+) -> None:  # fmt: skip
+    """Train classifier NAME from labelled examples in DATA (.jsonl or .csv).
+
+    Twenty to fifty examples are enough to start; training takes seconds on a CPU. The artifact
+    is saved as DIR/NAME/VERSION and becomes the one rules use.
+    """
+    from vigil.eval.datasets import DatasetError, read_rows
+
+    try:
+        rows = read_rows(data)
+        missing = [i for i, r in enumerate(rows, 1) if text_column not in r or label_column not in r]
+        if missing:
+            raise click.UsageError(f"row {missing[0]} lacks {text_column!r} or {label_column!r}")
+        chosen = default_featurizer() if featurizer == "auto" else featurizer
+        classifier = local.train(
+            name,
+            [str(r[text_column]) for r in rows],
+            [str(r[label_column]) for r in rows],
+            featurizer=chosen,
+            positive_label=positive,
+            regularization_c=regularization_c,
+        )
+        path = classifier.save(root)
+    except (ClassifierError, DatasetError) as error:
+        raise click.ClickException(str(error)) from error
+    meta = classifier.metadata
+    m = meta.metrics
+    click.echo(f"trained {name} {meta.version} on {meta.n_examples} examples ({meta.featurizer}) in {m.seconds:.1f}s")
+    click.echo(f"labels: {meta.label_counts}, positive: {meta.positive_label}")
+    if m.folds:
+        line = f"{m.folds}-fold cross-validation: accuracy {m.accuracy:.3f}, macro F1 {m.macro_f1:.3f}"
+        if m.f1 is not None:
+            line += f", precision {m.precision:.3f}, recall {m.recall:.3f}, F1 {m.f1:.3f}"
+        click.echo(line)
+    click.echo(f"saved to {path}")
+
+
+@click.command("classify")
+@click.argument("name")
+@click.argument("texts", nargs=-1)
+@click.option("--input", "input_file", type=click.File("r"), default=None,
+              help="Read texts from this file, one a line ('-' for stdin).")
+@click.option("--dir", "root", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_DIR,
+              show_default=True, help="Where trained classifiers are kept.")
+@click.option("--policies", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Directory of policy .md files for policy-as-prompt classifiers.")
+@click.option("--endpoint", default=None, help="OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1.")
+@click.option("--model", default="gpt-oss-safeguard-20b", show_default=True, help="Model name at the endpoint.")
+@click.option("--api-key-env", default=None, help="Environment variable holding the API key.")
+@click.option("--timeout", type=float, default=30.0, show_default=True, help="Seconds per model request.")
+@click.option("--retry-queue", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="SQLite file where unanswered texts wait for a later pass.")
+def classify_command(
+    name: str, texts: tuple[str, ...], input_file: click.utils.LazyFile | None, root: Path, policies: Path | None,
+    endpoint: str | None, model: str, api_key_env: str | None, timeout: float, retry_queue: Path | None,
+) -> None:  # fmt: skip
+    """Classify TEXTS (or lines of --input) with classifier or policy NAME; prints JSON lines."""
+    items = list(texts) + ([line.rstrip("\n") for line in input_file] if input_file is not None else [])
+    if not items:
+        raise click.UsageError("give texts as arguments or with --input")
+    try:
+        ep = None
+        if endpoint is not None:
+            key = Secret.from_env(api_key_env) if api_key_env else None
+            ep = Endpoint(endpoint, model, api_key=key, timeout_s=timeout)
+        queue = RetryQueue(retry_queue) if retry_queue is not None else None
+        registry = ClassifierRegistry.from_directory(root, policies_dir=policies, endpoint=ep, retry_queue=queue)
+        answers = registry.classify(name, items)
+    except ClassifierError as error:
+        raise click.ClickException(str(error)) from error
+    for text, answer in zip(items, answers, strict=True):
+        record = {"text": text, "label": answer.label, "score": answer.score, "flagged": answer.flagged,
+                  "status": answer.status, "version": answer.version}  # fmt: skip
+        if answer.category:
+            record["category"] = answer.category
+        if answer.rationale:
+            record["rationale"] = answer.rationale
+        sys.stdout.write(json.dumps(record, ensure_ascii=False) + "\n")

@@ -1,0 +1,140 @@
+"""``vigil eval``: run one candidate (or two, A/B) over a labelled dataset and write a report."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import click
+
+from vigil.classifiers import local
+from vigil.classifiers.base import ClassifierError
+from vigil.classifiers.llm import Endpoint, PolicyClassifier
+from vigil.classifiers.policy import load_policy
+from vigil.classifiers.registry import DEFAULT_DIR, ClassifierRegistry
+from vigil.classifiers.secret import Secret
+from vigil.eval.candidates import Candidate, ClassifierCandidate
+from vigil.eval.datasets import DatasetError, load_dataset
+from vigil.eval.report import render_html
+from vigil.eval.runner import compare, evaluate, save_json
+
+
+@dataclass(frozen=True, slots=True)
+class CandidateContext:
+    """What a candidate factory may need: where classifiers live, the endpoint, the threshold."""
+
+    classifiers_dir: Path
+    endpoint: Endpoint | None
+    threshold: float | None
+
+
+CandidateFactory = Callable[[str, CandidateContext], Candidate]
+
+
+def _classifier(spec: str, ctx: CandidateContext) -> Candidate:
+    registry = ClassifierRegistry.from_directory(ctx.classifiers_dir)
+    return ClassifierCandidate(registry.get(spec), threshold=ctx.threshold)
+
+
+def _artifact(spec: str, ctx: CandidateContext) -> Candidate:
+    return ClassifierCandidate(local.load_path(Path(spec)), threshold=ctx.threshold)
+
+
+def _policy(spec: str, ctx: CandidateContext) -> Candidate:
+    if ctx.endpoint is None:
+        raise click.UsageError("a policy candidate needs --endpoint")
+    return ClassifierCandidate(PolicyClassifier(load_policy(Path(spec)), ctx.endpoint), threshold=ctx.threshold)
+
+
+BUILTIN_KINDS: Mapping[str, CandidateFactory] = {
+    "classifier": _classifier,
+    "artifact": _artifact,
+    "policy": _policy,
+}
+
+
+def make_eval_command(extra_kinds: Mapping[str, CandidateFactory] | None = None) -> click.Command:
+    """Build the ``eval`` command; ``extra_kinds`` adds candidate kinds such as ``rules:FILE``."""
+    kinds = {**BUILTIN_KINDS, **(extra_kinds or {})}
+
+    @click.command("eval")
+    @click.argument("dataset", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+    @click.option("-c", "--candidate", "specs", multiple=True, required=True,
+                  help=f"KIND:VALUE with KIND one of {', '.join(kinds)} (a bare name means classifier:NAME). "
+                  "Give two for an A/B comparison.")
+    @click.option("--text-column", default="text", show_default=True, help="Column holding the text.")
+    @click.option("--label-column", "label_columns", multiple=True,
+                  help="Label column (repeat, or comma-separate, for 'positive if any'). Default: label.")
+    @click.option("--positive", multiple=True, help="Label value(s) meaning positive (default: 1/true/yes).")
+    @click.option("--slice", "slices", multiple=True, help="Metadata column to break results down by (repeatable).")
+    @click.option("--threshold", type=float, default=None, help="Flag when score >= this, instead of the label.")
+    @click.option("--limit", type=int, default=None, help="Evaluate a seeded random sample of this many rows.")
+    @click.option("--seed", type=int, default=0, show_default=True, help="Seed for --limit.")
+    @click.option("--dir", "classifiers_dir", type=click.Path(file_okay=False, path_type=Path),
+                  default=DEFAULT_DIR, show_default=True, help="Where trained classifiers are kept.")
+    @click.option("--endpoint", default=None, help="OpenAI-compatible base URL for policy candidates.")
+    @click.option("--model", default="gpt-oss-safeguard-20b", show_default=True, help="Model name at the endpoint.")
+    @click.option("--api-key-env", default=None, help="Environment variable holding the API key.")
+    @click.option("--timeout", type=float, default=60.0, show_default=True, help="Seconds per model request.")
+    @click.option("--concurrency", type=int, default=8, show_default=True, help="Concurrent model requests.")
+    @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+                  help="Output directory for result.json and report.html (default vigil-data/eval/TIMESTAMP).")
+    def eval_command(
+        dataset: Path, specs: tuple[str, ...], text_column: str, label_columns: tuple[str, ...],
+        positive: tuple[str, ...], slices: tuple[str, ...], threshold: float | None, limit: int | None,
+        seed: int, classifiers_dir: Path, endpoint: str | None, model: str, api_key_env: str | None,
+        timeout: float, concurrency: int, out: Path | None,
+    ) -> None:  # fmt: skip
+        """Evaluate candidates on a labelled DATASET (.jsonl or .csv).
+
+        Reports precision, recall, F1, false-positive rate, per-slice figures, latency and tokens,
+        lists misclassified examples, and with two candidates runs McNemar's exact test.
+        """
+        if len(specs) > 2:
+            raise click.UsageError("give one candidate, or two for A/B")
+        columns = tuple(c for spec in (label_columns or ("label",)) for c in spec.split(",") if c)
+        try:
+            data = load_dataset(dataset, text_column=text_column, label_columns=columns, positive=positive)
+            if limit is not None:
+                data = data.sample(limit, seed)
+            ep = None
+            if endpoint is not None:
+                key = Secret.from_env(api_key_env) if api_key_env else None
+                ep = Endpoint(endpoint, model, api_key=key, timeout_s=timeout, max_concurrency=concurrency)
+            ctx = CandidateContext(classifiers_dir, ep, threshold)
+            results = [evaluate(_build(spec, kinds, ctx), data, slice_by=slices) for spec in specs]
+        except (ClassifierError, DatasetError) as error:
+            raise click.ClickException(str(error)) from error
+        comparison = compare(results[0], results[1]) if len(results) == 2 else None
+        target = out or Path("vigil-data/eval") / datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        target.mkdir(parents=True, exist_ok=True)
+        save_json(comparison.as_dict() if comparison else results[0].as_dict(), target / "result.json")
+        (target / "report.html").write_text(render_html(results, comparison, title=f"Vigil eval: {dataset.name}"))
+        for r in results:
+            o = r.overall
+            click.echo(
+                f"{r.candidate} ({r.version}): precision {o.precision:.3f} recall {o.recall:.3f} F1 {o.f1:.3f} "
+                f"FPR {o.fpr:.3f} coverage {o.coverage:.3f} p50 {r.latency_p50_s * 1000:.1f}ms "
+                f"p99 {r.latency_p99_s * 1000:.1f}ms tokens {r.tokens}"
+            )
+        if comparison is not None:
+            m = comparison.mcnemar
+            click.echo(f"F1 difference (B-A) {comparison.deltas()['f1']:+.3f}; McNemar exact p = {m.p_value:.4g}")
+        click.echo(f"wrote {target / 'result.json'} and {target / 'report.html'}")
+
+    return eval_command
+
+
+def _build(spec: str, kinds: Mapping[str, CandidateFactory], ctx: CandidateContext) -> Candidate:
+    kind, sep, value = spec.partition(":")
+    if not sep:
+        kind, value = "classifier", spec
+    factory = kinds.get(kind)
+    if factory is None:
+        raise click.UsageError(f"unknown candidate kind {kind!r}; use one of {', '.join(kinds)}")
+    return factory(value, ctx)
+
+
+eval_command = make_eval_command()
