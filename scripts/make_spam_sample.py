@@ -35,21 +35,23 @@ LABELS = {"spam-1": "spam", "spam-2": "spam", "easy-ham-1": "ham", "easy-ham-2":
 MIN_CHARS, MAX_CHARS = 20, 280
 SEED = 20021204  # arbitrary but fixed: the sample must not change between runs
 
-_TAG = re.compile(r"<[^>]*>", re.S)
-_SCRIPT = re.compile(r"<(script|style|head)\b.*?</\1\s*>", re.S | re.I)
-_BREAK = re.compile(r"<\s*(br|p|div|tr|li|h\d)\b[^>]*>", re.I)
+_TAG = re.compile(r"<[^>]*>", re.DOTALL)
+_SCRIPT = re.compile(r"<(script|style|head)\b.*?</\1\s*>", re.DOTALL | re.IGNORECASE)
+_BREAK = re.compile(r"<\s*(br|p|div|tr|li|h\d)\b[^>]*>", re.IGNORECASE)
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+")
 _SPACE = re.compile(r"\s+")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
-_SUBJECT_PREFIX = re.compile(r"^\s*((re|fwd?|fw)\s*:\s*|\[[^\]]{1,30}\]\s*)+", re.I)
+_SUBJECT_PREFIX = re.compile(r"^\s*((re|fwd?|fw)\s*:\s*|\[[^\]]{1,30}\]\s*)+", re.IGNORECASE)
 # Lines that end the useful part of a body: signatures, list footers, forwarded/quoted blocks.
 _STOP_LINE = re.compile(
     r"^(--\s*$|_{5,}|-{5,}|={5,}|\*{5,}|-+\s*original message|-+\s*begin forwarded"
     r"|.*\b(wrote|writes|said):\s*$|.*\bunsubscribe\b)",
-    re.I,
+    re.IGNORECASE,
 )
 # Lines to skip but read past: MIME boundaries and header blocks that leaked into the body.
-_SKIP_LINE = re.compile(r"^(--\S+$|(content-[\w-]+|date|from|to|cc|sender|subject|url|mime-version):\s)", re.I)
+_SKIP_LINE = re.compile(
+    r"^(--\S+$|(content-[\w-]+|date|from|to|cc|sender|subject|url|mime-version):\s)", re.IGNORECASE
+)
 
 
 def fetch_tarball(workdir: Path) -> Path:
@@ -60,7 +62,8 @@ def fetch_tarball(workdir: Path) -> Path:
 
 def body_text(msg: Message) -> str:
     """Return the first text part of ``msg`` as plain text (HTML converted, ``""`` if none)."""
-    plain = html_part = None
+    plain: Message | None = None
+    html_part: Message | None = None
     for part in msg.walk():
         if part.is_multipart():
             continue
@@ -69,18 +72,18 @@ def body_text(msg: Message) -> str:
             plain = part
         elif ctype == "text/html" and html_part is None:
             html_part = part
-    part = plain or html_part
-    if part is None:
+    chosen = plain or html_part
+    if chosen is None:
         return ""
-    raw = part.get_payload(decode=True)
+    raw = chosen.get_payload(decode=True)
     if not isinstance(raw, bytes):
         return ""
-    charset = part.get_content_charset() or "latin-1"
+    charset = chosen.get_content_charset() or "latin-1"
     try:
         text = raw.decode(charset, errors="replace")
     except LookupError:  # unknown charset names do occur in 2002-era spam
         text = raw.decode("latin-1", errors="replace")
-    if part is html_part or "</" in text:  # some spam sends HTML labelled text/plain
+    if chosen is html_part or "</" in text:  # some spam sends HTML labelled text/plain
         text = _SCRIPT.sub(" ", text)
         text = _BREAK.sub("\n", text)
         text = _TAG.sub(" ", text)

@@ -196,13 +196,16 @@ def homoglyphs(text: str, heavy: bool = True) -> str:
 
 def zero_width(text: str, rng: random.Random) -> str:
     """Insert zero-width spaces inside words, so substring matches on the plain word fail."""
-    out = []
-    for word in text.split(" "):
-        if len(word) > 3 and rng.random() < 0.7:
-            cut = rng.randrange(1, len(word))
-            word = word[:cut] + ZERO_WIDTH_SPACE + word[cut:]
-        out.append(word)
-    return " ".join(out)
+    words = text.split(" ")
+    long_words = [i for i, word in enumerate(words) if len(word) > 3]
+    if not long_words:
+        return text
+    # At least one insertion, or the "obfuscated" text would be the plain one.
+    chosen = {rng.choice(long_words)} | {i for i in long_words if rng.random() < 0.6}
+    for i in chosen:
+        cut = rng.randrange(1, len(words[i]))
+        words[i] = words[i][:cut] + ZERO_WIDTH_SPACE + words[i][cut:]
+    return " ".join(words)
 
 
 def spaced(text: str) -> str:
@@ -230,7 +233,8 @@ def random_domain(rng: random.Random) -> str:
     """A random-word throwaway domain such as ``"lucky-coin-hub.xyz"``."""
     words = rng.sample(DOMAIN_WORDS, rng.randint(2, 3))
     sep = "-" if rng.random() < 0.6 else ""
-    return f"{sep.join(words)}{rng.randrange(10, 99) if rng.random() < 0.3 else ''}.{rng.choice(THROWAWAY_TLDS)}"
+    number = str(rng.randrange(10, 99)) if rng.random() < 0.3 else ""
+    return f"{sep.join(words)}{number}.{rng.choice(THROWAWAY_TLDS)}"
 
 
 def first_sentence(text: str) -> str:
