@@ -193,7 +193,8 @@ class TermList:
             return True
         if self.kind == "domains":
             parts = text.split(".")
-            return any(".".join(parts[i:]) in self.members for i in range(1, len(parts) - 1))
+            # Parent domains, down to the public suffix: a list of TLDs ("xyz") works as well.
+            return any(".".join(parts[i:]) in self.members for i in range(1, len(parts)))
         return False
 
     def find(self, value: str) -> list[str]:
