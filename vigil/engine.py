@@ -89,8 +89,9 @@ class Engine:
             "_arith": runtime.arith,
             "_has_label": self.labels.has,
         }
-        for index, (add, peek) in enumerate(zip(self.counters.adders, self.counters.peekers)):
-            ns[f"_add_{index}"] = add
+        ns["_add_many"] = self.counters.add_many
+        ns["_NO_RESULTS"] = {}
+        for index, peek in enumerate(self.counters.peekers):
             ns[f"_peek_{index}"] = peek
         ns.update(constants)
         return ns

@@ -343,6 +343,10 @@ class Checker:
             return BOOL
         if isinstance(e, ast.Counter):
             self._entity(e.entity, e.span)
+            for part in (e.value, e.where):
+                if part is not None and any(isinstance(n, ast.Counter) for n in self._expand(part)):
+                    self.error("a counter's value or `where` filter cannot use another counter", part.span,
+                               "count with a simpler condition, and compare the counters in the rule", code="type")
             if e.value is not None:
                 self.expect(e.value, NUMBER if e.kind == "sum" else ANY, f"`{e.kind}`")
             if e.where is not None:
@@ -351,6 +355,15 @@ class Checker:
                 self.error("a counter's window is at least 1 second", e.span, code="value")
             return NUMBER
         raise TypeError(f"unhandled expression {e!r}")  # pragma: no cover - grammar and AST agree
+
+    def _expand(self, e: ast.Expr, depth: int = 0) -> list[ast.Expr]:
+        """`e` and its sub-expressions, following definitions (bounded, as cycles are reported elsewhere)."""
+        out = [e]
+        if isinstance(e, ast.NameRef) and e.name in self.program.defines and depth < 50:
+            out += self._expand(self.program.defines[e.name].expr, depth + 1)
+        for child in children(e):
+            out += self._expand(child, depth + 1)
+        return out
 
     def _collection(self, c: ast.Collection) -> None:
         if isinstance(c, ast.ListRef):

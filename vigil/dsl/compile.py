@@ -276,10 +276,9 @@ class _FunctionBuilder:
             return False
         return counter.where is None or self.static(counter.where) is not False
 
-    def emit_counter_update(self, counter: ast.Counter) -> None:
-        """Add this event to the counter when it qualifies; otherwise read the counter as it stands."""
+    def emit_counter_update(self, counter: ast.Counter) -> str:
+        """Queue this event for the counter when it qualifies. Returns the local holding the entity key."""
         index = self.c.counter_index(counter)
-        after, before = self.counter_slots(counter)
         key = self.temp()
         self.lines.append(f"    {key} = {self.entity_key(counter.entity)}")
         condition = f"{key} is not None"
@@ -291,17 +290,31 @@ class _FunctionBuilder:
             condition += f" and ({value} := {self.val(counter.value)}) is not None"
             value_code = value
         self.lines.append(f"    if {condition}:")
-        self.lines.append(f"        {before}, {after} = _add_{index}({key}, sec, {value_code})")
-        self.lines.append("    else:")
-        self.lines.append(f"        {before} = {after} = None if {key} is None else _peek_{index}({key}, sec)")
+        self.lines.append(f"        _u.append(({index}, {key}, {value_code}))")
         self.eager_counters.add(index)
+        return key
+
+    def emit_counter_results(self, keys: dict[int, str]) -> None:
+        """One call applies every queued update (one round trip for a remote store, and the place where
+        a redelivered event id is recognised); a counter the event did not qualify for is read as is."""
+        self.lines.append("    _r = _add_many(ev.id, sec, _u) if _u else _NO_RESULTS")
+        for index, key in keys.items():
+            after, before = f"c{index}", f"c{index}b"
+            self.lines.append(f"    if {index} in _r:")
+            self.lines.append(f"        {before}, {after} = _r[{index}]")
+            self.lines.append("    else:")
+            self.lines.append(f"        {before} = {after} = None if {key} is None else _peek_{index}({key}, sec)")
 
     # ---- the function ----
     def build(self, name: str) -> str:
         self.eager_counters: set[int] = set()
+        keys: dict[int, str] = {}
         for counter in self.c.counters:
             if self.counts_here(counter):
-                self.emit_counter_update(counter)
+                keys[self.c.counter_index(counter)] = self.emit_counter_update(counter)
+        if keys:
+            self.lines.insert(0, "    _u = []")
+            self.emit_counter_results(keys)
         body: list[str] = []
         for info, rule in zip(self.c.rule_infos, self.c.program.rules):
             if self.static(rule.condition) is False:

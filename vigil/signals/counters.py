@@ -158,6 +158,12 @@ class WindowCounters:
             peekers.append(peek)
         self.adders, self.peekers = adders, peekers
 
+    def add_many(self, event_id: str, sec: int, updates: list[tuple[int, str, Any]]) -> dict[int, tuple[float, float]]:
+        """Apply one event's counter updates: (counter index, entity key, amount or value) each.
+        Returns (before, after) per counter index."""
+        adders = self.adders
+        return {index: adders[index](key, sec, value) for index, key, value in updates}
+
     def _load(self, counter: _Counter) -> None:
         if self.store is None:
             return
