@@ -4,6 +4,7 @@ with an error: a rules set that fails the checker is never returned, so never ac
 from __future__ import annotations
 
 import hashlib
+import posixpath
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -46,7 +47,7 @@ class _Reader:
 
     def join(self, base: str, relative: str) -> str:
         if self.files is not None:
-            return str(PurePosixPath(base).parent / relative)
+            return posixpath.normpath(str(PurePosixPath(base).parent / relative))
         return str(Path(base).parent / relative)
 
 

@@ -49,8 +49,8 @@ class Labels:
                 current.expires_at is None or (expires_at is not None and expires_at <= current.expires_at)
             ):
                 return None  # already present for at least as long
-        elif current is None and not present:
-            return None
+        elif current is None and not present and source != MANUAL:
+            return None  # nothing to remove; a person's removal is kept, so that rules cannot add it
         return LabelRecord(entity_type, key, label, present, source, expires_at, now, actor, reason)
 
     def commit(self, records: list[LabelRecord]) -> None:
