@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from vigil.hashing.banks import Bank, BankStore
+from vigil.hashing.banks import Bank, BankNotFound, BankStore
 from vigil.hashing.hashers import (
     HashingError,
     SignalType,
@@ -169,7 +169,7 @@ class HashMatcher:
                 return state
             try:
                 bank = self._store.get_bank(name)
-            except Exception:
+            except BankNotFound:
                 self._banks.pop(name, None)  # deleted: forget its index
                 raise
             if state is None or state.bank.id != bank.id:
