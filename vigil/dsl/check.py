@@ -118,6 +118,7 @@ class Checker:
                             self.error(f"unknown field type `{ft.type_name}`", ft.span,
                                        _did_you_mean(ft.type_name, SCHEMA_TYPES) or
                                        "use one of: " + ", ".join(SCHEMA_TYPES), code="type")
+                            p.field_types[ft.path] = ANY  # declared all the same: no second error where it is used
                         else:
                             p.field_types[ft.path] = SCHEMA_TYPES[ft.type_name]
                 elif isinstance(item, ast.Rule):
@@ -317,7 +318,9 @@ class Checker:
             try:
                 re2.compile(e.pattern)
             except re2.error as error:
-                self.error(f"invalid regular expression /{e.pattern}/: {error}", e.span,
+                reason = error.args[0].decode(errors="replace") if error.args and isinstance(
+                    error.args[0], bytes) else str(error)
+                self.error(f"invalid regular expression /{e.pattern}/: {reason}", e.span,
                            "the RE2 syntax has no look-around or back-references", code="regex")
             return BOOL
         if isinstance(e, ast.In):

@@ -55,7 +55,7 @@ def _describe(terminal: str) -> str:
 def _syntax_diagnostic(error: UnexpectedInput, path: str, text: str) -> Diagnostic:
     line, column = max(error.line, 1), max(error.column, 1)
     expected: set[str] = set()
-    found = "the end of the file"
+    found = "end of the file"
     found_type = "$END"
     if isinstance(error, UnexpectedToken):
         expected = set(error.accepts or error.expected)
