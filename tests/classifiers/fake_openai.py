@@ -90,7 +90,10 @@ class FakeOpenAI:
                     if reply.reasoning:
                         message["reasoning_content"] = reply.reasoning
                     payload = json.dumps(
-                        {"choices": [{"index": 0, "message": message}], "usage": {"total_tokens": reply.tokens}}
+                        {
+                            "choices": [{"index": 0, "message": message}],
+                            "usage": {"total_tokens": reply.tokens},
+                        }
                     ).encode()
                 self.send_response(reply.status)
                 self.send_header("content-type", "application/json")
@@ -107,8 +110,8 @@ class FakeOpenAI:
     @property
     def base_url(self) -> str:
         """``http://127.0.0.1:PORT/v1``."""
-        host, port = self.server.server_address[:2]
-        return f"http://{host}:{port}/v1"
+        port = self.server.server_address[1]
+        return f"http://127.0.0.1:{port}/v1"
 
     def start(self) -> FakeOpenAI:
         self.thread.start()

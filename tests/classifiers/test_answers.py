@@ -22,7 +22,10 @@ from vigil.classifiers.answers import AnswerParseError, ParsedAnswer, parse_answ
         ),
         ('{"label": "safe", "confidence": 0.8}', ParsedAnswer(False, confidence=0.8)),
         ('```json\n{"violating": "yes", "category": "spam"}\n```', ParsedAnswer(True, category="spam")),
-        ('Let me think. The answer:\n{"violation": 0, "reason": "a joke"}', ParsedAnswer(False, rationale="a joke")),
+        (
+            'Let me think. The answer:\n{"violation": 0, "reason": "a joke"}',
+            ParsedAnswer(False, rationale="a joke"),
+        ),
     ],
 )
 def test_accepted_forms(text: str, expected: ParsedAnswer) -> None:
@@ -31,7 +34,16 @@ def test_accepted_forms(text: str, expected: ParsedAnswer) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["", "yes", "10", "The content is violating.", '{"rating": 3}', '{"violation": 2}', "[1]", '{"violation": "maybe"}'],
+    [
+        "",
+        "yes",
+        "10",
+        "The content is violating.",
+        '{"rating": 3}',
+        '{"violation": 2}',
+        "[1]",
+        '{"violation": "maybe"}',
+    ],
 )
 def test_everything_else_is_an_error(text: str) -> None:
     with pytest.raises(AnswerParseError):

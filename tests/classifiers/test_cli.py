@@ -39,7 +39,9 @@ def test_train_then_classify(tmp_path: Path) -> None:
 def test_train_needs_a_positive_label_when_ambiguous(tmp_path: Path) -> None:
     data = tmp_path / "d.jsonl"
     data.write_text("".join(json.dumps({"text": t, "label": k}) + "\n" for t, k in ROWS))
-    result = CliRunner().invoke(train_command, ["junk", str(data), "--featurizer", "tfidf-char", "--dir", str(tmp_path)])
+    result = CliRunner().invoke(
+        train_command, ["junk", str(data), "--featurizer", "tfidf-char", "--dir", str(tmp_path)]
+    )
     assert result.exit_code == 1 and "--positive" in result.output
 
 

@@ -17,14 +17,18 @@ from vigil.classifiers.secret import Secret
 
 from .fake_openai import FakeOpenAI, Reply
 
-POLICY = Policy("harassment", "# Harassment\n## Instructions\nAnswer 1 if the text harasses someone, else 0.\n")
+POLICY = Policy(
+    "harassment", "# Harassment\n## Instructions\nAnswer 1 if the text harasses someone, else 0.\n"
+)
 
 
 def make(fake: FakeOpenAI, tmp_path: Path | None = None, **endpoint: Any) -> PolicyClassifier:
     queue = RetryQueue(tmp_path / "queue.sqlite") if tmp_path is not None else None
     options: dict[str, Any] = {"timeout_s": 5.0, **endpoint}
     budget = options.pop("budget", None)
-    return PolicyClassifier(POLICY, Endpoint(fake.base_url, "safeguard", **options), budget=budget, retry_queue=queue)
+    return PolicyClassifier(
+        POLICY, Endpoint(fake.base_url, "safeguard", **options), budget=budget, retry_queue=queue
+    )
 
 
 def test_json_answer_is_parsed_and_request_is_well_formed(fake_openai: FakeOpenAI) -> None:
@@ -53,7 +57,9 @@ def test_bare_zero_and_reasoning_rationale(fake_openai: FakeOpenAI) -> None:
 
 
 def test_streamed_sse_answer(fake_openai: FakeOpenAI) -> None:
-    fake_openai.script = lambda body: Reply(content='{"violation": true, "rationale": "threat"}', stream=True, tokens=9)
+    fake_openai.script = lambda body: Reply(
+        content='{"violation": true, "rationale": "threat"}', stream=True, tokens=9
+    )
     [answer] = make(fake_openai, stream=True).classify(["I will find you"])
     assert (answer.flagged, answer.rationale, answer.tokens) == (True, "threat", 9)
     assert fake_openai.requests[0]["stream"] is True
@@ -82,7 +88,9 @@ def test_server_error_gives_unknown_then_retry_pass_answers(fake_openai: FakeOpe
     fake_openai.script = lambda body: Reply(status=500)
     now = [1000.0]
     queue = RetryQueue(tmp_path / "queue.sqlite", clock=lambda: now[0])
-    classifier = PolicyClassifier(POLICY, Endpoint(fake_openai.base_url, "safeguard", max_retries=0), retry_queue=queue)
+    classifier = PolicyClassifier(
+        POLICY, Endpoint(fake_openai.base_url, "safeguard", max_retries=0), retry_queue=queue
+    )
     [answer] = classifier.classify(["maybe bad"])
     assert (answer.status, answer.flagged, answer.label, answer.score) == ("unknown", None, None, None)
     assert "HTTP 500" in answer.rationale
@@ -138,7 +146,9 @@ def test_short_deadline_answers_unknown_for_slow_items(fake_openai: FakeOpenAI, 
         Reply(body=b'{"choices": []}'),
     ],
 )
-def test_malformed_answers_are_errors_not_guesses(fake_openai: FakeOpenAI, tmp_path: Path, reply: Reply) -> None:
+def test_malformed_answers_are_errors_not_guesses(
+    fake_openai: FakeOpenAI, tmp_path: Path, reply: Reply
+) -> None:
     fake_openai.script = lambda body: reply
     classifier = make(fake_openai, tmp_path)
     [answer] = classifier.classify(["text"])
@@ -163,7 +173,9 @@ def test_unreachable_endpoint_gives_unknown(tmp_path: Path) -> None:
     fake = FakeOpenAI()  # bound but never serving; closing it frees a port nobody listens on
     url = fake.base_url
     fake.server.server_close()
-    classifier = PolicyClassifier(POLICY, Endpoint(url, "m", timeout_s=2.0), retry_queue=RetryQueue(tmp_path / "q.db"))
+    classifier = PolicyClassifier(
+        POLICY, Endpoint(url, "m", timeout_s=2.0), retry_queue=RetryQueue(tmp_path / "q.db")
+    )
     [answer] = classifier.classify(["x"])
     assert answer.status == "unknown" and "unreachable" in answer.rationale
 

@@ -24,9 +24,9 @@ def _hatecheck(path: Path, n_train: int, n_test: int) -> tuple[list[dict[str, st
 def _balanced_accuracy(clf: local.LocalClassifier, rows: list[dict[str, str]]) -> float:
     predicted = [a.flagged for a in clf.classify([r["test_case"] for r in rows])]
     truth = [r["label_gold"] == "hateful" for r in rows]
-    tpr = np.mean([p for p, t in zip(predicted, truth, strict=True) if t])
-    tnr = np.mean([not p for p, t in zip(predicted, truth, strict=True) if not t])
-    return float((tpr + tnr) / 2)
+    positives = [bool(p) for p, t in zip(predicted, truth, strict=True) if t]
+    negatives = [not p for p, t in zip(predicted, truth, strict=True) if not t]
+    return (sum(positives) / len(positives) + sum(negatives) / len(negatives)) / 2
 
 
 def test_tfidf_classifier_beats_chance_on_held_out_data(hatecheck_en: Path, tmp_path: Path) -> None:
@@ -53,7 +53,14 @@ def test_tfidf_classifier_beats_chance_on_held_out_data(hatecheck_en: Path, tmp_
 
 
 def test_training_is_deterministic_and_versions_differ_by_data() -> None:
-    texts = ["buy cheap pills", "cheap pills now", "win money fast", "hello friend", "see you at lunch", "nice photo"]
+    texts = [
+        "buy cheap pills",
+        "cheap pills now",
+        "win money fast",
+        "hello friend",
+        "see you at lunch",
+        "nice photo",
+    ]
     labels = ["spam", "spam", "spam", "ham", "ham", "ham"]
     a = local.train("spam", texts, labels, featurizer=TFIDF)
     b = local.train("spam", texts, labels, featurizer=TFIDF)
@@ -103,4 +110,6 @@ def test_embedding_classifier_learns_from_fifty_examples(hatecheck_en: Path, tmp
     assert _balanced_accuracy(clf, test) > 0.6
     loaded = local.load_path(clf.save(tmp_path))
     assert loaded.metadata.featurizer == MINILM
-    np.testing.assert_allclose(loaded.probabilities(["I hate them"]), clf.probabilities(["I hate them"]), atol=1e-6)
+    np.testing.assert_allclose(
+        loaded.probabilities(["I hate them"]), clf.probabilities(["I hate them"]), atol=1e-6
+    )

@@ -18,7 +18,14 @@ from .fake_openai import FakeOpenAI, Reply
 
 
 def _spam(root: Path) -> None:
-    texts = ["buy cheap pills", "cheap pills now", "win money fast", "hello friend", "see you at lunch", "nice photo"]
+    texts = [
+        "buy cheap pills",
+        "cheap pills now",
+        "win money fast",
+        "hello friend",
+        "see you at lunch",
+        "nice photo",
+    ]
     local.train("spam", texts, ["spam"] * 3 + ["ham"] * 3, featurizer=TFIDF).save(root)
 
 

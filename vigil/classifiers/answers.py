@@ -59,7 +59,9 @@ def parse_answer(text: str) -> ParsedAnswer:
 def _from_object(obj: dict[str, Any], original: str) -> ParsedAnswer:
     key = next((k for k in _VERDICT_KEYS if k in obj), None)
     if key is None:
-        raise AnswerParseError(f"JSON answer has no verdict key ({', '.join(_VERDICT_KEYS)}): {_preview(original)}")
+        raise AnswerParseError(
+            f"JSON answer has no verdict key ({', '.join(_VERDICT_KEYS)}): {_preview(original)}"
+        )
     violating = _truth(obj[key])
     if violating is None:
         raise AnswerParseError(f"cannot read {key}={obj[key]!r} as a verdict")
@@ -71,7 +73,9 @@ def _from_object(obj: dict[str, Any], original: str) -> ParsedAnswer:
         category=category,
         rationale=rationale,
         # Only numeric confidences become scores; "high"/"low" words stay out of the maths.
-        confidence=float(confidence) if isinstance(confidence, int | float) and not isinstance(confidence, bool) else None,
+        confidence=float(confidence)
+        if isinstance(confidence, int | float) and not isinstance(confidence, bool)
+        else None,
     )
 
 

@@ -79,6 +79,8 @@ class Classifier(Protocol):
         """Classify a batch, blocking; one answer per text, in order."""
         ...
 
-    async def aclassify(self, texts: Sequence[str], *, deadline_s: float | None = None) -> list[Classification]:
+    async def aclassify(
+        self, texts: Sequence[str], *, deadline_s: float | None = None
+    ) -> list[Classification]:
         """Classify a batch without blocking the event loop; one answer per text, in order."""
         ...

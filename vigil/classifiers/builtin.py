@@ -44,7 +44,9 @@ class LanguageClassifier:
             out.append(Classification(label=str(code), score=float(prob), flagged=None, version=self.version))
         return out
 
-    async def aclassify(self, texts: Sequence[str], *, deadline_s: float | None = None) -> list[Classification]:
+    async def aclassify(
+        self, texts: Sequence[str], *, deadline_s: float | None = None
+    ) -> list[Classification]:
         """:meth:`classify` in a worker thread."""
         return await asyncio.to_thread(self.classify, texts)
 
@@ -75,6 +77,8 @@ class ProfanityClassifier:
             for score in predict_prob(list(texts))
         ]
 
-    async def aclassify(self, texts: Sequence[str], *, deadline_s: float | None = None) -> list[Classification]:
+    async def aclassify(
+        self, texts: Sequence[str], *, deadline_s: float | None = None
+    ) -> list[Classification]:
         """:meth:`classify` in a worker thread."""
         return await asyncio.to_thread(self.classify, texts)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import TextIO
 
 import click
 
@@ -30,10 +31,22 @@ from vigil.classifiers.secret import Secret
     show_default=True,
     help="Sentence embeddings (bundled MiniLM) or character TF-IDF; auto picks embeddings when installed.",
 )
-@click.option("--dir", "root", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_DIR,
-              show_default=True, help="Where trained classifiers are kept.")
-@click.option("-C", "regularization_c", type=float, default=16.0, show_default=True,
-              help="Inverse regularisation strength of the logistic-regression head.")
+@click.option(
+    "--dir",
+    "root",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=DEFAULT_DIR,
+    show_default=True,
+    help="Where trained classifiers are kept.",
+)
+@click.option(
+    "-C",
+    "regularization_c",
+    type=float,
+    default=16.0,
+    show_default=True,
+    help="Inverse regularisation strength of the logistic-regression head.",
+)
 def train_command(
     name: str, data: Path, text_column: str, label_column: str, positive: str | None, featurizer: str,
     root: Path, regularization_c: float,
@@ -64,7 +77,9 @@ def train_command(
         raise click.ClickException(str(error)) from error
     meta = classifier.metadata
     m = meta.metrics
-    click.echo(f"trained {name} {meta.version} on {meta.n_examples} examples ({meta.featurizer}) in {m.seconds:.1f}s")
+    click.echo(
+        f"trained {name} {meta.version} on {meta.n_examples} examples ({meta.featurizer}) in {m.seconds:.1f}s"
+    )
     click.echo(f"labels: {meta.label_counts}, positive: {meta.positive_label}")
     if m.folds:
         line = f"{m.folds}-fold cross-validation: accuracy {m.accuracy:.3f}, macro F1 {m.macro_f1:.3f}"
@@ -77,20 +92,41 @@ def train_command(
 @click.command("classify")
 @click.argument("name")
 @click.argument("texts", nargs=-1)
-@click.option("--input", "input_file", type=click.File("r"), default=None,
-              help="Read texts from this file, one a line ('-' for stdin).")
-@click.option("--dir", "root", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_DIR,
-              show_default=True, help="Where trained classifiers are kept.")
-@click.option("--policies", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Directory of policy .md files for policy-as-prompt classifiers.")
+@click.option(
+    "--input",
+    "input_file",
+    type=click.File("r"),
+    default=None,
+    help="Read texts from this file, one a line ('-' for stdin).",
+)
+@click.option(
+    "--dir",
+    "root",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=DEFAULT_DIR,
+    show_default=True,
+    help="Where trained classifiers are kept.",
+)
+@click.option(
+    "--policies",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Directory of policy .md files for policy-as-prompt classifiers.",
+)
 @click.option("--endpoint", default=None, help="OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1.")
-@click.option("--model", default="gpt-oss-safeguard-20b", show_default=True, help="Model name at the endpoint.")
+@click.option(
+    "--model", default="gpt-oss-safeguard-20b", show_default=True, help="Model name at the endpoint."
+)
 @click.option("--api-key-env", default=None, help="Environment variable holding the API key.")
 @click.option("--timeout", type=float, default=30.0, show_default=True, help="Seconds per model request.")
-@click.option("--retry-queue", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="SQLite file where unanswered texts wait for a later pass.")
+@click.option(
+    "--retry-queue",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="SQLite file where unanswered texts wait for a later pass.",
+)
 def classify_command(
-    name: str, texts: tuple[str, ...], input_file: click.utils.LazyFile | None, root: Path, policies: Path | None,
+    name: str, texts: tuple[str, ...], input_file: TextIO | None, root: Path, policies: Path | None,
     endpoint: str | None, model: str, api_key_env: str | None, timeout: float, retry_queue: Path | None,
 ) -> None:  # fmt: skip
     """Classify TEXTS (or lines of --input) with classifier or policy NAME; prints JSON lines."""
@@ -103,7 +139,9 @@ def classify_command(
             key = Secret.from_env(api_key_env) if api_key_env else None
             ep = Endpoint(endpoint, model, api_key=key, timeout_s=timeout)
         queue = RetryQueue(retry_queue) if retry_queue is not None else None
-        registry = ClassifierRegistry.from_directory(root, policies_dir=policies, endpoint=ep, retry_queue=queue)
+        registry = ClassifierRegistry.from_directory(
+            root, policies_dir=policies, endpoint=ep, retry_queue=queue
+        )
         answers = registry.classify(name, items)
     except ClassifierError as error:
         raise click.ClickException(str(error)) from error

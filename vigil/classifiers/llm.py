@@ -154,7 +154,9 @@ class PolicyClassifier:
             return asyncio.run(self.aclassify(texts))
         raise ClassifierError(f"{self.name}: inside an event loop, await aclassify() instead of classify()")
 
-    async def aclassify(self, texts: Sequence[str], *, deadline_s: float | None = None) -> list[Classification]:
+    async def aclassify(
+        self, texts: Sequence[str], *, deadline_s: float | None = None
+    ) -> list[Classification]:
         """Answer each text, concurrently up to the endpoint's limit, within ``deadline_s`` seconds.
 
         Items not answered by the deadline come back ``unknown`` and are queued for later.
@@ -187,9 +189,7 @@ class PolicyClassifier:
                 queue.done(item_id)
                 return digest, answer
 
-            return list(
-                await asyncio.gather(*(one(i.id, i.text, i.content_hash, i.attempts) for i in items))
-            )
+            return list(await asyncio.gather(*(one(i.id, i.text, i.content_hash, i.attempts) for i in items)))
 
     @asynccontextmanager
     async def _client_scope(self) -> AsyncIterator[httpx.AsyncClient]:
@@ -233,7 +233,9 @@ class PolicyClassifier:
                 remaining = None if end is None else end - loop.time()
                 if remaining is not None and remaining <= 0:
                     return _Failure("deadline passed before the model answered")
-                timeout = self.endpoint.timeout_s if remaining is None else min(self.endpoint.timeout_s, remaining)
+                timeout = (
+                    self.endpoint.timeout_s if remaining is None else min(self.endpoint.timeout_s, remaining)
+                )
                 started = time.perf_counter()
                 try:
                     content, reasoning, tokens = await asyncio.wait_for(self._request(client, text), timeout)
@@ -360,11 +362,15 @@ def _total_tokens(data: dict[str, Any]) -> int | None:
 def _http_failure(response: httpx.Response) -> _Failure:
     code = response.status_code
     if code == 429:
-        return _Failure("rate limited (HTTP 429)", retry_after_s=_retry_after(response.headers.get("retry-after")))
+        return _Failure(
+            "rate limited (HTTP 429)", retry_after_s=_retry_after(response.headers.get("retry-after"))
+        )
     if code >= 500:
         return _Failure(f"endpoint error (HTTP {code})", retry_after_s=0.5)
     # 4xx other than 429 is our mistake (bad model name, bad key): retrying will not help soon.
-    return _Failure(f"request rejected (HTTP {code}): {response.text[:200]}", status="error", retry_after_s=300.0)
+    return _Failure(
+        f"request rejected (HTTP {code}): {response.text[:200]}", status="error", retry_after_s=300.0
+    )
 
 
 def _retry_after(value: str | None) -> float:

@@ -145,7 +145,9 @@ class LocalClassifier:
             )
         return out
 
-    async def aclassify(self, texts: Sequence[str], *, deadline_s: float | None = None) -> list[Classification]:
+    async def aclassify(
+        self, texts: Sequence[str], *, deadline_s: float | None = None
+    ) -> list[Classification]:
         """Run :meth:`classify` in a worker thread; CPU-bound, so the deadline is not enforced."""
         return await asyncio.to_thread(self.classify, texts)
 
@@ -166,7 +168,9 @@ class LocalClassifier:
         return target
 
 
-def load(root: Path, name: str, *, version: str | None = None, embedders: EmbedderPool | None = None) -> LocalClassifier:
+def load(
+    root: Path, name: str, *, version: str | None = None, embedders: EmbedderPool | None = None
+) -> LocalClassifier:
     """Load ``root/NAME`` at ``version`` (default: the one in ``LATEST``)."""
     base = root / name
     if version is None:
@@ -254,11 +258,15 @@ def _positive_label(name: str, classes: tuple[str, ...], given: str | None) -> s
         return None
     matches = [c for c in classes if c.lower() in _POSITIVE_SPELLINGS or c == name]
     if len(matches) != 1:
-        raise ClassifierError(f"which of {list(classes)} is the positive label? pass positive_label (--positive)")
+        raise ClassifierError(
+            f"which of {list(classes)} is the positive label? pass positive_label (--positive)"
+        )
     return matches[0]
 
 
-def _featurize(featurizer: str, texts: Sequence[str], tfidf: TfidfFeatures | None, embedders: EmbedderPool) -> Any:
+def _featurize(
+    featurizer: str, texts: Sequence[str], tfidf: TfidfFeatures | None, embedders: EmbedderPool
+) -> Any:
     if featurizer == TFIDF:
         if tfidf is None:
             raise ClassifierError("TF-IDF artifact is missing its vocabulary")
@@ -299,7 +307,9 @@ def _cross_validate(
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=0)
     if featurizer == TFIDF:
         # Refit the vocabulary inside each fold so held-out texts never leak into the IDF weights.
-        predicted = cross_val_predict(make_pipeline(make_tfidf_vectorizer(), head), list(texts), y, cv=splitter)
+        predicted = cross_val_predict(
+            make_pipeline(make_tfidf_vectorizer(), head), list(texts), y, cv=splitter
+        )
     else:
         predicted = cross_val_predict(head, features, y, cv=splitter)
     binary: dict[str, float | None] = {"precision": None, "recall": None, "f1": None}

@@ -90,7 +90,9 @@ class ClassifierRegistry:
         if found is None:
             factory = self._factories.get(name)
             if factory is None:
-                raise ClassifierError(f"no classifier named {name!r}; known: {', '.join(self.names()) or 'none'}")
+                raise ClassifierError(
+                    f"no classifier named {name!r}; known: {', '.join(self.names()) or 'none'}"
+                )
             found = self._loaded[name] = factory()
         return found
 

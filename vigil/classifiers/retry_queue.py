@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Self
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS pending (
@@ -56,7 +57,9 @@ class RetryQueue:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(_SCHEMA)
 
-    def put(self, classifier: str, content_hash: str, text: str, reason: str, *, delay_s: float = 0.0) -> None:
+    def put(
+        self, classifier: str, content_hash: str, text: str, reason: str, *, delay_s: float = 0.0
+    ) -> None:
         """Queue ``text``; if already queued, keep the earliest entry and note the latest reason."""
         now = self._clock()
         with self._lock:
@@ -100,7 +103,7 @@ class RetryQueue:
         with self._lock:
             self._db.close()
 
-    def __enter__(self) -> RetryQueue:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

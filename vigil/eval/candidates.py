@@ -50,7 +50,9 @@ class ClassifierCandidate:
     ``score >= threshold``, which is how a rule ``classifier "x" on text > 0.9`` would decide.
     """
 
-    def __init__(self, classifier: Classifier, *, threshold: float | None = None, batch_size: int = 64) -> None:
+    def __init__(
+        self, classifier: Classifier, *, threshold: float | None = None, batch_size: int = 64
+    ) -> None:
         self.classifier = classifier
         self.threshold = threshold
         self.batch_size = batch_size

@@ -45,7 +45,9 @@ def _artifact(spec: str, ctx: CandidateContext) -> Candidate:
 def _policy(spec: str, ctx: CandidateContext) -> Candidate:
     if ctx.endpoint is None:
         raise click.UsageError("a policy candidate needs --endpoint")
-    return ClassifierCandidate(PolicyClassifier(load_policy(Path(spec)), ctx.endpoint), threshold=ctx.threshold)
+    return ClassifierCandidate(
+        PolicyClassifier(load_policy(Path(spec)), ctx.endpoint), threshold=ctx.threshold
+    )
 
 
 BUILTIN_KINDS: Mapping[str, CandidateFactory] = {
@@ -61,26 +63,54 @@ def make_eval_command(extra_kinds: Mapping[str, CandidateFactory] | None = None)
 
     @click.command("eval")
     @click.argument("dataset", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-    @click.option("-c", "--candidate", "specs", multiple=True, required=True,
-                  help=f"KIND:VALUE with KIND one of {', '.join(kinds)} (a bare name means classifier:NAME). "
-                  "Give two for an A/B comparison.")
+    @click.option(
+        "-c",
+        "--candidate",
+        "specs",
+        multiple=True,
+        required=True,
+        help=f"KIND:VALUE with KIND one of {', '.join(kinds)} (a bare name means classifier:NAME). "
+        "Give two for an A/B comparison.",
+    )
     @click.option("--text-column", default="text", show_default=True, help="Column holding the text.")
-    @click.option("--label-column", "label_columns", multiple=True,
-                  help="Label column (repeat, or comma-separate, for 'positive if any'). Default: label.")
+    @click.option(
+        "--label-column",
+        "label_columns",
+        multiple=True,
+        help="Label column (repeat, or comma-separate, for 'positive if any'). Default: label.",
+    )
     @click.option("--positive", multiple=True, help="Label value(s) meaning positive (default: 1/true/yes).")
-    @click.option("--slice", "slices", multiple=True, help="Metadata column to break results down by (repeatable).")
-    @click.option("--threshold", type=float, default=None, help="Flag when score >= this, instead of the label.")
-    @click.option("--limit", type=int, default=None, help="Evaluate a seeded random sample of this many rows.")
+    @click.option(
+        "--slice", "slices", multiple=True, help="Metadata column to break results down by (repeatable)."
+    )
+    @click.option(
+        "--threshold", type=float, default=None, help="Flag when score >= this, instead of the label."
+    )
+    @click.option(
+        "--limit", type=int, default=None, help="Evaluate a seeded random sample of this many rows."
+    )
     @click.option("--seed", type=int, default=0, show_default=True, help="Seed for --limit.")
-    @click.option("--dir", "classifiers_dir", type=click.Path(file_okay=False, path_type=Path),
-                  default=DEFAULT_DIR, show_default=True, help="Where trained classifiers are kept.")
+    @click.option(
+        "--dir",
+        "classifiers_dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=DEFAULT_DIR,
+        show_default=True,
+        help="Where trained classifiers are kept.",
+    )
     @click.option("--endpoint", default=None, help="OpenAI-compatible base URL for policy candidates.")
-    @click.option("--model", default="gpt-oss-safeguard-20b", show_default=True, help="Model name at the endpoint.")
+    @click.option(
+        "--model", default="gpt-oss-safeguard-20b", show_default=True, help="Model name at the endpoint."
+    )
     @click.option("--api-key-env", default=None, help="Environment variable holding the API key.")
     @click.option("--timeout", type=float, default=60.0, show_default=True, help="Seconds per model request.")
     @click.option("--concurrency", type=int, default=8, show_default=True, help="Concurrent model requests.")
-    @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
-                  help="Output directory for result.json and report.html (default vigil-data/eval/TIMESTAMP).")
+    @click.option(
+        "--out",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=None,
+        help="Output directory for result.json and report.html (default vigil-data/eval/TIMESTAMP).",
+    )
     def eval_command(
         dataset: Path, specs: tuple[str, ...], text_column: str, label_columns: tuple[str, ...],
         positive: tuple[str, ...], slices: tuple[str, ...], threshold: float | None, limit: int | None,
@@ -111,7 +141,9 @@ def make_eval_command(extra_kinds: Mapping[str, CandidateFactory] | None = None)
         target = out or Path("vigil-data/eval") / datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         target.mkdir(parents=True, exist_ok=True)
         save_json(comparison.as_dict() if comparison else results[0].as_dict(), target / "result.json")
-        (target / "report.html").write_text(render_html(results, comparison, title=f"Vigil eval: {dataset.name}"))
+        (target / "report.html").write_text(
+            render_html(results, comparison, title=f"Vigil eval: {dataset.name}")
+        )
         for r in results:
             o = r.overall
             click.echo(
@@ -121,7 +153,9 @@ def make_eval_command(extra_kinds: Mapping[str, CandidateFactory] | None = None)
             )
         if comparison is not None:
             m = comparison.mcnemar
-            click.echo(f"F1 difference (B-A) {comparison.deltas()['f1']:+.3f}; McNemar exact p = {m.p_value:.4g}")
+            click.echo(
+                f"F1 difference (B-A) {comparison.deltas()['f1']:+.3f}; McNemar exact p = {m.p_value:.4g}"
+            )
         click.echo(f"wrote {target / 'result.json'} and {target / 'report.html'}")
 
     return eval_command

@@ -110,7 +110,9 @@ def load_dataset(
     if text_column not in rows[0]:
         raise DatasetError(f"{path}: no text column {text_column!r}; columns: {', '.join(map(str, rows[0]))}")
     if not any(c in row for row in rows for c in label_columns):
-        raise DatasetError(f"{path}: no label column among {list(label_columns)}; columns: {', '.join(map(str, rows[0]))}")
+        raise DatasetError(
+            f"{path}: no label column among {list(label_columns)}; columns: {', '.join(map(str, rows[0]))}"
+        )
     wanted = frozenset(positive)
     examples = []
     for number, row in enumerate(rows, 1):
@@ -126,7 +128,9 @@ def load_dataset(
                 )
             label = any(v.lower() in _TRUE for v in raw)
         meta = {str(k): _text(v) for k, v in row.items() if k != text_column and v is not None}
-        examples.append(Example(text=_text(row[text_column]), label=label, raw_label="|".join(raw), meta=meta))
+        examples.append(
+            Example(text=_text(row[text_column]), label=label, raw_label="|".join(raw), meta=meta)
+        )
     return Dataset(str(path), tuple(examples), text_column, tuple(label_columns))
 
 

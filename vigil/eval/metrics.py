@@ -99,9 +99,7 @@ class McNemar:
     p_value: float
 
 
-def mcnemar_exact(
-    truth: Sequence[bool], a: Sequence[bool | None], b: Sequence[bool | None]
-) -> McNemar:
+def mcnemar_exact(truth: Sequence[bool], a: Sequence[bool | None], b: Sequence[bool | None]) -> McNemar:
     """Two-sided exact McNemar test over the examples both candidates answered.
 
     Only discordant pairs count: the examples exactly one candidate got right. Under the null
@@ -122,7 +120,9 @@ def mcnemar_exact(
     return McNemar(a_only, b_only, p)
 
 
-def pr_curve(truth: Sequence[bool], scores: Sequence[float | None]) -> tuple[list[float], list[float], float] | None:
+def pr_curve(
+    truth: Sequence[bool], scores: Sequence[float | None]
+) -> tuple[list[float], list[float], float] | None:
     """Precision, recall and average precision over scored examples; None without both classes."""
     from sklearn.metrics import average_precision_score, precision_recall_curve
 

@@ -21,12 +21,16 @@ img{max-width:100%;border:1px solid #eee}.plots{display:flex;flex-wrap:wrap;gap:
 """
 
 
-def render_html(results: list[EvalResult], comparison: Comparison | None = None, *, title: str = "Vigil eval") -> str:
+def render_html(
+    results: list[EvalResult], comparison: Comparison | None = None, *, title: str = "Vigil eval"
+) -> str:
     """The whole report as one HTML string."""
     parts = [f"<!doctype html><meta charset=utf-8><title>{escape(title)}</title><style>{_STYLE}</style>"]
     parts.append(f"<h1>{escape(title)}</h1>")
     if results:
-        parts.append(f"<p>Dataset: <code>{escape(results[0].dataset)}</code>, {results[0].overall.n} examples.</p>")
+        parts.append(
+            f"<p>Dataset: <code>{escape(results[0].dataset)}</code>, {results[0].overall.n} examples.</p>"
+        )
     parts.append(_summary_table(results))
     if comparison is not None:
         parts.append(_comparison_section(comparison))
@@ -155,6 +159,8 @@ def _slice_plot(r: EvalResult, column: str) -> str:
     ax = figure.add_subplot()
     names = list(values)
     ax.bar(range(len(names)), [values[n].f1 for n in names], color="#4c72b0")
-    ax.set_xticks(range(len(names)), [n[:24] or "(empty)" for n in names], rotation=60, ha="right", fontsize=7)
+    ax.set_xticks(
+        range(len(names)), [n[:24] or "(empty)" for n in names], rotation=60, ha="right", fontsize=7
+    )
     ax.set(ylim=(0, 1), ylabel="F1", title=f"{r.candidate}: F1 by {column}")
     return _png(figure)

@@ -100,7 +100,12 @@ def evaluate(candidate: Candidate, dataset: Dataset, *, slice_by: Sequence[str] 
 
 
 def score_predictions(
-    name: str, version: str, dataset: Dataset, predictions: Sequence[Prediction], *, slice_by: Sequence[str] = ()
+    name: str,
+    version: str,
+    dataset: Dataset,
+    predictions: Sequence[Prediction],
+    *,
+    slice_by: Sequence[str] = (),
 ) -> EvalResult:
     """Measure given predictions against ``dataset`` (for candidates run elsewhere)."""
     truth = dataset.labels
@@ -111,7 +116,8 @@ def score_predictions(
         for i, example in enumerate(dataset.examples):
             groups[example.meta.get(column, "")].append(i)
         slices[column] = {
-            value: confusion([truth[i] for i in idx], [labels[i] for i in idx]) for value, idx in sorted(groups.items())
+            value: confusion([truth[i] for i in idx], [labels[i] for i in idx])
+            for value, idx in sorted(groups.items())
         }
     curve = pr_curve(truth, [p.score for p in predictions])
     wrong = [
