@@ -121,6 +121,9 @@ class BankStore(Protocol):
     def delete_bank(self, name: str) -> None:
         """Delete a bank and all its entries."""
 
+    def count_entries(self, name: str) -> int:
+        """Number of entries not removed (enabled or not)."""
+
     def add_entries(self, bank: str, entries: Sequence[NewEntry]) -> list[int]:
         """Add entries in one transaction and return their ids. Hashes already in the bank (or
         repeated in `entries`) are skipped. Any invalid hash rejects the whole batch."""
