@@ -324,7 +324,8 @@ class _FunctionBuilder:
             feature_code = ", ".join(f"{label!r}: {self.slot_name(node)}" for label, node in features)
             keys = ", ".join(self.entity_key(e) for e in info.entities)
             keys = f"({keys},)" if info.entities else "()"
-            body.append(f"    # rule {info.index}: {info.name} ({info.location})")
+            # repr: a rule name or file name may hold a newline, which must not end the comment
+            body.append(f"    # rule {info.index}: {info.name!r} ({info.location!r})")
             body.append(f"    if {condition}:")
             body.append(f"        hits.append(({info.index}, {{{feature_code}}}, {keys}))")
         # Fields and entity keys are read first: a wrongly typed one raises FieldTypeError before any
