@@ -57,3 +57,73 @@ class StateStore(Protocol):
     def count_dead_letters(self) -> int: ...
 
     def close(self) -> None: ...
+
+
+# ---- rules versions and API tokens (the HTTP service's own state) ----
+
+
+@dataclass(frozen=True, slots=True)
+class RulesVersion:
+    """One stored rules set: the files as uploaded (path → text) and the entry files to load.
+
+    `seq` numbers versions in the order they were stored (1, 2, …); `version` is the content hash that
+    `load_ruleset` gives the same files, so two stores of identical files share a `version`."""
+
+    seq: int
+    version: str
+    files: dict[str, str]
+    entry: tuple[str, ...]
+    created_at: float
+    author: str
+    message: str
+    active: bool = False
+
+
+class RulesStore(Protocol):
+    """Stored rules versions, exactly one of them active once any is activated. Every instance of the
+    service polls `active_rules_version` and switches when another instance activated a new one."""
+
+    def add_rules_version(self, version: str, files: dict[str, str], entry: tuple[str, ...], *,
+                          author: str, message: str, now: float) -> RulesVersion:
+        """Store a version (not yet active) and return it with its new `seq`."""
+        ...
+
+    def activate_rules_version(self, seq: int) -> None:
+        """Make `seq` the only active version, in one transaction. Raises KeyError if there is none."""
+        ...
+
+    def active_rules_version(self) -> RulesVersion | None: ...
+
+    def get_rules_version(self, seq: int) -> RulesVersion | None: ...
+
+    def list_rules_versions(self, limit: int = 100) -> list[RulesVersion]:
+        """The newest `limit` versions, newest first, with their files."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class ApiToken:
+    """An API token as stored: never the secret, only its SHA-256 (hex). Scopes: ingest, read, admin."""
+
+    id: str
+    name: str
+    secret_hash: str
+    scopes: tuple[str, ...]
+    created_at: float
+    revoked: bool = False
+
+
+class TokenStore(Protocol):
+    def add_token(self, token: ApiToken) -> None:
+        """Store a new token; raises ValueError if its name or id is taken."""
+        ...
+
+    def find_token(self, secret_hash: str) -> ApiToken | None:
+        """The token whose secret hashes to `secret_hash`, revoked or not (callers check)."""
+        ...
+
+    def list_tokens(self) -> list[ApiToken]: ...
+
+    def revoke_token(self, name_or_id: str) -> bool:
+        """Revoke by name or id; False if there is no such token."""
+        ...

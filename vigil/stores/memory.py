@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Iterable
 
 from vigil.effects import DeadLetter
-from vigil.stores.base import CounterRow, LabelRecord
+from vigil.stores.base import ApiToken, CounterRow, LabelRecord, RulesVersion
 
 
 class MemoryStore:
@@ -14,6 +15,8 @@ class MemoryStore:
         self.labels: dict[tuple[str, str, str], LabelRecord] = {}
         self.history: list[LabelRecord] = []
         self.letters: list[DeadLetter] = []
+        self.versions: list[RulesVersion] = []
+        self.tokens: dict[str, ApiToken] = {}
 
     def write_counter_rows(self, rows: list[CounterRow]) -> None:
         self.counter_rows.extend(rows)
@@ -46,6 +49,46 @@ class MemoryStore:
 
     def count_dead_letters(self) -> int:
         return len(self.letters)
+
+    # ---- rules versions ----
+    def add_rules_version(self, version: str, files: dict[str, str], entry: tuple[str, ...], *,
+                          author: str, message: str, now: float) -> RulesVersion:
+        stored = RulesVersion(len(self.versions) + 1, version, dict(files), tuple(entry), now, author, message)
+        self.versions.append(stored)
+        return stored
+
+    def activate_rules_version(self, seq: int) -> None:
+        if not 1 <= seq <= len(self.versions):
+            raise KeyError(seq)
+        self.versions = [dataclasses.replace(v, active=v.seq == seq) for v in self.versions]
+
+    def active_rules_version(self) -> RulesVersion | None:
+        return next((v for v in self.versions if v.active), None)
+
+    def get_rules_version(self, seq: int) -> RulesVersion | None:
+        return self.versions[seq - 1] if 1 <= seq <= len(self.versions) else None
+
+    def list_rules_versions(self, limit: int = 100) -> list[RulesVersion]:
+        return list(reversed(self.versions))[:limit]
+
+    # ---- API tokens ----
+    def add_token(self, token: ApiToken) -> None:
+        if token.id in self.tokens or any(t.name == token.name for t in self.tokens.values()):
+            raise ValueError(f"a token named {token.name!r} exists already")
+        self.tokens[token.id] = token
+
+    def find_token(self, secret_hash: str) -> ApiToken | None:
+        return next((t for t in self.tokens.values() if t.secret_hash == secret_hash), None)
+
+    def list_tokens(self) -> list[ApiToken]:
+        return sorted(self.tokens.values(), key=lambda t: (t.created_at, t.id))
+
+    def revoke_token(self, name_or_id: str) -> bool:
+        for tid, token in self.tokens.items():
+            if name_or_id in (token.id, token.name):
+                self.tokens[tid] = dataclasses.replace(token, revoked=True)
+                return True
+        return False
 
     def close(self) -> None:
         pass

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Iterable
 
 from vigil.effects import DeadLetter
-from vigil.stores.base import CounterRow, LabelRecord
+from vigil.stores.base import ApiToken, CounterRow, LabelRecord, RulesVersion
 
 # Versioned schema: each entry migrates from the version before it.
 MIGRATIONS: list[str] = [
@@ -39,6 +39,17 @@ MIGRATIONS: list[str] = [
     CREATE TABLE dead_letters (
         id INTEGER PRIMARY KEY, time REAL NOT NULL, source TEXT NOT NULL, reason TEXT NOT NULL,
         raw BLOB NOT NULL, details TEXT NOT NULL
+    );
+    """,
+    # 2: the HTTP service's rules versions and API tokens.
+    """
+    CREATE TABLE rules_versions (
+        seq INTEGER PRIMARY KEY, version TEXT NOT NULL, files TEXT NOT NULL, entry TEXT NOT NULL,
+        created_at REAL NOT NULL, author TEXT NOT NULL, message TEXT NOT NULL, active INTEGER NOT NULL
+    );
+    CREATE TABLE api_tokens (
+        id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, secret_hash TEXT NOT NULL UNIQUE,
+        scopes TEXT NOT NULL, created_at REAL NOT NULL, revoked INTEGER NOT NULL
     );
     """,
 ]
@@ -139,6 +150,77 @@ class SqliteStore:
 
     def count_dead_letters(self) -> int:
         return int(self._read("SELECT COUNT(*) FROM dead_letters")[0][0])  # type: ignore[arg-type]
+
+    # ---- rules versions (RulesStore) ----
+    _VERSION_COLUMNS = "seq, version, files, entry, created_at, author, message, active"
+
+    @staticmethod
+    def _version(row: tuple[object, ...]) -> RulesVersion:
+        seq, version, files, entry, created, author, message, active = row
+        return RulesVersion(int(seq), str(version), json.loads(str(files)), tuple(json.loads(str(entry))),  # type: ignore[call-overload]
+                            float(created), str(author), str(message), bool(active))  # type: ignore[arg-type]
+
+    def add_rules_version(self, version: str, files: dict[str, str], entry: tuple[str, ...], *,
+                          author: str, message: str, now: float) -> RulesVersion:
+        with self._lock:
+            cursor = self._conn.execute(
+                "INSERT INTO rules_versions (version, files, entry, created_at, author, message, active)"
+                " VALUES (?, ?, ?, ?, ?, ?, 0)", (version, json.dumps(files), json.dumps(list(entry)), now, author,
+                                                   message))
+            seq = int(cursor.lastrowid or 0)
+        return RulesVersion(seq, version, dict(files), tuple(entry), now, author, message, False)
+
+    def activate_rules_version(self, seq: int) -> None:
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                if self._conn.execute("SELECT 1 FROM rules_versions WHERE seq = ?", (seq,)).fetchone() is None:
+                    raise KeyError(seq)
+                self._conn.execute("UPDATE rules_versions SET active = (seq = ?)", (seq,))
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    def active_rules_version(self) -> RulesVersion | None:
+        rows = self._read(f"SELECT {self._VERSION_COLUMNS} FROM rules_versions WHERE active = 1 LIMIT 1")
+        return self._version(rows[0]) if rows else None
+
+    def get_rules_version(self, seq: int) -> RulesVersion | None:
+        rows = self._read(f"SELECT {self._VERSION_COLUMNS} FROM rules_versions WHERE seq = ?", (seq,))
+        return self._version(rows[0]) if rows else None
+
+    def list_rules_versions(self, limit: int = 100) -> list[RulesVersion]:
+        rows = self._read(f"SELECT {self._VERSION_COLUMNS} FROM rules_versions ORDER BY seq DESC LIMIT ?", (limit,))
+        return [self._version(r) for r in rows]
+
+    # ---- API tokens (TokenStore) ----
+    @staticmethod
+    def _token(row: tuple[object, ...]) -> ApiToken:
+        tid, name, secret_hash, scopes, created, revoked = row
+        return ApiToken(str(tid), str(name), str(secret_hash), tuple(json.loads(str(scopes))), float(created),  # type: ignore[arg-type]
+                        bool(revoked))
+
+    def add_token(self, token: ApiToken) -> None:
+        try:
+            self._write("INSERT INTO api_tokens VALUES (?, ?, ?, ?, ?, ?)",
+                        [(token.id, token.name, token.secret_hash, json.dumps(list(token.scopes)),
+                          token.created_at, int(token.revoked))])
+        except sqlite3.IntegrityError as error:
+            raise ValueError(f"a token named {token.name!r} exists already") from error
+
+    def find_token(self, secret_hash: str) -> ApiToken | None:
+        rows = self._read("SELECT * FROM api_tokens WHERE secret_hash = ?", (secret_hash,))
+        return self._token(rows[0]) if rows else None
+
+    def list_tokens(self) -> list[ApiToken]:
+        return [self._token(r) for r in self._read("SELECT * FROM api_tokens ORDER BY created_at, id")]
+
+    def revoke_token(self, name_or_id: str) -> bool:
+        with self._lock:
+            cursor = self._conn.execute("UPDATE api_tokens SET revoked = 1 WHERE name = ? OR id = ?",
+                                        (name_or_id, name_or_id))
+            return cursor.rowcount > 0
 
     def close(self) -> None:
         with self._lock:
