@@ -70,7 +70,7 @@ class Engine:
 
     def _namespace(self, constants: dict[str, Any]) -> dict[str, Any]:
         ns: dict[str, Any] = {
-            "__builtins__": {"len": len, "int": int, "type": type, "dict": dict},
+            "__builtins__": {"len": len, "int": int, "type": type, "dict": dict, "str": str},
             "_U": runtime.UNSET,
             "_get": runtime.get,
             "_as_number": runtime.as_number,

@@ -164,7 +164,9 @@ class _FunctionBuilder:
             define = self.c.program.defines[e.name]
             if isinstance(define.expr, ast.Counter):
                 return self.counter_ref(define.expr)
-            return self.lazy(e, lambda: self.bool3(define.expr) if self._is_bool(define.expr) else self.val(define.expr))
+            # and/or/not need Kleene logic as a value; a comparison's value is already true/false/None.
+            kleene = isinstance(define.expr, (ast.And, ast.Or, ast.Not))
+            return self.lazy(e, lambda: self.bool3(define.expr) if kleene else self.val(define.expr))
         if isinstance(e, (ast.And, ast.Or, ast.Not, ast.EventIs)):
             return self.bool3(e)
         if isinstance(e, ast.Call):
@@ -192,11 +194,12 @@ class _FunctionBuilder:
         if isinstance(e, ast.TextOp):
             return f"_text_op({e.op!r}, {self.val(e.left)}, {self.val(e.right)})"
         if isinstance(e, ast.ContainsAny):
-            return f"{self.c.collection(e.collection)}.contains_any({self.val(e.left)})"
+            method = "contains_any_normalized" if self.c.is_normalized(e.left) else "contains_any"
+            return f"{self.c.collection(e.collection)}.{method}({self.val(e.left)})"
         if isinstance(e, ast.Matches):
             regex = self.c.constant("R", ("regex", e.pattern, e.flags))
             a = self.temp()
-            return f"(None if ({a} := {self.val(e.left)}) is None else {regex}.search({a}) is not None)"
+            return f"(None if ({a} := {self.val(e.left)}) is None else {regex}.search({a}))"
         if isinstance(e, ast.In):
             a = self.temp()
             member = f"{self.c.collection(e.collection)}.member({self.val(e.left)})"
@@ -211,9 +214,6 @@ class _FunctionBuilder:
             return self.val(e), ""
         local = self.temp()
         return local, f"({local} := {self.val(e)}) is None"
-
-    def _is_bool(self, e: ast.Expr) -> bool:
-        return self.c.type_of(e) == BOOL
 
     def field_code(self, f: ast.Field) -> str:
         if f.path == ("type",):
@@ -244,7 +244,11 @@ class _FunctionBuilder:
         if key not in self.slots:
             parts = ", ".join(self.val(f) for f in decl.fields)
             self.slots[key] = f"k_{name}"
-            self.c.slot_code[(self.etype, f"k_{name}")] = f"_entity_key({parts})"
+            code = f"_entity_key({parts})"
+            if len(decl.fields) == 1:  # the common case, inline: a non-empty string is its own key
+                part = self.temp()
+                code = f"({part} if type({part} := {parts}) is str and {part} else _entity_key({part}))"
+            self.c.slot_code[(self.etype, f"k_{name}")] = code
         local = self.slots[key]
         return f"({local} if {local} is not _U else ({local} := {self.c.slot_code[(self.etype, local)]}))"
 
@@ -367,15 +371,12 @@ class Compiler:
         self._counter_index: dict[ast.Counter, int] = {}
         self.rule_infos: list[RuleInfo] = []
         self.rule_features: list[list[tuple[str, ast.Expr]]] = []
-        self._types: dict[str, str] = dict(program.define_types)
 
-    def type_of(self, e: ast.Expr) -> str:
-        if isinstance(e, ast.NameRef):
-            return self._types.get(e.name, "any")
-        if isinstance(e, (ast.And, ast.Or, ast.Not, ast.Compare, ast.Crosses, ast.TextOp, ast.ContainsAny,
-                          ast.Matches, ast.In, ast.Missing, ast.EventIs, ast.HasLabel, ast.Bool)):
-            return BOOL
-        return "value"
+    def is_normalized(self, e: ast.Expr) -> bool:
+        """Whether `e` is the result of `normalized(...)`, directly or through definitions."""
+        while isinstance(e, ast.NameRef):
+            e = self.program.defines[e.name].expr
+        return isinstance(e, ast.Call) and e.name == "normalized"
 
     def constant(self, prefix: str, key: Any) -> str:
         if key not in self._constant_keys:

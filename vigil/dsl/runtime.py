@@ -153,15 +153,35 @@ def arith(op: str, left: float | None, right: float | None) -> float | None:
     return None if right == 0 else left / right
 
 
-def compile_regex(pattern: str, flags: str) -> Any:
-    options = re2.Options()
-    options.case_sensitive = "i" not in flags
-    options.dot_nl = "s" in flags
-    options.never_nl = False
-    if "m" in flags:
-        options.posix_syntax = True
-        options.one_line = False
-    return re2.compile(pattern, options)
+class Regex:
+    """A rule's regular expression: RE2, so matching is linear in the text whatever the pattern.
+
+    `search` answers only "is there a match", calling RE2 directly: the `re2` module's general API
+    computes match spans in Python, which costs four times as much and which rules never need.
+    """
+
+    def __init__(self, pattern: str, flags: str) -> None:
+        options = re2.Options()
+        options.case_sensitive = "i" not in flags
+        options.dot_nl = "s" in flags
+        if "m" in flags:
+            options.posix_syntax = True
+            options.one_line = False
+        self.compiled = re2.compile(pattern, options)
+        regexp = getattr(self.compiled, "_regexp", None)
+        anchor = getattr(getattr(re2, "_Anchor", None), "UNANCHORED", None)
+        self._match = regexp.Match if regexp is not None and anchor is not None else None
+        self._anchor = anchor
+
+    def search(self, text: str) -> bool:
+        if self._match is None:  # a future re2 without the internals: the public API still works
+            return self.compiled.search(text) is not None
+        data = text.encode("utf-8", "surrogatepass")
+        return bool(self._match(self._anchor, data, 0, len(data))[0][0] != -1)
+
+
+def compile_regex(pattern: str, flags: str) -> Regex:
+    return Regex(pattern, flags)
 
 
 class TermList:
@@ -199,9 +219,19 @@ class TermList:
 
     def find(self, value: str) -> list[str]:
         """Phrases of the list found in the normalized text (whole words only for a `words` list)."""
+        return self._find_in(text_signals.normalize(value))
+
+    def contains_any_normalized(self, value: Any) -> bool | None:
+        """`contains_any` for a text already normalized (by `normalized(...)` in the rule)."""
+        if value is None:
+            return None
+        if isinstance(value, list):
+            return any(self.contains_any(v) for v in value if v is not None)
+        return bool(self._find_in(str(value)))
+
+    def _find_in(self, text: str) -> list[str]:
         if self._matcher is None:
             return []
-        text = text_signals.normalize(value)
         found = []
         for index, start, end in self._matcher.find_matches_as_indexes(text):
             if self.kind == "words" and (
