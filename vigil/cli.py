@@ -28,10 +28,12 @@ def _load(paths: tuple[str, ...]) -> RuleSet:
     try:
         ruleset = load_ruleset(list(paths))
     except DiagnosticError as error:
-        _console().print(error.render(), markup=False, highlight=False)
+        # soft_wrap: a diagnostic stays one `file:line:col: ...` line however narrow the terminal
+        _console().print(error.render(), markup=False, highlight=False, soft_wrap=True)
         raise SystemExit(1) from None
     for warning in ruleset.warnings:
-        _console().print(warning.render(ruleset.sources.get(warning.span.file)), markup=False, highlight=False)
+        _console().print(warning.render(ruleset.sources.get(warning.span.file)), markup=False, highlight=False,
+                         soft_wrap=True)
     return ruleset
 
 
@@ -153,7 +155,7 @@ def _summary(engine: Any, elapsed: float) -> None:
     verdicts = ", ".join(f"{v}: {n}" for v, n in stats.verdicts.items())
     rate = stats.events / elapsed if elapsed > 0 else 0.0
     console.print(f"{stats.events} events in {elapsed:.2f}s ({rate:,.0f}/s); {verdicts}; "
-                  f"dead letters: {stats.dead_letters}")
+                  f"dead letters: {stats.dead_letters}", soft_wrap=True)
 
 
 @main.command()

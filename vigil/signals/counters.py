@@ -173,7 +173,10 @@ class WindowCounters:
         since = latest - counter.window if counter.window is not None else (latest // 86400) * 86400 - 1
         add, _ = counter.functions(None)
         for _cid, key, sec, value, amount in self.store.load_counter_rows(counter.spec.cid, since):
-            add(key, sec, value if counter.spec.kind == "distinct" else amount)
+            if counter.spec.kind == "distinct":
+                add(key, sec, value)
+            else:  # stored as REAL: give whole counts back as ints, as before the restart
+                add(key, sec, int(amount) if float(amount).is_integer() else amount)
 
     def start(self) -> None:
         """Flush the journal to the store every `flush_interval` seconds, in a background thread."""

@@ -1,0 +1,118 @@
+"""The Engine: dead letters, activation of new rules versions, stats, and decisions end to end."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from conftest import HEADER, T0, event, ruleset
+from vigil.effects import DeadLetter, Decision
+from vigil.engine import Engine, in_rollout
+from vigil.events import MAX_EVENT_BYTES
+from vigil.stores.memory import MemoryStore
+
+MakeEngine = Callable[..., Engine]
+
+RULES = HEADER + """
+define posts = count of "post" by user in the last 1 hour
+rule "busy" when event is "post" and posts >= 2 then review
+rule "spam" when event.text contains "spam" then block
+"""
+
+
+@pytest.mark.parametrize(
+    ("raw", "fragment"),
+    [
+        (b"{oops", "not valid JSON"),
+        (b"[]", "JSON object"),
+        (b'{"type": "post", "id": "1"}', 'missing "time"'),
+        (b'{"type": "post", "id": "1", "time": 0, "pad": "' + b"x" * MAX_EVENT_BYTES + b'"}', "more than the limit"),
+    ],
+)
+def test_malformed_and_oversized_json_is_dead_lettered(make_engine: MakeEngine, raw: bytes, fragment: str) -> None:
+    seen: list[DeadLetter] = []
+    store = MemoryStore()
+    engine = Engine(ruleset(RULES), store, on_dead_letter=seen.append)
+    try:
+        result = engine.process(raw, source="test-source")
+    finally:
+        engine.close()
+    assert isinstance(result, DeadLetter)
+    assert fragment in result.reason
+    assert result.raw == raw and result.source == "test-source"
+    assert seen == [result] and store.letters == [result]
+    assert engine.stats.dead_letters == 1 and engine.stats.events == 0
+
+
+def test_dead_letter_of_a_dict_keeps_json(make_engine: MakeEngine) -> None:
+    engine = make_engine(RULES)
+    result = engine.process({"type": "post", "id": "1", "time": 0, "text": 3})
+    assert isinstance(result, DeadLetter)
+    assert result.raw == b'{"type":"post","id":"1","time":0,"text":3}'
+
+
+def test_internal_errors_cost_one_event(make_engine: MakeEngine, monkeypatch: pytest.MonkeyPatch) -> None:
+    engine = make_engine(RULES)
+
+    def broken(*args: object) -> bool:
+        raise RuntimeError("boom")
+
+    monkeypatch.setitem(engine._dispatch, "post", broken)
+    result = engine.process(event(user="u"))
+    assert isinstance(result, DeadLetter) and result.reason == "internal error: RuntimeError: boom"
+    assert isinstance(engine.process(event("comment", user="u")), Decision)
+
+
+def test_stats(make_engine: MakeEngine) -> None:
+    engine = make_engine(RULES)
+    engine.process(event(user="u"))
+    engine.process(event(user="u"))
+    engine.process(event(user="u", text="spam"))
+    engine.process(b"nope")
+    assert engine.stats.events == 3
+    assert engine.stats.dead_letters == 1
+    assert engine.stats.verdicts == {"allow": 1, "flag": 0, "review": 1, "block": 1}
+    assert engine.stats.rule_hits == {"busy": 2, "spam": 1}
+
+
+def test_activate_a_new_version_keeps_counters_and_labels(make_engine: MakeEngine) -> None:
+    engine = make_engine(RULES + 'rule "mark" when event is "post" then label user "seen"')
+    engine.process(event(user="u"))
+    old = engine.version
+    engine.activate(ruleset(HEADER + 'define posts = count of "post" by user in the last 1 hour\n'
+                            'rule "renamed" when event is "post" and posts >= 2 and user has label "seen" then block'))
+    assert engine.version != old
+    d = engine.process(event(user="u"))
+    assert isinstance(d, Decision)
+    assert (d.verdict, d.ruleset_version) == ("block", engine.version)
+
+
+def test_activate_with_a_changed_counter_starts_it_afresh(make_engine: MakeEngine) -> None:
+    engine = make_engine(RULES)
+    engine.process(event(user="u"))
+    engine.activate(ruleset(HEADER + 'rule "r" when event is "post" and '
+                            'count of "post" by user in the last 2 hours >= 2 then block'))
+    d = engine.process(event(user="u"))
+    assert isinstance(d, Decision) and d.verdict == "allow"
+
+
+def test_in_rollout_is_deterministic_and_bounded() -> None:
+    assert all(in_rollout("r", f"k{i}", 100) for i in range(200))
+    assert not any(in_rollout("r", f"k{i}", 0) for i in range(200))
+    assert [in_rollout("r", f"k{i}", 50) for i in range(50)] == [in_rollout("r", f"k{i}", 50) for i in range(50)]
+    # different rules put different entities in their canary
+    assert {i for i in range(200) if in_rollout("a", f"k{i}", 50)} != {i for i in range(200)
+                                                                          if in_rollout("b", f"k{i}", 50)}
+
+
+def test_decision_for_an_event_no_rule_names(make_engine: MakeEngine) -> None:
+    d = make_engine(RULES).process(event("unknown-type", T0))
+    assert isinstance(d, Decision)
+    assert (d.verdict, d.hits, d.effects, d.event_type) == ("allow", (), (), "unknown-type")
+
+
+def test_doctest_style_bytes_input(make_engine: MakeEngine) -> None:
+    engine = make_engine('rule "Any post" when event is "post" then flag')
+    d = engine.process(b'{"type": "post", "id": "1", "time": 0}')
+    assert isinstance(d, Decision) and d.verdict == "flag" and d.event_id == "1"
