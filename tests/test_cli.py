@@ -192,6 +192,6 @@ def test_commands_refuse_rules_with_errors(tmp_path: Path) -> None:
     path = tmp_path / "bad.vigil"
     path.write_text('rule "a" when event.n = 1 then block')
     for command in (["test"], ["compile"], ["run", "--events", "-"], ["explain", "--event", "{}"]):
-        code, out, err = invoke(command[0], str(path), *command[1:], input="")
+        code, _, err = invoke(command[0], str(path), *command[1:], input="")
         assert code == 1, command
         assert f"{path}:1:23: error: unexpected `=`" in err

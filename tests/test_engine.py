@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-
 from conftest import HEADER, T0, event, ruleset
+
 from vigil.effects import DeadLetter, Decision
 from vigil.engine import Engine, in_rollout
 from vigil.events import MAX_EVENT_BYTES

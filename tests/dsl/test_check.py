@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
 from conftest import HEADER, errors_of, ruleset
+
 from vigil.diagnostics import Diagnostic, DiagnosticError, Severity
 from vigil.dsl.loader import load_ruleset
 
@@ -283,8 +283,8 @@ def test_unreadable_list_file_on_disk(tmp_path: object) -> None:
         ('rule "r" when event.x > 1 then block, flag', "a rule can give at most one verdict"),
         ('rule "r" when count of "post" by user in the last 0 seconds > 1 then block',
          "a counter's window is at least 1 second"),
-        ('rule "r" when count of "post" by user where (count of "x" by user today > 1) in the last 1 hour > 1 '
-         'then block', "a counter's value or `where` filter cannot use another counter"),
+        ('rule "r" when count of "post" by user where (count of "x" by user today > 1) in the last 1 hour > 1 then block',
+         "a counter's value or `where` filter cannot use another counter"),
     ],
 )
 def test_value_errors(text: str, message: str) -> None:
@@ -341,7 +341,7 @@ def test_render_shows_the_line_and_a_caret() -> None:
 
 
 def test_error_rules_never_compile(monkeypatch: pytest.MonkeyPatch) -> None:
-    import vigil.dsl.loader as loader
+    from vigil.dsl import loader
 
     def fail(*args: object) -> None:
         raise AssertionError("compiled a rules set with errors")

@@ -7,16 +7,24 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import Callable
+from typing import Any
 
 import pytest
-
 from conftest import HEADER, event, ruleset
-from vigil.dsl import runtime
+
+from vigil.dsl import ast, runtime
 from vigil.dsl.compile import counter_id
 from vigil.dsl.loader import load_ruleset
+from vigil.effects import Decision
 from vigil.engine import Engine
 
 MakeEngine = Callable[..., Engine]
+
+
+def verdict(engine: Engine, **data: Any) -> str:
+    result = engine.process(event(**data))
+    assert isinstance(result, Decision), result
+    return result.verdict
 
 RULES = HEADER + """
 list "spam" = ["cheap followers", "free iphone"]
@@ -97,8 +105,8 @@ def test_rule_text_is_never_spliced_into_code(make_engine: MakeEngine) -> None:
     # A rule name with a newline, and a string that looks like code: both must stay data.
     hostile = 'rule "x\\nhits.append((0, {}, ()))\\n#" when event.t == "\\"); hits.append((0, {}, ())); (\\"" then block'
     engine = make_engine(hostile)
-    assert engine.process(event(t="nothing")).verdict == "allow"
-    assert engine.process(event(t='"); hits.append((0, {}, ())); ("')).verdict == "block"
+    assert verdict(engine, t="nothing") == "allow"
+    assert verdict(engine, t='"); hits.append((0, {}, ())); ("') == "block"
     assert all(line.startswith(("    ", "def ", "DISPATCH", "}", "#")) or not line
                for line in engine.ruleset.compiled.source.splitlines())
 
@@ -115,7 +123,7 @@ def test_each_feature_is_computed_once(make_engine: MakeEngine, monkeypatch: pyt
     engine = make_engine('rule "a" when normalized(event.t) contains "x" then block\n'
                          'rule "b" when normalized(event.t) contains "y" then flag\n'
                          'rule "c" when event.n > 1 and normalized(event.t) contains "z" then flag')
-    assert engine.process(event(t="X Y")).verdict == "block"
+    assert verdict(engine, t="X Y") == "block"
     assert calls == ["X Y"]
     engine.process(event(t="nothing", n=0))
     assert calls == ["X Y", "nothing"]
@@ -128,7 +136,9 @@ def test_counter_ids_are_stable_and_depend_on_the_definition() -> None:
     c = ruleset(HEADER + 'rule "r" when count of "post" by user in the last 2 hours > 1 then block')
     assert a.compiled.counters[0].cid == b.compiled.counters[0].cid
     assert a.compiled.counters[0].cid != c.compiled.counters[0].cid
-    assert a.compiled.counters[0].cid == counter_id(a.program.rules[0].condition.left)  # type: ignore[union-attr]
+    condition = a.program.rules[0].condition
+    assert isinstance(condition, ast.Compare) and isinstance(condition.left, ast.Counter)
+    assert a.compiled.counters[0].cid == counter_id(condition.left)
 
 
 def test_same_counter_through_two_definitions_is_one_counter() -> None:

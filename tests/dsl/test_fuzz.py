@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import re
 
+from conftest import T0
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import T0
 from vigil.diagnostics import DiagnosticError, Severity
 from vigil.dsl.loader import load_ruleset
 from vigil.dsl.parse import parse

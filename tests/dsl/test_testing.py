@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from conftest import HEADER, ruleset
+
 from vigil.dsl import testing
 from vigil.dsl.testing import TEST_EPOCH, run_tests
 

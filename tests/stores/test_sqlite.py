@@ -11,8 +11,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import HEADER, T0, event, ruleset
+
 from vigil.effects import DeadLetter, Decision
 from vigil.engine import Engine
 from vigil.stores.base import LabelRecord
@@ -100,11 +100,11 @@ from vigil.stores.sqlite import SqliteStore
 rules = load_ruleset("r.vigil", files={"r.vigil": sys.stdin.read()})
 engine = Engine(rules, SqliteStore(sys.argv[1]))
 for i in range(5):
-    engine.process({"type": "post", "id": f"e{i}", "time": %r + i, "user": "u"})
+    engine.process({"type": "post", "id": f"e{i}", "time": T0 + i, "user": "u"})
 print("fed", flush=True)
 while True:
     time.sleep(60)
-""" % T0
+""".replace("T0", repr(T0))
 
 
 def _counter_rows(path: Path) -> float:
