@@ -38,7 +38,7 @@ test "t" given 3 "post" from user "u" within 1 minute with text = "cheap", n = 2
 
 TOKEN = re.compile(r'"(?:\\.|[^"\\\n])*"|/(?:\\.|[^/\\\n])+/[ims]*|\d+(?:\.\d+)?|\w+|[^\s\w]')
 TOKENS = TOKEN.findall(VALID)
-VOCABULARY = sorted(set(TOKENS)) + ["(", ")", "[", "]", ",", "=", "==", "%", "/", '"', "#", "\\", "\n", "ƒ"]
+VOCABULARY = sorted(set(TOKENS)) + ["9" * 400, "(", ")", "[", "]", ",", "=", "==", "%", "/", '"', "#", "\\", "\n", "ƒ"]
 
 EVENTS = [
     {"type": "post", "id": "1", "time": T0, "user": "u", "text": "cheap FREE iphone at evil.com", "n": 2},

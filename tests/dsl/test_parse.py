@@ -216,6 +216,24 @@ def test_bad_escape_is_a_clean_error() -> None:
     module, diagnostics = parse(r'rule "r" when event.t == "\N{nope}" then block', "t.vigil")
     assert module is None
     assert diagnostics[0].message.startswith("invalid literal")
+    assert str(diagnostics[0].span) == "t.vigil:1:26"
+
+
+@pytest.mark.parametrize(
+    "literal", ["9" * 400, "1" + "0" * 16, "9" * 400 + " seconds", "1" + "0" * 309 + ".5"],
+)
+def test_numbers_too_large_are_clean_errors(literal: str) -> None:
+    # 1e400 would become infinity, which compiles to the undefined name `inf`
+    module, diagnostics = parse(f'rule "r"\n  when event.n > {literal} then block', "t.vigil")
+    assert module is None
+    assert diagnostics[0].message.startswith("invalid literal: the number")
+    assert "is too large" in diagnostics[0].message
+    assert str(diagnostics[0].span) == "t.vigil:2:18"
+
+
+def test_large_numbers_within_bounds_work() -> None:
+    expr = condition("event.n > 1000000000000000")
+    assert isinstance(expr, ast.Compare) and expr.right == ast.Number(1e15)
 
 
 def test_empty_file_is_an_empty_module() -> None:

@@ -96,5 +96,7 @@ def parse(text: str, path: str = "<rules>") -> tuple[ast.Module | None, list[Dia
     try:
         module = ToAst(path).transform(tree)
     except VisitError as error:  # a literal the grammar admits but the transformer cannot decode
-        return None, [Diagnostic(f"invalid literal: {error.orig_exc}", Span(path, 1, 1), code="syntax")]
+        meta = getattr(error.obj, "meta", None)
+        line, column = getattr(meta, "line", 1), getattr(meta, "column", 1)
+        return None, [Diagnostic(f"invalid literal: {error.orig_exc}", Span(path, line, column), code="syntax")]
     return module, []

@@ -21,8 +21,15 @@ def string_value(token: Token) -> str:
     return value
 
 
+# Numbers beyond this are refused: they would turn into infinity (and `inf` is no Python literal).
+MAX_NUMBER = 1e15
+
+
 def number_value(token: Token) -> float:
-    return float(token)
+    value = float(token)
+    if value > MAX_NUMBER:
+        raise ValueError(f"the number {str(token)[:20]}… is too large (at most {MAX_NUMBER:.0e})")
+    return value
 
 
 @v_args(meta=True)
