@@ -248,7 +248,7 @@ class HandWritten:
         self.device_farms = _Window(86400)
         self.volume = _Window(600)
         self.daily: dict[str, list[int]] = {}
-        self.labels: dict[tuple[str, str, str], float] = {}
+        self.labels: dict[tuple[str, str, str], tuple[float, float]] = {}  # (expires, set at)
         self.scam = [p for p in (normalize(x) for x in SCAM_PHRASES)]
         self.abuse = [p for p in (normalize(x) for x in ABUSE_PHRASES)]
         import re2
@@ -258,12 +258,16 @@ class HandWritten:
     def _has(self, kind: str, key: str | None, label: str, now: float) -> bool:
         if key is None:
             return False
-        expires = self.labels.get((kind, key, label))
-        return expires is not None and expires > now
+        current = self.labels.get((kind, key, label))
+        return current is not None and current[0] > now
 
-    def _label(self, kind: str, key: str | None, label: str, until: float) -> None:
-        if key is not None and self.labels.get((kind, key, label), 0) < until:
-            self.labels[(kind, key, label)] = until
+    def _label(self, kind: str, key: str | None, label: str, until: float, now: float) -> None:
+        # As the engine: an active label's expiry moves in steps of at least a minute or 1% of its duration.
+        if key is None:
+            return
+        current = self.labels.get((kind, key, label))
+        if current is None or current[0] <= now or until > current[0] + max(60.0, 0.01 * (current[0] - current[1])):
+            self.labels[(kind, key, label)] = (until, now)
 
     def decide(self, event: dict[str, Any]) -> tuple[str, list[str]]:
         etype = event["type"]
@@ -405,7 +409,7 @@ class HandWritten:
                     if (i == 0 or (i == 1 and farm_label) or (i == 2 and kp) or (i == 3 and farm_label and kp)):
                         hit(f"throwaway email {i}", v)
         for kind, key, label, until in labels:
-            self._label(kind, key, label, until)
+            self._label(kind, key, label, until, now)
         return verdict, fired
 
 

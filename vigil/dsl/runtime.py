@@ -85,9 +85,12 @@ def parse_time(value: Any) -> float | None:
         return value / 1000.0 if value > 1e11 else float(value)
     if isinstance(value, str):
         try:
-            parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+            parsed = dt.datetime.fromisoformat(value)  # Python 3.11 reads RFC 3339, "Z" included
         except ValueError:
-            raise FieldTypeError("(timestamp)", "RFC 3339 time", value) from None
+            try:  # RFC 3339 also allows lower-case "t" and "z"
+                parsed = dt.datetime.fromisoformat(value.upper())
+            except ValueError:
+                raise FieldTypeError("(timestamp)", "RFC 3339 time", value) from None
         if parsed.tzinfo is None:
             parsed = parsed.replace(tzinfo=dt.timezone.utc)
         return parsed.timestamp()

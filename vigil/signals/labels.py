@@ -2,7 +2,8 @@
 
 A label set or removed by a person ("manual") can only be changed by a person: a rule that would add
 a manually removed label, or remove a manually added one, is ignored (the decision still records it).
-Expiry is judged against the event's time, so a replay gives the same answers as live.
+Expiry is judged against the event's time, so a replay gives the same answers as live. Re-applying an
+active label extends its expiry only by steps of at least a minute (MIN_EXTENSION_SECONDS).
 """
 
 from __future__ import annotations
@@ -10,6 +11,17 @@ from __future__ import annotations
 from vigil.stores.base import LabelRecord, StateStore
 
 MANUAL, RULE = "manual", "rule"
+
+# A rule that fires on every event of a burst re-applies its label each time. Moving the expiry by a few
+# seconds is not worth a durable write per event, so an active label's expiry only moves when it would
+# extend it by more than this many seconds, or 1% of the label's duration if that is longer.
+MIN_EXTENSION_SECONDS = 60.0
+
+
+def _min_extension(current: LabelRecord, now: float) -> float:
+    if current.expires_at is None:
+        return 0.0
+    return max(MIN_EXTENSION_SECONDS, 0.01 * (current.expires_at - current.updated_at))
 
 
 class Labels:
@@ -46,9 +58,10 @@ class Labels:
             if not present and not current.active(now):
                 return None  # already absent
             if present and current.active(now) and (
-                current.expires_at is None or (expires_at is not None and expires_at <= current.expires_at)
+                current.expires_at is None
+                or (expires_at is not None and expires_at <= current.expires_at + _min_extension(current, now))
             ):
-                return None  # already present for at least as long
+                return None  # already present for (about) as long
         elif current is None and not present and source != MANUAL:
             return None  # nothing to remove; a person's removal is kept, so that rules cannot add it
         return LabelRecord(entity_type, key, label, present, source, expires_at, now, actor, reason)

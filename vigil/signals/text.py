@@ -70,7 +70,10 @@ def normalize(text: str) -> str:
     >>> normalize("pаypаl")  # Cyrillic 'а'
     'paypal'
     """
-    text = unicodedata.normalize("NFKC", text).casefold().translate(_fold_table())
+    # Fold look-alikes before and after case folding: capitals such as Greek "Υ" look like "Y", while
+    # their lower-case forms ("υ") look like other letters ("u").
+    table = _fold_table()
+    text = unicodedata.normalize("NFKC", text).translate(table).casefold().translate(table)
     return " ".join(text.split())
 
 
