@@ -211,6 +211,7 @@ def _attach_optional_commands() -> None:
         ("vigil.classifiers.cli", ("train_command", "classify_command")),
         ("vigil.eval.cli", ("eval_command",)),
         ("vigil.demo.generator", ("generate_command",)),
+        ("vigil.service.cli", ("serve_command", "token_group")),
     ]
     import importlib
 

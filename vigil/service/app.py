@@ -1,0 +1,94 @@
+"""`create_app`: the ASGI app over one Engine. No globals: the app holds its Service, the lifespan
+builds the engine when the app starts and closes it (and the stores) when it stops.
+
+    store = SqliteStore("vigil.sqlite")
+    app = create_app(ServiceSettings(rules_dir="rules"), store)
+    uvicorn.run(app, host="127.0.0.1", port=8470)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio.to_thread
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+
+from vigil.engine import Engine
+from vigil.service import events, health, labels, rules
+from vigil.service.auth import AuthMiddleware
+from vigil.service.errors import ApiError, api_error_handler, http_error_handler, internal_error_handler
+from vigil.service.ingest import Ingest
+from vigil.service.limits import TokenBuckets
+from vigil.service.metrics import EngineCollector, MetricsMiddleware
+from vigil.service.reload import RulesRejected
+from vigil.service.state import Service, ServiceSettings
+from vigil.stores.base import RulesStore, StateStore, TokenStore
+
+log = logging.getLogger("vigil.service")
+
+__all__ = ["RulesRejected", "ServiceSettings", "create_app"]
+
+
+def create_app(settings: ServiceSettings, store: StateStore, *, rules_store: RulesStore | None = None,
+               token_store: TokenStore | None = None) -> Starlette:
+    """The service over `store` (state: counters, labels, dead letters), which also keeps rules versions
+    and tokens unless other stores are given. The app owns the stores: it closes them when it stops."""
+    svc = Service(settings, store, rules_store if rules_store is not None else store,  # type: ignore[arg-type]
+                  token_store if token_store is not None else store)  # type: ignore[arg-type]
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        ruleset = await anyio.to_thread.run_sync(svc.rules.initial)  # RulesRejected: refuse to start
+        engine = Engine(ruleset, svc.store)
+        svc.engine = engine
+        svc.rules.bind(engine)
+        ingest = Ingest(engine, svc.metrics, queue_size=settings.queue_size, recent=settings.recent_decisions)
+        ingest.start()
+        svc._ingest = ingest
+        poller = asyncio.get_running_loop().create_task(svc.rules.run(settings.reload_interval),
+                                                        name="vigil-rules-reload")
+        log.info("serving rules version %s", svc.rules.active.seq if svc.rules.active else "(none)")
+        try:
+            yield
+        finally:
+            svc.stopping = True
+            poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await poller
+            await ingest.stop()  # decide every event already accepted
+            svc._ingest = None
+            svc.engine = None
+            await anyio.to_thread.run_sync(_close, engine, svc)
+
+    svc.metrics.attach(EngineCollector(lambda: svc.engine,
+                                       lambda: svc._ingest.queue.qsize() if svc._ingest is not None else 0,
+                                       lambda: svc.rules.active.seq if svc.rules.active is not None else None))
+    buckets = TokenBuckets(settings.rate_limit, settings.rate_burst) if settings.rate_limit > 0 else None
+    app = Starlette(
+        routes=[*events.routes, *labels.routes, *rules.routes, *health.routes],
+        middleware=[Middleware(MetricsMiddleware, metrics=svc.metrics),
+                    Middleware(AuthMiddleware, tokens=svc.tokens if settings.auth else None,
+                               buckets=buckets, on_reject=lambda code: svc.metrics.rejected.labels(code).inc())],
+        exception_handlers={ApiError: api_error_handler, HTTPException: http_error_handler,
+                            Exception: internal_error_handler},
+        lifespan=lifespan,
+    )
+    app.state.service = svc
+    return app
+
+
+def _close(engine: Engine, svc: Service) -> None:
+    engine.close()  # flushes counters, closes the state store
+    closed = {id(svc.store)}
+    for other in (svc.rules_store, svc.token_store):
+        if id(other) not in closed:
+            closed.add(id(other))
+            close: Any = getattr(other, "close", None)
+            if close is not None:
+                close()

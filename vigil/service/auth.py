@@ -1,0 +1,156 @@
+"""API tokens: a random secret shown once, stored only as its SHA-256, with scopes.
+
+A token looks like `vgl_<id>_<secret>`; the id is public (lists, logs), the secret is 32 random bytes.
+Scopes: `ingest` (send events, read their decisions), `read` (labels, rules, dead letters) and `admin`
+(manual labels, rules uploads and rollbacks), which implies the other two.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from starlette.requests import Request
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from vigil.service.errors import ApiError, error_response
+from vigil.service.limits import TokenBuckets
+from vigil.stores.base import ApiToken, TokenStore
+
+SCOPES = ("ingest", "read", "admin")
+TOKEN_PREFIX = "vgl_"
+SCOPE_KEY = "vigil.token"  # where the middleware leaves the caller's ApiToken in the ASGI scope
+
+
+@dataclass(frozen=True, slots=True)
+class Secret:
+    """A token's secret; its repr hides the value so it cannot leak into logs or tracebacks."""
+
+    value: str
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+
+def hash_secret(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def parse_scopes(text: str | Iterable[str]) -> tuple[str, ...]:
+    """`"ingest,read"` → ("ingest", "read"); raises ValueError naming an unknown scope."""
+    items = [s.strip() for s in (text.split(",") if isinstance(text, str) else text) if s.strip()]
+    unknown = [s for s in items if s not in SCOPES]
+    if unknown or not items:
+        problem = f"unknown scope {unknown[0]!r}" if unknown else "no scopes given"
+        raise ValueError(f"{problem}; choose from {', '.join(SCOPES)}")
+    return tuple(s for s in SCOPES if s in items)
+
+
+def create_token(store: TokenStore, name: str, scopes: Iterable[str], now: float | None = None
+                 ) -> tuple[ApiToken, Secret]:
+    """Create and store a token; the secret is returned once and never stored."""
+    if not name or len(name) > 100:
+        raise ValueError("give the token a name of 1 to 100 characters")
+    token_id = secrets.token_hex(4)
+    secret = Secret(f"{TOKEN_PREFIX}{token_id}_{secrets.token_urlsafe(32)}")
+    record = ApiToken(token_id, name, hash_secret(secret.value), parse_scopes(scopes),
+                      time.time() if now is None else now)
+    store.add_token(record)
+    return record, secret
+
+
+def has_scope(token: ApiToken, scope: str) -> bool:
+    return scope in token.scopes or "admin" in token.scopes
+
+
+def require(request: Request, scope: str) -> ApiToken:
+    """The caller's token, if it carries `scope` (admin carries every scope); 403 otherwise."""
+    token: ApiToken | None = request.scope.get(SCOPE_KEY)
+    if token is None:  # only when the app runs without authentication (tests, --no-auth on loopback)
+        return ApiToken("-", "anonymous", "", SCOPES, 0.0)
+    if not has_scope(token, scope):
+        raise ApiError(403, "forbidden", f"token {token.name!r} lacks the {scope!r} scope",
+                       f"create a token with `vigil token create NAME --scopes {scope}`")
+    return token
+
+
+class TokenCache:
+    """Tokens by secret hash, re-read from the store after `ttl` seconds so that a revocation made by
+    another process takes effect within seconds; unknown secrets are never cached."""
+
+    def __init__(self, store: TokenStore, ttl: float = 5.0) -> None:
+        self.store = store
+        self.ttl = ttl
+        self._cache: dict[str, tuple[ApiToken, float]] = {}
+
+    def lookup(self, secret: str) -> ApiToken | None:
+        digest = hash_secret(secret)
+        now = time.monotonic()
+        hit = self._cache.get(digest)
+        if hit is not None and now - hit[1] < self.ttl:
+            return hit[0]
+        token = self.store.find_token(digest)
+        if token is None:
+            self._cache.pop(digest, None)
+            return None
+        if len(self._cache) > 10_000:
+            self._cache.clear()
+        self._cache[digest] = (token, now)
+        return token
+
+    def forget(self) -> None:
+        self._cache.clear()
+
+
+class AuthMiddleware:
+    """Pure ASGI: requests under `/v1/` need `Authorization: Bearer <token>` (401 when missing,
+    unknown or revoked); then the token's rate limit applies (429). Routes check scopes with
+    `require`. Health, metrics and the OpenAPI document stay open."""
+
+    def __init__(self, app: ASGIApp, tokens: TokenCache | None, buckets: TokenBuckets | None,
+                 on_reject: Callable[[str], None] | None = None, protected_prefix: str = "/v1/") -> None:
+        self.app = app
+        self.tokens = tokens
+        self.buckets = buckets
+        self.on_reject = on_reject or (lambda code: None)
+        self.prefix = protected_prefix
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith(self.prefix) or self.tokens is None:
+            await self.app(scope, receive, send)
+            return
+        header = b""
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                header = value
+                break
+        if not header:
+            response = error_response(401, "unauthorized", "no API token given",
+                                      "send `Authorization: Bearer <token>`; create one with `vigil token create`",
+                                      headers={"WWW-Authenticate": "Bearer"})
+            self.on_reject("unauthorized")
+            await response(scope, receive, send)
+            return
+        kind, _, secret = header.decode("latin-1").partition(" ")
+        token = self.tokens.lookup(secret.strip()) if kind.lower() == "bearer" else None
+        if token is None or token.revoked:
+            response = error_response(401, "unauthorized", "unknown or revoked API token",
+                                      "check the token; `vigil token list` shows the ones that exist",
+                                      headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+            self.on_reject("unauthorized")
+            await response(scope, receive, send)
+            return
+        if self.buckets is not None:
+            wait = self.buckets.take(token.id)
+            if wait > 0:
+                response = error_response(429, "rate_limited", f"token {token.name!r} is over its rate limit",
+                                          f"retry in {wait:.2f} s, or raise --rate-limit",
+                                          headers={"Retry-After": str(max(1, round(wait)))})
+                self.on_reject("rate_limited")
+                await response(scope, receive, send)
+                return
+        scope[SCOPE_KEY] = token
+        await self.app(scope, receive, send)

@@ -1,0 +1,126 @@
+"""`vigil serve` and `vigil token …`: the HTTP service and its API tokens, on the same store."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import time
+
+import click
+
+DEFAULT_DB = "vigil-data/vigil.sqlite"
+
+
+def _store(db: str):  # type: ignore[no-untyped-def]
+    from vigil.stores.sqlite import open_store
+
+    return open_store(db)
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@click.command("serve")
+@click.option("--rules", "rules_dir", type=click.Path(exists=True, file_okay=False),
+              help="Rules directory to serve and watch (reloaded within seconds of a change). "
+                   "Without it, the store's active version is served.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (loopback by default).")
+@click.option("--port", default=8470, show_default=True)
+@click.option("--db", default=DEFAULT_DB, envvar="VIGIL_STORE", show_default=True,
+              help="SQLite path or sqlite:/// URL for state, rules versions and tokens (env VIGIL_STORE).")
+@click.option("--max-body", default=1 << 20, show_default=True, help="Largest event body, in bytes.")
+@click.option("--max-batch", default=1000, show_default=True, help="Most events in one batch.")
+@click.option("--max-batch-body", default=4 << 20, show_default=True, help="Largest batch body, in bytes.")
+@click.option("--rate-limit", default=0.0, show_default=True, help="Requests a second per token (0: no limit).")
+@click.option("--rate-burst", default=100, show_default=True, help="Burst above the rate per token.")
+@click.option("--queue-size", default=10_000, show_default=True, help="Events accepted with mode=async, waiting.")
+@click.option("--reload-interval", default=1.0, show_default=True, help="Seconds between reload checks.")
+@click.option("--no-auth", is_flag=True, help="No API tokens (allowed on a loopback address only).")
+@click.option("--log-level", default="info", show_default=True,
+              type=click.Choice(["debug", "info", "warning", "error"]))
+def serve_command(rules_dir: str | None, host: str, port: int, db: str, max_body: int, max_batch: int,
+                  max_batch_body: int, rate_limit: float, rate_burst: int, queue_size: int, reload_interval: float,
+                  no_auth: bool, log_level: str) -> None:
+    """Serve the HTTP API: events in, decisions out; labels, rules versions, health and metrics."""
+    try:
+        import uvicorn
+    except ImportError:
+        raise click.ClickException("the HTTP service needs the serve extra: pip install 'vigil[serve]'") from None
+    from vigil.service.app import create_app
+    from vigil.service.state import ServiceSettings
+
+    if no_auth and not _loopback(host):
+        raise click.ClickException("--no-auth is refused on a non-loopback address; create a token instead")
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = ServiceSettings(host=host, port=port, rules_dir=rules_dir, auth=not no_auth,
+                               max_body_bytes=max_body, max_batch=max_batch, max_batch_bytes=max_batch_body,
+                               rate_limit=rate_limit, rate_burst=rate_burst, queue_size=queue_size,
+                               reload_interval=reload_interval)
+    app = create_app(settings, _store(db))
+    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False, lifespan="on",
+                timeout_graceful_shutdown=10)
+
+
+@click.group("token")
+def token_group() -> None:
+    """API tokens for `vigil serve`: created with scopes, stored hashed, revocable."""
+
+
+@token_group.command("create")
+@click.argument("name")
+@click.option("--scopes", default="ingest", show_default=True, help="Comma-separated: ingest, read, admin.")
+@click.option("--db", default=DEFAULT_DB, envvar="VIGIL_STORE", show_default=True)
+def token_create(name: str, scopes: str, db: str) -> None:
+    """Create a token NAME and print its secret (shown once: only its hash is stored)."""
+    from vigil.service.auth import create_token, parse_scopes
+
+    try:
+        parse_scopes(scopes)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--scopes") from None
+    store = _store(db)
+    try:
+        token, secret = create_token(store, name, scopes.split(","))
+    except ValueError as error:
+        raise click.ClickException(str(error)) from None
+    finally:
+        store.close()
+    click.echo(f"created token {token.name!r} (id {token.id}, scopes {','.join(token.scopes)}); "
+               "this is the only time the secret is shown:", err=True)
+    click.echo(secret.value)
+
+
+@token_group.command("list")
+@click.option("--db", default=DEFAULT_DB, envvar="VIGIL_STORE", show_default=True)
+def token_list(db: str) -> None:
+    """List tokens (never their secrets)."""
+    store = _store(db)
+    try:
+        tokens = store.list_tokens()
+    finally:
+        store.close()
+    for t in tokens:
+        created = time.strftime("%Y-%m-%d %H:%M", time.gmtime(t.created_at))
+        state = "revoked" if t.revoked else "active"
+        click.echo(f"{t.id}  {t.name:<24} {','.join(t.scopes):<20} {created}  {state}")
+
+
+@token_group.command("revoke")
+@click.argument("name_or_id")
+@click.option("--db", default=DEFAULT_DB, envvar="VIGIL_STORE", show_default=True)
+def token_revoke(name_or_id: str, db: str) -> None:
+    """Revoke a token by name or id (running services notice within seconds)."""
+    store = _store(db)
+    try:
+        found = store.revoke_token(name_or_id)
+    finally:
+        store.close()
+    if not found:
+        raise click.ClickException(f"no token {name_or_id!r}")
+    click.echo(f"revoked {name_or_id}")

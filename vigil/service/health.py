@@ -1,0 +1,52 @@
+"""Routes: /healthz (the process is up), /readyz (it can decide events), /metrics, /openapi.json."""
+
+from __future__ import annotations
+
+import anyio.to_thread
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from vigil.service.errors import JSONResponse
+from vigil.service.metrics import CONTENT_TYPE
+from vigil.service.openapi import openapi_document
+from vigil.service.state import service
+
+
+async def healthz(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    """Ready when the engine runs an active rules version and the store answers."""
+    svc = service(request)
+    problems: list[str] = []
+    if svc.engine is None or svc.stopping:
+        problems.append("the engine is not running")
+    if svc.rules.active is None:
+        problems.append("no rules version is active: start with --rules DIR or upload one")
+    try:
+        await anyio.to_thread.run_sync(svc.rules_store.active_rules_version)
+    except Exception as error:  # noqa: BLE001 - whatever the backend raises, the answer is "not ready"
+        problems.append(f"the store does not answer: {type(error).__name__}")
+    if problems:
+        return JSONResponse({"status": "not ready", "problems": problems}, status_code=503)
+    active = svc.rules.active
+    return JSONResponse({"status": "ready", "rules": {"seq": active.seq, "version": active.version}
+                         if active is not None else None})
+
+
+async def metrics(request: Request) -> Response:
+    return Response(service(request).metrics.render(), media_type=CONTENT_TYPE)
+
+
+async def openapi(request: Request) -> Response:
+    return JSONResponse(openapi_document())
+
+
+routes = [
+    Route("/healthz", healthz, methods=["GET"]),
+    Route("/readyz", readyz, methods=["GET"]),
+    Route("/metrics", metrics, methods=["GET"]),
+    Route("/openapi.json", openapi, methods=["GET"]),
+]

@@ -1,0 +1,170 @@
+"""Events in: parse, decide, dead-letter, and the asynchronous queue. The HTTP routes are thin over this.
+
+The engine is synchronous and fast (tens of microseconds an event), so it is called in the event loop's
+own thread: no thread hand-off per request, and every engine call happens in one thread. Events
+accepted asynchronously wait in a bounded queue that one background task drains; at shutdown the queue
+is drained before the engine closes, so an accepted event is never dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from vigil.dsl.runtime import FieldTypeError
+from vigil.effects import Decision
+from vigil.engine import Engine
+from vigil.events import Event, EventError, parse_event
+from vigil.service.errors import ApiError
+from vigil.service.metrics import Metrics
+
+log = logging.getLogger("vigil.service.ingest")
+
+
+class EventRejected(ApiError):
+    """An event that was refused and dead-lettered."""
+
+
+@dataclass(frozen=True, slots=True)
+class Queued:
+    event: Event
+    raw: bytes
+    source: str
+    accepted_at: float
+
+
+class RecentDecisions:
+    """The last `size` outcomes by event id: a decision, a dead letter's reason, or "queued"."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._items: OrderedDict[str, dict[str, Any]] = OrderedDict()
+
+    def put(self, event_id: str, outcome: dict[str, Any]) -> None:
+        self._items[event_id] = outcome
+        self._items.move_to_end(event_id)
+        while len(self._items) > self.size:
+            self._items.popitem(last=False)
+
+    def get(self, event_id: str) -> dict[str, Any] | None:
+        return self._items.get(event_id)
+
+
+class Ingest:
+    def __init__(self, engine: Engine, metrics: Metrics, *, queue_size: int, recent: int) -> None:
+        self.engine = engine
+        self.metrics = metrics
+        self.queue: asyncio.Queue[Queued] = asyncio.Queue(maxsize=queue_size)
+        self.recent = RecentDecisions(recent)
+        self.accepting = True
+        self._worker: asyncio.Task[None] | None = None
+
+    # ---- parsing ----
+    def parse(self, raw: bytes, source: str) -> Event:
+        """Parse an event body; malformed JSON is a 400 and a wrong shape a 422, each dead-lettered."""
+        try:
+            data = orjson.loads(raw)
+        except orjson.JSONDecodeError as error:
+            self.reject(raw, f"not valid JSON: {error}", source)
+            raise EventRejected(400, "malformed_json", f"the body is not valid JSON: {error}",
+                                "send one JSON object with type, id and time") from None
+        return self.parse_item(data, raw, source)
+
+    def parse_item(self, data: Any, raw: bytes | None, source: str) -> Event:
+        try:
+            return parse_event(data) if isinstance(data, dict) else parse_event(orjson.dumps(data))
+        except EventError as error:
+            self.reject(raw if raw is not None else _dump(data), str(error), source)
+            raise EventRejected(422, "invalid_event", str(error),
+                                'an event is {"type": "post", "id": "e1", "time": "2026-01-01T00:00:00Z", ...}'
+                                ) from None
+
+    def reject(self, raw: bytes, reason: str, source: str) -> None:
+        self.engine.dead_letter(raw, reason, source)
+
+    # ---- deciding ----
+    def decide(self, event: Event, raw: bytes | None, source: str) -> Decision:
+        """Decide one event; a field of the wrong type for the rules is a 422 and a dead letter."""
+        started = time.perf_counter()
+        try:
+            decision = self.engine.decide(event)
+        except FieldTypeError as error:
+            self.reject(raw if raw is not None else _dump(event.data), str(error), source)
+            self.recent.put(event.id, {"event_id": event.id, "status": "dead_letter", "reason": str(error)})
+            raise EventRejected(422, "wrong_type", str(error),
+                                "the rules read this field as another type; fix the event's field") from None
+        except Exception as error:  # a bug costs one event, never the service: keep it to replay
+            log.exception("internal error deciding event %s", event.id)
+            reason = f"internal error: {type(error).__name__}: {error}"
+            self.reject(raw if raw is not None else _dump(event.data), reason, source)
+            self.recent.put(event.id, {"event_id": event.id, "status": "dead_letter", "reason": reason})
+            raise EventRejected(500, "internal", reason, "the event is kept as a dead letter to replay") from None
+        self.metrics.decide.observe(time.perf_counter() - started)
+        self.recent.put(event.id, {"status": "decided", "decision": decision})
+        return decision
+
+    def decide_quietly(self, event: Event, raw: bytes | None, source: str) -> dict[str, Any]:
+        """Decide, turning a refusal into an error entry (batches report per event)."""
+        try:
+            return self.decide(event, raw, source).to_json()
+        except EventRejected as error:
+            return {"event_id": event.id, **error.body()}
+
+    # ---- asynchronous mode ----
+    def enqueue(self, event: Event, raw: bytes | None, source: str) -> None:
+        if not self.accepting:
+            raise ApiError(503, "shutting_down", "the service is shutting down", "retry on another instance")
+        try:
+            self.queue.put_nowait(Queued(event, raw or b"", source, time.perf_counter()))
+        except asyncio.QueueFull:
+            raise ApiError(503, "queue_full", f"the asynchronous queue is full ({self.queue.maxsize} events)",
+                           "retry shortly, or send synchronously", headers={"Retry-After": "1"}) from None
+        self.recent.put(event.id, {"event_id": event.id, "status": "queued"})
+
+    def start(self) -> None:
+        self._worker = asyncio.get_running_loop().create_task(self._drain(), name="vigil-async-events")
+
+    async def _drain(self) -> None:
+        while True:
+            item = await self.queue.get()
+            try:
+                self.decide(item.event, item.raw or None, item.source)
+            except EventRejected:
+                pass  # dead-lettered and recorded
+            finally:
+                self.metrics.queue_lag.observe(time.perf_counter() - item.accepted_at)
+                self.queue.task_done()
+            if self.queue.empty() or self.queue.qsize() % 64 == 0:
+                await asyncio.sleep(0)  # let requests in between long runs of queued events
+
+    async def stop(self) -> None:
+        """Stop accepting, decide everything accepted, then stop the worker."""
+        self.accepting = False
+        if self._worker is not None:
+            if not self._worker.done():
+                await self.queue.join()
+            self._worker.cancel()
+            try:
+                await self._worker
+            except asyncio.CancelledError:
+                pass
+            self._worker = None
+
+    def outcome(self, event_id: str) -> dict[str, Any] | None:
+        found = self.recent.get(event_id)
+        if found is not None and "decision" in found:
+            return {"event_id": event_id, "status": "decided", "decision": found["decision"].to_json()}
+        return found
+
+
+def _dump(data: Any) -> bytes:
+    try:
+        return orjson.dumps(data)
+    except TypeError:
+        return repr(data).encode()

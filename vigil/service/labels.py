@@ -1,0 +1,128 @@
+"""Routes: an entity's labels and their history; manual labels added and removed with a reason.
+
+A label set or removed here is "manual": rules cannot undo it (see vigil/signals/labels.py). Changes
+run in the event loop's thread, like every engine call, so they never race with a decision.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+
+import anyio.to_thread
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from vigil.service.auth import require
+from vigil.service.errors import ApiError, JSONResponse
+from vigil.service.limits import read_body
+from vigil.service.state import service
+from vigil.signals.labels import MANUAL
+from vigil.stores.base import LabelRecord
+
+NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,99}$")
+MAX_KEY = 500
+MAX_LABEL_BODY = 64 << 10
+
+
+def record_json(r: LabelRecord, now: float | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {"label": r.label, "present": r.present, "source": r.source, "actor": r.actor,
+                           "reason": r.reason, "updated_at": r.updated_at, "expires_at": r.expires_at}
+    if now is not None:
+        out["active"] = r.active(now)
+    return out
+
+
+def _entity(request: Request) -> tuple[str, str]:
+    etype, key = request.path_params["entity_type"], request.path_params["key"]
+    if not NAME.match(etype):
+        raise ApiError(400, "bad_entity", f"entity type {etype!r} is not a name", "such as user, ip or pair")
+    if not key or len(key) > MAX_KEY:
+        raise ApiError(400, "bad_entity", f"entity key must be 1 to {MAX_KEY} characters")
+    return etype, key
+
+
+async def get_labels(request: Request) -> Response:
+    """Active labels (?all=true: also removed and expired ones, which still block rules if manual)."""
+    require(request, "read")
+    etype, key = _entity(request)
+    now = time.time()
+    labels = service(request).running_engine.labels
+    show_all = request.query_params.get("all", "").lower() in ("1", "true", "yes")
+    records = labels.get(etype, key, None if show_all else now)
+    return JSONResponse({"entity_type": etype, "key": key, "labels": [record_json(r, now) for r in records]})
+
+
+async def get_history(request: Request) -> Response:
+    require(request, "read")
+    etype, key = _entity(request)
+    labels = service(request).running_engine.labels
+    history = await anyio.to_thread.run_sync(labels.history, etype, key)
+    return JSONResponse({"entity_type": etype, "key": key, "history": [record_json(r) for r in history]})
+
+
+async def _json_object(request: Request) -> dict[str, Any]:
+    raw = await read_body(request, MAX_LABEL_BODY)
+    try:
+        data = orjson.loads(raw) if raw else {}
+    except orjson.JSONDecodeError as error:
+        raise ApiError(400, "malformed_json", f"the body is not valid JSON: {error}") from None
+    if not isinstance(data, dict):
+        raise ApiError(422, "invalid_body", "the body must be a JSON object")
+    return data
+
+
+def _reason(data: dict[str, Any], request: Request) -> str:
+    reason = data.get("reason", request.query_params.get("reason"))
+    if not isinstance(reason, str) or not reason.strip() or len(reason) > 2000:
+        raise ApiError(422, "reason_required", "a manual label change needs a reason (1 to 2000 characters)",
+                       '{"label": "spammer", "reason": "confirmed by review #123"}')
+    return reason.strip()
+
+
+async def add_label(request: Request) -> Response:
+    """Add a manual label: {"label", "reason", "expires_in" (seconds, optional)}."""
+    token = require(request, "admin")
+    etype, key = _entity(request)
+    data = await _json_object(request)
+    label = data.get("label")
+    if not isinstance(label, str) or not label or len(label) > 200:
+        raise ApiError(422, "invalid_label", '"label" must be a string of 1 to 200 characters')
+    reason = _reason(data, request)
+    expires_in = data.get("expires_in")
+    if expires_in is not None and (isinstance(expires_in, bool) or not isinstance(expires_in, (int, float))
+                                   or expires_in <= 0):
+        raise ApiError(422, "invalid_expiry", '"expires_in" must be a positive number of seconds')
+    now = time.time()
+    engine = service(request).running_engine
+    record = engine.labels.set(etype, key, label, present=True, now=now, source=MANUAL, actor=token.name,
+                               expires_at=now + expires_in if expires_in is not None else None, reason=reason)
+    current = [r for r in engine.labels.get(etype, key) if r.label == label]
+    return JSONResponse({"entity_type": etype, "key": key, "changed": record is not None,
+                         "label": record_json(current[0], now) if current else None},
+                        status_code=201 if record is not None else 200)
+
+
+async def remove_label(request: Request) -> Response:
+    """Remove a label by hand (kept as removed, so that rules cannot add it back); needs ?reason=."""
+    token = require(request, "admin")
+    etype, key = _entity(request)
+    label = request.path_params["label"]
+    data = await _json_object(request)
+    reason = _reason(data, request)
+    now = time.time()
+    engine = service(request).running_engine
+    record = engine.labels.set(etype, key, label, present=False, now=now, source=MANUAL, actor=token.name,
+                               reason=reason)
+    return JSONResponse({"entity_type": etype, "key": key, "label": label, "changed": record is not None})
+
+
+routes = [
+    Route("/v1/entities/{entity_type}/{key:path}/labels", get_labels, methods=["GET"]),
+    Route("/v1/entities/{entity_type}/{key:path}/labels", add_label, methods=["POST"]),
+    Route("/v1/entities/{entity_type}/{key:path}/labels/{label}", remove_label, methods=["DELETE"]),
+    Route("/v1/entities/{entity_type}/{key:path}/history", get_history, methods=["GET"]),
+]

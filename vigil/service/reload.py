@@ -1,0 +1,287 @@
+"""Rules versions in a running service: check, store, activate atomically, roll back, hot reload.
+
+Every new version goes through the same gate, whether it was uploaded, changed on disk or activated by
+another instance: `load_ruleset` (the checker) and then the rules' own tests. A version that fails
+either is rejected with the messages, and the running version keeps serving. Activation swaps the
+engine's compiled rules under its lock, so each event is decided wholly by one version and none is
+dropped. `poll` runs every second or two: it activates what another instance made active in the shared
+store, and what changed in the watched rules directory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import posixpath
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio.to_thread
+
+from vigil.diagnostics import Diagnostic, DiagnosticError
+from vigil.dsl.loader import RuleSet, load_ruleset
+from vigil.engine import Engine
+from vigil.stores.base import RulesStore, RulesVersion
+
+log = logging.getLogger("vigil.service.rules")
+
+EMPTY_RULES = {"no-rules.vigil": ""}  # what runs before any version is active (readyz says not ready)
+MAX_FILES = 1000
+MAX_PATH = 300
+DISK_SUFFIXES = (".vigil", ".txt", ".csv", ".tsv", ".list")  # rules files and the lists they read
+
+
+def diagnostic_json(d: Diagnostic, sources: dict[str, str]) -> dict[str, Any]:
+    s = d.span
+    return {"file": s.file, "line": s.line, "column": s.column, "end_line": s.end_line,
+            "end_column": s.end_column, "severity": d.severity.value, "code": d.code, "message": d.message,
+            "hint": d.hint, "text": str(d), "rendered": d.render(sources.get(s.file))}
+
+
+@dataclass(slots=True)
+class RulesRejected(Exception):
+    """A rules version that the checker or the rules' tests refused; nothing was activated."""
+
+    message: str
+    diagnostics: list[dict[str, Any]] = field(default_factory=list)
+    test_failures: list[dict[str, Any]] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        lines = [self.message]
+        lines += [d["rendered"] for d in self.diagnostics if d["severity"] == "error"]
+        lines += [f"test {t['name']!r} ({t['location']}): {'; '.join(t['failures'])}" for t in self.test_failures]
+        return "\n".join(lines)
+
+
+def validate_files(files: object, entry: object) -> tuple[dict[str, str], tuple[str, ...]]:
+    """Check the shape of an upload: relative paths to text, entry files among them. ValueError if not."""
+    if not isinstance(files, dict):
+        raise TypeError('"files" must be an object of path → text')
+    if not files:
+        raise ValueError('"files" is empty: give at least one ".vigil" file')
+    if len(files) > MAX_FILES:
+        raise ValueError(f'"files" has {len(files)} entries, more than {MAX_FILES}')
+    for path, text in files.items():
+        if not isinstance(text, str):
+            raise TypeError(f'"files"["{path}"] must be a string of rules text')
+        parts = path.split("/")
+        if (not path or len(path) > MAX_PATH or path.startswith("/") or "\\" in path or ".." in parts
+                or posixpath.normpath(path) != path):
+            raise ValueError(f'"files" path {path!r} must be relative, without "..", like "lists/words.txt"')
+    if entry is None:
+        entries = tuple(sorted(p for p in files if p.endswith(".vigil")))
+    elif isinstance(entry, list) and all(isinstance(e, str) for e in entry):
+        entries = tuple(entry)
+    else:
+        raise TypeError('"entry" must be a list of file paths')
+    if not entries:
+        raise ValueError('no entry file: add a ".vigil" file to "files" or name one in "entry"')
+    missing = [e for e in entries if e not in files]
+    if missing:
+        raise ValueError(f'"entry" names {missing[0]!r}, which is not in "files"')
+    return dict(files), entries
+
+
+def read_rules_dir(root: Path) -> dict[str, str]:
+    """The rules files under a directory, by path relative to it (hidden files skipped)."""
+    files: dict[str, str] = {}
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root).as_posix()
+        if path.is_file() and path.suffix in DISK_SUFFIXES and not any(p.startswith(".") for p in rel.split("/")):
+            files[rel] = path.read_text("utf-8")
+    return files
+
+
+def dir_fingerprint(root: Path) -> tuple[tuple[str, int, int], ...]:
+    """What changes when any rules file under `root` is written, added or removed."""
+    out = []
+    for path in root.rglob("*"):
+        if path.suffix in DISK_SUFFIXES:
+            try:
+                st = path.stat()
+            except OSError:
+                continue
+            out.append((path.as_posix(), st.st_mtime_ns, st.st_size))
+    return tuple(sorted(out))
+
+
+def check_rules(files: dict[str, str], entry: tuple[str, ...], run_tests: bool = True) -> RuleSet:
+    """The gate every version passes: the checker, then the rules' own tests. Raises RulesRejected."""
+    try:
+        ruleset = load_ruleset(list(entry), files=files)
+    except DiagnosticError as error:
+        diagnostics = [diagnostic_json(d, error.sources) for d in error.diagnostics]
+        n = len(error.errors)
+        raise RulesRejected(f"the rules have {n} error{'s' if n != 1 else ''}; the running version keeps serving",
+                            diagnostics) from None
+    if run_tests:
+        from vigil.dsl.testing import run_tests as run
+
+        failed = [r for r in run(ruleset) if not r.passed]
+        if failed:
+            raise RulesRejected(
+                f"{len(failed)} of the rules' tests failed; the running version keeps serving",
+                [diagnostic_json(d, ruleset.sources) for d in ruleset.warnings],
+                [{"name": r.name, "location": r.location, "failures": list(r.failures)} for r in failed])
+    return ruleset
+
+
+class RulesManager:
+    """Owns which rules version the engine runs. Activations are serialised by an asyncio lock; the
+    slow parts (loading, compiling, tests, store I/O) run in worker threads so traffic keeps flowing."""
+
+    def __init__(self, store: RulesStore, rules_dir: str | Path | None = None, *, run_tests: bool = True,
+                 on_reload: Callable[[str, str], None] | None = None) -> None:
+        self.store = store
+        self.rules_dir = Path(rules_dir) if rules_dir is not None else None
+        self.run_tests = run_tests
+        self.on_reload = on_reload or (lambda source, result: None)
+        self.engine: Engine | None = None
+        self.active: RulesVersion | None = None
+        self.ruleset: RuleSet | None = None
+        self.last_rejection: RulesRejected | None = None
+        self._fingerprint: tuple[tuple[str, int, int], ...] | None = None
+        self._lock = asyncio.Lock()
+
+    # ---- at startup (synchronous: before the engine exists) ----
+    def initial(self) -> RuleSet:
+        """The rules to start with: the watched directory if there is one (stored as a new version when
+        it differs from the active one), else the store's active version, else an empty rules set.
+        Raises RulesRejected when the directory's rules fail: a service never starts on broken rules."""
+        if self.rules_dir is not None:
+            if not self.rules_dir.is_dir():
+                raise RulesRejected(f"rules directory {self.rules_dir} does not exist")
+            self._fingerprint = dir_fingerprint(self.rules_dir)
+            files = read_rules_dir(self.rules_dir)
+            entry = tuple(p for p in files if p.endswith(".vigil"))
+            ruleset = check_rules(*validate_files(files, list(entry) or None), run_tests=self.run_tests)
+            current = self.store.active_rules_version()
+            if current is None or current.version != ruleset.version:
+                current = self.store.add_rules_version(ruleset.version, files, entry, author=f"disk:{self.rules_dir}",
+                                                       message="loaded at startup", now=time.time())
+                self.store.activate_rules_version(current.seq)
+            self.active, self.ruleset = current, ruleset
+            return ruleset
+        current = self.store.active_rules_version()
+        if current is not None:
+            try:
+                self.ruleset = check_rules(current.files, current.entry, run_tests=False)
+                self.active = current
+                return self.ruleset
+            except RulesRejected as error:  # a version stored by an older Vigil that this one refuses
+                log.error("stored rules version %s no longer loads:\n%s", current.seq, error)
+        return load_ruleset(list(EMPTY_RULES), files=EMPTY_RULES)
+
+    def bind(self, engine: Engine) -> None:
+        self.engine = engine
+
+    # ---- while serving ----
+    async def upload(self, files: dict[str, str], entry: tuple[str, ...], *, author: str, message: str = "",
+                     source: str = "api", dry_run: bool = False) -> tuple[RulesVersion | None, RuleSet]:
+        """Check a new version and, unless `dry_run`, store and activate it. Raises RulesRejected."""
+        try:
+            ruleset = await anyio.to_thread.run_sync(check_rules, files, entry, self.run_tests)
+        except RulesRejected as error:
+            self.last_rejection = error
+            self.on_reload(source, "rejected")
+            raise
+        if dry_run:
+            return None, ruleset
+        async with self._lock:
+            stored = await anyio.to_thread.run_sync(self._add, ruleset.version, files, entry, author, message)
+            await self._activate(stored, ruleset)
+        self.on_reload(source, "activated")
+        return stored, ruleset
+
+    def _add(self, version: str, files: dict[str, str], entry: tuple[str, ...], author: str,
+             message: str) -> RulesVersion:
+        return self.store.add_rules_version(version, files, entry, author=author, message=message, now=time.time())
+
+    async def activate(self, seq: int, *, source: str = "api") -> RulesVersion:
+        """Activate a stored version (a rollback, or a version another instance activated)."""
+        stored = await anyio.to_thread.run_sync(self.store.get_rules_version, seq)
+        if stored is None:
+            raise KeyError(seq)
+        try:
+            ruleset = await anyio.to_thread.run_sync(check_rules, stored.files, stored.entry, False)
+        except RulesRejected as error:
+            self.on_reload(source, "rejected")
+            self.last_rejection = error
+            raise
+        async with self._lock:
+            if source == "store" and self.active is not None and self.active.seq == stored.seq:
+                return stored  # this instance activated it while the poll was looking
+            await self._activate(stored, ruleset)
+        self.on_reload(source, "activated")
+        return stored
+
+    async def _activate(self, stored: RulesVersion, ruleset: RuleSet) -> None:
+        engine = self.engine
+        if engine is None:
+            raise RuntimeError("the service has no engine yet")
+        previous = self.ruleset
+        engine.activate(ruleset)  # in the event loop's thread: an event is decided by one version or the other
+        try:
+            await anyio.to_thread.run_sync(self.store.activate_rules_version, stored.seq)
+        except BaseException:
+            if previous is not None:
+                engine.activate(previous)
+            raise
+        self.active, self.ruleset = stored, ruleset
+        log.info("rules version %s (%s) active", stored.seq, stored.version)
+
+    async def rollback(self) -> RulesVersion:
+        """Activate the newest stored version older than the active one."""
+        current = self.active.seq if self.active is not None else None
+        versions = await anyio.to_thread.run_sync(self.store.list_rules_versions, 1000)
+        older = [v for v in versions if current is None or v.seq < current]
+        if not older:
+            raise LookupError("no earlier rules version to roll back to")
+        return await self.activate(older[0].seq, source="rollback")
+
+    async def poll(self) -> None:
+        """One round of hot reload: the shared store first (another instance's activation), then disk."""
+        active = await anyio.to_thread.run_sync(self.store.active_rules_version)
+        if active is not None and (self.active is None or active.seq != self.active.seq):
+            try:
+                await self.activate(active.seq, source="store")
+            except (RulesRejected, KeyError) as error:
+                log.error("rules version %s, active in the store, does not load here: %s", active.seq, error)
+        if self.rules_dir is None:
+            return
+        fingerprint = await anyio.to_thread.run_sync(dir_fingerprint, self.rules_dir)
+        if fingerprint == self._fingerprint:
+            return
+        self._fingerprint = fingerprint
+        try:
+            files = await anyio.to_thread.run_sync(read_rules_dir, self.rules_dir)
+            files, entry = validate_files(files, None)
+        except (OSError, UnicodeDecodeError, ValueError, TypeError) as error:
+            log.error("rules directory %s not reloaded: %s", self.rules_dir, error)
+            self.on_reload("disk", "rejected")
+            return
+        if self.ruleset is not None and self._same_content(files):
+            return
+        try:
+            stored, _ = await self.upload(files, entry, author=f"disk:{self.rules_dir}",
+                                          message="changed on disk", source="disk")
+        except RulesRejected as error:
+            log.error("rules in %s rejected; version %s keeps serving:\n%s", self.rules_dir,
+                      self.active.seq if self.active else "-", error)
+            return
+        log.info("rules reloaded from %s as version %s", self.rules_dir, stored.seq if stored else "-")
+
+    def _same_content(self, files: dict[str, str]) -> bool:
+        return self.active is not None and self.active.files == files
+
+    async def run(self, interval: float) -> None:
+        """Poll forever (cancelled at shutdown); a failing round is logged and the next one tried."""
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.poll()
+            except Exception:  # the store may be briefly unreachable: keep serving, try again
+                log.exception("rules reload round failed")

@@ -1,0 +1,76 @@
+"""What one running app holds: settings, stores, the rules manager, the engine and its intake.
+
+Built by `create_app`, filled in by the lifespan (the engine exists only while the app runs), and
+reached from routes through `service(request)`: one per app, never a module global.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from starlette.requests import Request
+
+from vigil.service.auth import TokenCache
+from vigil.service.errors import ApiError
+from vigil.service.metrics import Metrics
+from vigil.service.reload import RulesManager
+from vigil.stores.base import RulesStore, StateStore, TokenStore
+
+if TYPE_CHECKING:
+    from vigil.engine import Engine
+    from vigil.service.ingest import Ingest
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceSettings:
+    """How the service runs. Limits are per request; `rate_limit` is requests a second per token."""
+
+    host: str = "127.0.0.1"
+    port: int = 8470
+    rules_dir: str | None = None
+    auth: bool = True
+    max_body_bytes: int = 1 << 20  # one event (the engine's own limit for an event is 1 MiB too)
+    max_batch_bytes: int = 4 << 20
+    max_batch: int = 1000
+    max_rules_bytes: int = 8 << 20
+    rate_limit: float = 0.0  # 0: no limit
+    rate_burst: int = 100
+    queue_size: int = 10_000
+    recent_decisions: int = 10_000
+    reload_interval: float = 1.0
+    run_rule_tests: bool = True  # run the rules' own tests before activating a version
+    token_cache_seconds: float = 5.0
+
+
+class Service:
+    def __init__(self, settings: ServiceSettings, store: StateStore, rules_store: RulesStore,
+                 token_store: TokenStore) -> None:
+        self.settings = settings
+        self.store = store
+        self.rules_store = rules_store
+        self.token_store = token_store
+        self.metrics = Metrics()
+        self.tokens = TokenCache(token_store, settings.token_cache_seconds)
+        self.rules = RulesManager(rules_store, settings.rules_dir, run_tests=settings.run_rule_tests,
+                                  on_reload=lambda source, result: self.metrics.reloads.labels(source, result).inc())
+        self.engine: Engine | None = None
+        self._ingest: Ingest | None = None
+        self.stopping = False
+
+    @property
+    def ingest(self) -> Ingest:
+        if self._ingest is None:
+            raise ApiError(503, "not_ready", "the service is starting or stopping", "retry shortly")
+        return self._ingest
+
+    @property
+    def running_engine(self) -> Engine:
+        if self.engine is None:
+            raise ApiError(503, "not_ready", "the service is starting or stopping", "retry shortly")
+        return self.engine
+
+
+def service(request: Request) -> Service:
+    svc: Service = request.app.state.service
+    return svc
