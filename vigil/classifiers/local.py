@@ -228,7 +228,7 @@ def train(
     if featurizer not in (MINILM, TFIDF):
         raise ClassifierError(f"unknown featurizer {featurizer!r}; choose {MINILM} or {TFIDF}")
     features = _featurize(featurizer, texts, tfidf, embedders)
-    model = LogisticRegression(C=regularization_c, class_weight="balanced", max_iter=2000)
+    model = _head(regularization_c, len(classes))
     model.fit(features, y)
     metrics = _cross_validate(featurizer, texts, y, features, classes, positive, regularization_c, cv_folds)
     coef = np.asarray(model.coef_, dtype=np.float64)
@@ -247,6 +247,15 @@ def train(
         regularization_c=regularization_c,
     )
     return LocalClassifier(metadata, coef, intercept, tfidf=tfidf, embedders=embedders)
+
+
+def _head(c: float, n_classes: int) -> Any:
+    from sklearn.linear_model import LogisticRegression
+
+    # liblinear is an order of magnitude faster than lbfgs on sparse TF-IDF for two classes;
+    # lbfgs gives a true multinomial model for more.
+    solver = "liblinear" if n_classes == 2 else "lbfgs"
+    return LogisticRegression(C=c, class_weight="balanced", max_iter=2000, solver=solver)
 
 
 def _positive_label(name: str, classes: tuple[str, ...], given: str | None) -> str | None:
@@ -303,7 +312,7 @@ def _cross_validate(
     folds = min(folds, int(np.bincount(y).min()))
     if folds < 2:
         return TrainingMetrics(0, None, None, None, None, None, 0.0)
-    head = LogisticRegression(C=c, class_weight="balanced", max_iter=2000)
+    head = _head(c, len(classes))
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=0)
     if featurizer == TFIDF:
         # Refit the vocabulary inside each fold so held-out texts never leak into the IDF weights.
