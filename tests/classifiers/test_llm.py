@@ -74,6 +74,13 @@ def test_cache_hit_avoids_a_second_request(fake_openai: FakeOpenAI) -> None:
     assert first[0].flagged and second[0].flagged and second[0].cached and not first[0].cached
 
 
+def test_identical_texts_in_a_batch_cost_one_request(fake_openai: FakeOpenAI) -> None:
+    fake_openai.script = lambda body: Reply(content="1")
+    answers = make(fake_openai).classify(["spam!", "other", "spam!"])
+    assert [a.flagged for a in answers] == [True, True, True]
+    assert len(fake_openai.requests) == 2
+
+
 def test_cache_is_keyed_by_policy_version(fake_openai: FakeOpenAI) -> None:
     fake_openai.script = lambda body: Reply(content="1")
     endpoint = Endpoint(fake_openai.base_url, "safeguard")

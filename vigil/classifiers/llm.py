@@ -163,8 +163,12 @@ class PolicyClassifier:
         """
         loop = asyncio.get_running_loop()
         end = loop.time() + deadline_s if deadline_s is not None else None
+        # Identical texts in one batch cost one request.
+        unique = list(dict.fromkeys(texts))
         async with self._client_scope() as client:
-            return list(await asyncio.gather(*(self._classify_one(client, text, end) for text in texts)))
+            answers = await asyncio.gather(*(self._classify_one(client, text, end) for text in unique))
+        by_text = dict(zip(unique, answers, strict=True))
+        return [by_text[text] for text in texts]
 
     async def retry_pending(self, limit: int = 100) -> list[tuple[str, Classification]]:
         """Answer queued texts for this policy; returns ``(content_hash, answer)`` for each attempted.

@@ -209,7 +209,6 @@ def train(
     With two labels, one must be the positive class (the score is its probability): pass
     ``positive_label`` unless a label is spelled like ``1``/``true``/``yes`` or equals ``name``.
     """
-    from sklearn.linear_model import LogisticRegression
 
     started = time.perf_counter()
     if len(texts) != len(labels):
@@ -304,7 +303,6 @@ def _cross_validate(
     c: float,
     folds: int,
 ) -> TrainingMetrics:
-    from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
     from sklearn.pipeline import make_pipeline

@@ -38,7 +38,9 @@ def render_html(
     for result in results:
         plots.append(_img(_confusion_plot(result), f"confusion matrix of {result.candidate}"))
         for column in result.slices:
-            plots.append(_img(_slice_plot(result, column), f"F1 by {column} for {result.candidate}"))
+            plots.append(
+                _img(_slice_plot(result, column), f"accuracy and F1 by {column} for {result.candidate}")
+            )
     parts.append("<h2>Plots</h2><div class=plots>" + "".join(plots) + "</div>")
     for result in results:
         parts.append(_slices_section(result))
@@ -78,12 +80,12 @@ def _slices_section(r: EvalResult) -> str:
     for column, values in r.slices.items():
         rows = "".join(
             f"<tr><td class=t>{escape(v) or '(empty)'}</td><td>{c.n}</td><td>{c.precision:.3f}</td>"
-            f"<td>{c.recall:.3f}</td><td>{c.f1:.3f}</td><td>{c.fpr:.3f}</td></tr>"
+            f"<td>{c.recall:.3f}</td><td>{c.f1:.3f}</td><td>{c.fpr:.3f}</td><td>{c.accuracy:.3f}</td></tr>"
             for v, c in values.items()
         )
         out.append(
             f"<h3>{escape(r.candidate)} by {escape(column)}</h3><table><tr><th>{escape(column)}</th><th>n</th>"
-            f"<th>precision</th><th>recall</th><th>F1</th><th>FPR</th></tr>{rows}</table>"
+            f"<th>precision</th><th>recall</th><th>F1</th><th>FPR</th><th>accuracy</th></tr>{rows}</table>"
         )
     return "".join(out)
 
@@ -146,7 +148,16 @@ def _confusion_plot(r: EvalResult) -> str:
     ax.imshow(cells, cmap="Blues")
     for i in range(2):
         for j in range(2):
-            ax.text(j, i, str(cells[i][j]), ha="center", va="center", fontsize=12)
+            dark = cells[i][j] > max(max(row) for row in cells) / 2
+            ax.text(
+                j,
+                i,
+                str(cells[i][j]),
+                ha="center",
+                va="center",
+                fontsize=12,
+                color="white" if dark else "black",
+            )
     ax.set_xticks([0, 1], ["predicted no", "predicted yes"])
     ax.set_yticks([0, 1], ["actual no", "actual yes"])
     ax.set_title(f"{r.candidate} (unknown: {o.unknown})", fontsize=9)
@@ -154,13 +165,22 @@ def _confusion_plot(r: EvalResult) -> str:
 
 
 def _slice_plot(r: EvalResult, column: str) -> str:
+    # Accuracy beside F1: a slice with only negative examples (e.g. HateCheck's "_nh" tests) has
+    # F1 0 by definition, and its accuracy is what tells how the candidate did there.
     values = r.slices[column]
-    figure = _figure(max(4.0, 0.35 * len(values) + 2), 3.6)
+    figure = _figure(max(4.0, 0.4 * len(values) + 2), 3.6)
     ax = figure.add_subplot()
     names = list(values)
-    ax.bar(range(len(names)), [values[n].f1 for n in names], color="#4c72b0")
-    ax.set_xticks(
-        range(len(names)), [n[:24] or "(empty)" for n in names], rotation=60, ha="right", fontsize=7
+    xs = range(len(names))
+    ax.bar(
+        [x - 0.2 for x in xs],
+        [values[n].accuracy for n in names],
+        width=0.4,
+        label="accuracy",
+        color="#4c72b0",
     )
-    ax.set(ylim=(0, 1), ylabel="F1", title=f"{r.candidate}: F1 by {column}")
+    ax.bar([x + 0.2 for x in xs], [values[n].f1 for n in names], width=0.4, label="F1", color="#dd8452")
+    ax.set_xticks(list(xs), [n[:24] or "(empty)" for n in names], rotation=60, ha="right", fontsize=7)
+    ax.set(ylim=(0, 1), title=f"{r.candidate}: by {column}")
+    ax.legend(fontsize=7)
     return _png(figure)
