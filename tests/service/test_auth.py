@@ -1,0 +1,118 @@
+"""Tokens: created with scopes, stored hashed, checked on every /v1/ request; scopes; rate limits; CLI."""
+
+from __future__ import annotations
+
+import doctest
+import hashlib
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+import vigil.service.limits
+from vigil.cli import main
+from vigil.service.auth import Secret, create_token, parse_scopes
+from vigil.stores.memory import MemoryStore
+from vigil.stores.sqlite import SqliteStore
+
+from .helpers import Running, post
+
+
+def test_tokens_are_stored_as_hashes_only() -> None:
+    store = MemoryStore()
+    token, secret = create_token(store, "pipeline", ["ingest"])
+    assert secret.value.startswith(f"vgl_{token.id}_")
+    assert token.secret_hash == hashlib.sha256(secret.value.encode()).hexdigest()
+    assert secret.value not in repr(store.tokens)
+    assert "vgl_" not in repr(secret)
+    assert store.find_token(token.secret_hash) == token
+    with pytest.raises(ValueError, match="exists"):
+        create_token(store, "pipeline", ["read"])
+
+
+def test_scopes_are_checked_when_parsed() -> None:
+    assert parse_scopes("read, ingest") == ("ingest", "read")
+    with pytest.raises(ValueError, match="unknown scope 'write'"):
+        parse_scopes("ingest,write")
+    with pytest.raises(ValueError, match="no scopes"):
+        parse_scopes("")
+    assert repr(Secret("x")) == "Secret('***')"
+
+
+def test_missing_unknown_and_malformed_tokens_are_401(svc: Running) -> None:
+    no_token = svc.client.post("/v1/events", json=post("x"))
+    assert no_token.status_code == 401
+    assert no_token.json()["error"]["code"] == "unauthorized"
+    assert no_token.headers["www-authenticate"] == "Bearer"
+    unknown = svc.client.post("/v1/events", json=post("x"), headers={"Authorization": "Bearer vgl_nope_nope"})
+    assert unknown.status_code == 401
+    basic = svc.client.post("/v1/events", json=post("x"), headers={"Authorization": "Basic abc"})
+    assert basic.status_code == 401
+    # No dead letter: unauthenticated input is not an event we accepted.
+    assert svc.dead_letters() == 0
+
+
+def test_revoked_tokens_are_refused(svc: Running) -> None:
+    assert svc.post_event(post("x")).status_code == 200
+    assert svc.store.revoke_token("ingest")
+    assert svc.post_event(post("x")).status_code == 401
+
+
+def test_scopes(svc: Running) -> None:
+    assert svc.post_event(post("x"), scope="read").status_code == 403
+    forbidden = svc.get("/v1/rules", scope="ingest")
+    assert forbidden.status_code == 403
+    assert "read" in forbidden.json()["error"]["message"]
+    assert svc.get("/v1/rules", scope="read").status_code == 200
+    assert svc.post_event(post("x"), scope="admin").status_code == 200  # admin implies every scope
+    upload = svc.client.post("/v1/rules", json={"files": {"a.vigil": ""}}, headers=svc.headers("read"))
+    assert upload.status_code == 403
+    label = svc.client.post("/v1/entities/user/u1/labels", json={"label": "x", "reason": "y"},
+                            headers=svc.headers("ingest+read"))
+    assert label.status_code == 403
+
+
+def test_open_endpoints_need_no_token(svc: Running) -> None:
+    for path in ("/healthz", "/readyz", "/metrics", "/openapi.json"):
+        assert svc.client.get(path).status_code == 200, path
+
+
+def test_rate_limit_per_token(make_service: Callable[..., Running]) -> None:
+    svc = make_service(rate_limit=0.001, rate_burst=3)
+    codes = [svc.post_event(post("x")).status_code for _ in range(5)]
+    assert codes == [200, 200, 200, 429, 429]
+    limited = svc.post_event(post("x"))
+    assert limited.json()["error"]["code"] == "rate_limited"
+    assert int(limited.headers["retry-after"]) >= 1
+    assert svc.get("/v1/rules", scope="read").status_code == 200  # another token has its own bucket
+
+
+def test_token_bucket_doctests() -> None:
+    assert doctest.testmod(vigil.service.limits).failed == 0
+
+
+def test_token_commands(tmp_path: Path) -> None:
+    db = str(tmp_path / "t.sqlite")
+    runner = CliRunner()
+    created = runner.invoke(main, ["token", "create", "ci", "--scopes", "ingest,read", "--db", db])
+    assert created.exit_code == 0, created.output
+    secret = created.stdout.strip().splitlines()[-1]
+    assert secret.startswith("vgl_")
+    store = SqliteStore(db)
+    found = store.find_token(hashlib.sha256(secret.encode()).hexdigest())
+    store.close()
+    assert found is not None and found.scopes == ("ingest", "read")
+    listed = runner.invoke(main, ["token", "list", "--db", db])
+    assert "ci" in listed.stdout and secret not in listed.stdout and "active" in listed.stdout
+    assert runner.invoke(main, ["token", "create", "x", "--scopes", "root", "--db", db]).exit_code != 0
+    assert runner.invoke(main, ["token", "create", "ci", "--db", db]).exit_code != 0
+    assert runner.invoke(main, ["token", "revoke", "ci", "--db", db]).exit_code == 0
+    assert "revoked" in runner.invoke(main, ["token", "list", "--db", db]).stdout
+    assert runner.invoke(main, ["token", "revoke", "nobody", "--db", db]).exit_code != 0
+
+
+def test_serve_refuses_no_auth_off_loopback(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["serve", "--no-auth", "--host", "0.0.0.0", "--db", str(tmp_path / "s.sqlite")])
+    assert result.exit_code != 0
+    assert "loopback" in result.output

@@ -1,0 +1,158 @@
+"""POST /v1/events, /v1/events/batch and GET /v1/decisions: decisions, bad input, limits, async mode."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import orjson
+
+from .helpers import Running, event, post, wait_for
+
+
+def test_one_event_gets_a_decision_with_its_explanation(svc: Running) -> None:
+    response = svc.post_event(post("hello!!!!!"))
+    assert response.status_code == 200
+    body = response.json()
+    assert body["verdict"] == "flag"
+    assert body["rules"] == ["Shouting"]
+    assert body["explanation"][0]["rule"] == "Shouting"
+    assert body["ruleset"]
+
+
+def test_effects_are_applied_and_returned(svc: Running) -> None:
+    body = svc.post_event(post("what a badword", user="u9")).json()
+    assert body["verdict"] == "review"
+    assert body["effects"][0] == {"kind": "label", "entity": "user", "key": "u9", "label": "potty-mouth",
+                                  "expires_at": body["effects"][0]["expires_at"]}
+    labels = svc.get("/v1/entities/user/u9/labels?all=true").json()["labels"]
+    assert [label["label"] for label in labels] == ["potty-mouth"]
+
+
+def test_malformed_json_is_a_400_and_a_dead_letter_with_its_bytes(svc: Running) -> None:
+    response = svc.client.post("/v1/events", content=b'{"type": "post", oops', headers=svc.headers("ingest"))
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["code"] == "malformed_json" and error["hint"]
+    letters = svc.store.dead_letters()
+    assert letters[-1].raw == b'{"type": "post", oops'
+    assert letters[-1].source == "http:ingest"
+
+
+def test_wrong_shape_and_wrong_types_are_422_and_dead_letters(svc: Running) -> None:
+    before = svc.dead_letters()
+    missing_id = svc.post_event({"type": "post", "time": 0})
+    assert missing_id.status_code == 422
+    assert missing_id.json()["error"]["code"] == "invalid_event"
+    assert '"id"' in missing_id.json()["error"]["message"]
+    not_an_object = svc.post_event([1, 2, 3])
+    assert not_an_object.status_code == 422
+    wrong_type = svc.post_event(event("purchase", actor={"id": "u1"}, amount="a lot"))
+    assert wrong_type.status_code == 422
+    assert wrong_type.json()["error"]["code"] == "wrong_type"
+    assert svc.dead_letters() == before + 3
+    # Nothing else is affected: the next good event is decided as usual.
+    assert svc.post_event(event("purchase", actor={"id": "u1"}, amount=5000)).json()["verdict"] == "review"
+
+
+def test_a_10_mb_body_is_refused_from_its_length_without_reading_it(svc: Running) -> None:
+    before = svc.dead_letters()
+    reads = 0
+
+    def body() -> Iterator[bytes]:  # a generator body: only what the server pulls is ever produced
+        nonlocal reads
+        for _ in range(10):
+            reads += 1
+            yield b"x" * (1 << 20)
+
+    response = svc.client.post("/v1/events", content=body(),
+                                headers={**svc.headers("ingest"), "Content-Length": str(10 << 20)})
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "body_too_large"
+    assert "1048576" in response.json()["error"]["message"]
+    assert svc.dead_letters() == before + 1
+    assert svc.store.dead_letters()[-1].raw == b""  # counted, but none of its bytes kept
+    assert svc.post_event(post("still fine")).status_code == 200
+    assert reads < 10  # the server stopped at the declared length; the rest was never asked for
+
+
+def test_a_chunked_body_is_cut_off_at_the_limit(make_service: Callable[..., Running]) -> None:
+    svc = make_service(max_body_bytes=1000)
+
+    def chunks() -> Iterator[bytes]:
+        for _ in range(50):
+            yield b"y" * 100
+
+    response = svc.client.post("/v1/events", content=chunks(), headers=svc.headers("ingest"))
+    assert response.status_code == 413
+
+
+def test_batches_decide_each_event_and_report_bad_ones(svc: Running) -> None:
+    good, bad = post("hi!!!!!!"), {"type": "post"}
+    response = svc.client.post("/v1/events/batch", json={"events": [good, bad, post("calm")]},
+                               headers=svc.headers("ingest"))
+    assert response.status_code == 200
+    body = response.json()
+    assert (body["accepted"], body["rejected"]) == (2, 1)
+    assert body["results"][0]["verdict"] == "flag"
+    assert body["results"][1]["error"]["code"] == "invalid_event"
+    assert body["results"][2]["verdict"] == "allow"
+    plain_list = svc.client.post("/v1/events/batch", json=[post("x")], headers=svc.headers("ingest"))
+    assert plain_list.json()["accepted"] == 1
+
+
+def test_batch_limits(make_service: Callable[..., Running]) -> None:
+    svc = make_service(max_batch=3)
+    response = svc.client.post("/v1/events/batch", json=[post("x") for _ in range(4)], headers=svc.headers("ingest"))
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "batch_too_long"
+    not_a_list = svc.client.post("/v1/events/batch", json={"events": 3}, headers=svc.headers("ingest"))
+    assert not_a_list.status_code == 422
+    broken = svc.client.post("/v1/events/batch", content=b"[{", headers=svc.headers("ingest"))
+    assert broken.status_code == 400
+
+
+def test_async_mode_accepts_then_decides(svc: Running) -> None:
+    body = post("later!!!!!")
+    response = svc.client.post("/v1/events?mode=async", json=body, headers=svc.headers("ingest"))
+    assert response.status_code == 202
+    assert response.json()["location"] == f"/v1/decisions/{body['id']}"
+
+    def decided() -> bool:
+        r = svc.client.get(f"/v1/decisions/{body['id']}", headers=svc.headers("ingest"))
+        return r.status_code == 200 and r.json()["status"] == "decided"
+
+    assert wait_for(decided)
+    outcome = svc.client.get(f"/v1/decisions/{body['id']}", headers=svc.headers("ingest")).json()
+    assert outcome["decision"]["verdict"] == "flag"
+    batch = svc.client.post("/v1/events/batch?mode=async", json=[post("a"), {"nope": 1}], headers=svc.headers("ingest"))
+    assert batch.status_code == 202
+    assert batch.json()["accepted"] == 1
+
+
+def test_async_mode_refuses_bad_events_at_once(svc: Running) -> None:
+    response = svc.client.post("/v1/events?mode=async", content=b"nope", headers=svc.headers("ingest"))
+    assert response.status_code == 400
+
+
+def test_a_full_queue_is_a_503(make_service: Callable[..., Running]) -> None:
+    svc = make_service(queue_size=1)
+    codes = [svc.client.post("/v1/events?mode=async", json=post("x"), headers=svc.headers("ingest")).status_code
+             for _ in range(200)]
+    # The drain task runs between requests, so the queue may never fill; if it did, the answer was 503.
+    assert set(codes) <= {202, 503}
+
+
+def test_unknown_decision_and_bad_mode(svc: Running) -> None:
+    assert svc.client.get("/v1/decisions/nope", headers=svc.headers("ingest")).status_code == 404
+    response = svc.client.post("/v1/events?mode=later", json=post("x"), headers=svc.headers("ingest"))
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "bad_mode"
+
+
+def test_unknown_paths_and_methods_are_json_errors(svc: Running) -> None:
+    missing = svc.client.get("/v2/nothing")
+    assert missing.status_code == 404
+    assert missing.json()["error"]["code"] == "not_found"
+    wrong = svc.client.get("/v1/events", headers=svc.headers("ingest"))
+    assert wrong.status_code == 405
+    assert orjson.loads(wrong.content)["error"]["code"] == "method_not_allowed"

@@ -1,0 +1,163 @@
+"""Rules versions over HTTP and from disk: checked, activated atomically, rejected with the checker's
+messages while the running version keeps serving, listed, rolled back, and hot reloaded."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from .helpers import COMMON, RULES, Running, post, wait_for, write_rules
+
+BROKEN = 'entity user = event.actor.id\nrule "Oops"\n  when event is "post" and unknown_thing > 3\n  then flag\n'
+FLAG_ALL = 'rule "Everything" when event is "post" then flag\n'
+
+
+def _upload(svc: Running, files: dict[str, str], **extra: Any) -> Any:
+    return svc.client.post("/v1/rules", json={"files": files, **extra}, headers=svc.headers("admin"))
+
+
+def _active(svc: Running) -> dict[str, Any]:
+    body: dict[str, Any] = svc.get("/v1/rules").json()
+    return body
+
+
+def test_active_version_describes_the_rules(svc: Running) -> None:
+    body = _active(svc)
+    assert body["seq"] == 1 and body["active"] is True
+    assert body["author"].startswith("disk:")
+    assert {r["name"] for r in body["rules"]} == {"Shouting", "Bad words", "Marked users", "Big spender"}
+    assert body["paths"] == ["common.vigil", "lists/bad.txt", "main.vigil"]
+    assert "files" not in body
+    assert svc.get("/v1/rules?files=true").json()["files"]["common.vigil"] == COMMON
+
+
+def test_upload_activates_a_new_version(svc: Running) -> None:
+    response = _upload(svc, {"main.vigil": FLAG_ALL}, message="flag everything")
+    assert response.status_code == 201
+    body = response.json()
+    assert (body["seq"], body["active"], body["author"], body["message"]) == (2, True, "admin", "flag everything")
+    assert svc.post_event(post("calm")).json()["verdict"] == "flag"
+    assert svc.post_event(post("calm")).json()["ruleset"] == body["version"]
+    assert _active(svc)["seq"] == 2
+
+
+def test_a_broken_upload_is_rejected_with_locations_and_the_old_version_serves(svc: Running) -> None:
+    response = _upload(svc, {"main.vigil": BROKEN})
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert error["code"] == "rules_rejected"
+    [diagnostic] = [d for d in error["diagnostics"] if d["severity"] == "error"]
+    assert (diagnostic["file"], diagnostic["line"], diagnostic["column"]) == ("main.vigil", 3, 28)
+    assert diagnostic["text"].startswith("main.vigil:3:28: error: unknown name")
+    assert "^" in diagnostic["rendered"]
+    assert _active(svc)["seq"] == 1
+    assert svc.post_event(post("hey!!!!!")).json()["verdict"] == "flag"
+    assert len(svc.get("/v1/rules/versions").json()["versions"]) == 1  # nothing stored
+
+
+def test_an_upload_whose_own_tests_fail_is_rejected(svc: Running) -> None:
+    failing = FLAG_ALL + 'test "nothing fires" given "post" with text = "x" expect allow\n'
+    response = _upload(svc, {"main.vigil": failing})
+    assert response.status_code == 422
+    [failure] = response.json()["error"]["test_failures"]
+    assert failure["name"] == "nothing fires"
+    assert "expected verdict allow, got flag" in failure["failures"][0]
+    assert _active(svc)["seq"] == 1
+
+
+def test_dry_run_checks_without_storing(svc: Running) -> None:
+    response = svc.client.post("/v1/rules?dry_run=true", json={"files": {"a.vigil": FLAG_ALL}},
+                               headers=svc.headers("admin"))
+    assert response.status_code == 200 and response.json()["dry_run"] is True
+    assert _active(svc)["seq"] == 1
+
+
+def test_upload_shape_is_checked(svc: Running) -> None:
+    cases: list[Any] = [{"files": "x"}, {"files": {}}, {"files": {"../x.vigil": ""}}, {"files": {"/abs.vigil": ""}},
+                        {"files": {"a.vigil": 3}}, {"files": {"a.vigil": ""}, "entry": ["b.vigil"]},
+                        {"files": {"a.txt": ""}}, {"files": {"a.vigil": ""}, "message": 5}, ["files"]]
+    for case in cases:
+        response = svc.client.post("/v1/rules", json=case, headers=svc.headers("admin"))
+        assert response.status_code == 422, case
+        assert response.json()["error"]["code"] == "invalid_upload" or case == ["files"]
+    assert svc.client.post("/v1/rules", content=b"{", headers=svc.headers("admin")).status_code == 400
+    too_big = svc.client.post("/v1/rules", content=b" " * (9 << 20), headers=svc.headers("admin"))
+    assert too_big.status_code == 413
+
+
+def test_versions_activate_and_rollback(svc: Running) -> None:
+    assert _upload(svc, {"main.vigil": FLAG_ALL}).status_code == 201
+    versions = svc.get("/v1/rules/versions").json()
+    assert [v["seq"] for v in versions["versions"]] == [2, 1] and versions["active"] == 2
+    one = svc.get("/v1/rules/versions/1").json()
+    assert one["files"]["main.vigil"] == RULES
+    rolled = svc.client.post("/v1/rules/rollback", headers=svc.headers("admin"))
+    assert rolled.status_code == 200 and rolled.json()["seq"] == 1
+    assert svc.post_event(post("calm")).json()["verdict"] == "allow"
+    assert svc.client.post("/v1/rules/rollback", headers=svc.headers("admin")).status_code == 409
+    forward = svc.client.post("/v1/rules/versions/2/activate", headers=svc.headers("admin"))
+    assert forward.status_code == 200
+    assert svc.post_event(post("calm")).json()["verdict"] == "flag"
+    assert svc.client.post("/v1/rules/versions/99/activate", headers=svc.headers("admin")).status_code == 404
+    assert svc.get("/v1/rules/versions/99").status_code == 404
+    assert svc.get("/v1/rules/versions/x").status_code == 400
+
+
+def test_a_change_on_disk_is_picked_up_within_seconds(svc: Running) -> None:
+    (svc.rules_dir / "extra.vigil").write_text('rule "Purchases" when event is "purchase" then flag\n')
+    assert wait_for(lambda: _active(svc)["seq"] == 2)
+    assert _active(svc)["author"].startswith("disk:")
+    event = {"type": "purchase", "id": "p1", "time": 0, "actor": {"id": "u1"}, "amount": 1}
+    assert svc.post_event(event).json()["verdict"] == "flag"
+
+
+def test_a_broken_change_on_disk_keeps_the_old_version(svc: Running) -> None:
+    (svc.rules_dir / "main.vigil").write_text(BROKEN)
+    assert wait_for(lambda: 'vigil_rules_reloads_total{result="rejected",source="disk"} 1.0'
+                    in svc.client.get("/metrics").text)
+    assert _active(svc)["seq"] == 1
+    assert svc.post_event(post("hey!!!!!")).json()["verdict"] == "flag"
+    write_rules(svc.rules_dir, RULES.replace('then flag\n\nrule "Bad', 'then block\n\nrule "Bad')
+                .replace("expect flag", "expect block"))
+    assert wait_for(lambda: _active(svc)["seq"] == 2)
+    assert svc.post_event(post("hey!!!!!")).json()["verdict"] == "block"
+
+
+def test_a_version_activated_by_another_instance_is_picked_up(svc: Running) -> None:
+    stored = svc.store.add_rules_version("elsewhere", {"r.vigil": FLAG_ALL}, ("r.vigil",), author="other",
+                                         message="", now=0.0)
+    svc.store.activate_rules_version(stored.seq)
+    assert wait_for(lambda: _active(svc)["seq"] == stored.seq)
+    assert svc.post_event(post("calm")).json()["verdict"] == "flag"
+
+
+def test_uploads_under_traffic_fail_no_request(svc: Running) -> None:
+    """The fault check: a broken upload while events flow is rejected, and no event request fails."""
+    failures: list[int] = []
+    sent = 0
+    stop = threading.Event()
+
+    def traffic() -> None:
+        nonlocal sent
+        while not stop.is_set():
+            response = svc.post_event(post("hey!!!!!"))
+            sent += 1
+            if response.status_code != 200 or response.json()["verdict"] not in ("flag", "block"):
+                failures.append(response.status_code)
+
+    thread = threading.Thread(target=traffic)
+    thread.start()
+    try:
+        wait_for(lambda: sent > 20)
+        for _ in range(3):
+            assert _upload(svc, {"main.vigil": BROKEN}).status_code == 422
+        good = RULES.replace('then flag\n\nrule "Bad', 'then block\n\nrule "Bad').replace("expect flag", "expect block")
+        assert _upload(svc, {"main.vigil": good, "common.vigil": COMMON, "lists/bad.txt": "x\n"}).status_code == 201
+        done = sent
+        wait_for(lambda: sent > done + 20)
+    finally:
+        stop.set()
+        thread.join()
+    assert failures == []
+    assert sent > 40
+    assert _active(svc)["seq"] == 2
