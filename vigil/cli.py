@@ -57,6 +57,32 @@ def _read_lines(path: str) -> Iterator[bytes]:
             stream.close()
 
 
+def signal_options(function: Any) -> Any:
+    """Options for the signals rules may call: classifiers, policy models, hash banks."""
+    options = [
+        click.option("--classifiers", "classifiers_dir", default=None,
+                     help="Directory of trained classifiers (default: vigil-data/classifiers)."),
+        click.option("--policies", "policies_dir", default=None, help="Directory of policy files (*.md)."),
+        click.option("--endpoint", default=None, envvar="VIGIL_MODEL_ENDPOINT",
+                     help="OpenAI-compatible base URL serving the policy model, e.g. http://127.0.0.1:8000/v1."),
+        click.option("--model", default="gpt-oss-safeguard-20b", show_default=True, help="Policy model name."),
+        click.option("--api-key-env", default=None, help="Environment variable holding the endpoint's API key."),
+        click.option("--banks", "banks_db", default=None, envvar="VIGIL_BANKS",
+                     help="SQLite file of hash banks (see `vigil bank`)."),
+        click.option("--media-root", "media_roots", multiple=True,
+                     help="Directory events may name media files in (repeatable; none: paths refused)."),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+def _signals(options: dict[str, Any]) -> Any:
+    from vigil.signals.providers import build_signals
+
+    return build_signals(**options)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="vigil")
 def main() -> None:
@@ -76,11 +102,12 @@ def check(rules: tuple[str, ...]) -> None:
 
 @main.command()
 @click.argument("rules", nargs=-1, required=True, type=click.Path(exists=True))
-def test(rules: tuple[str, ...]) -> None:
+@signal_options
+def test(rules: tuple[str, ...], **signal_opts: Any) -> None:
     """Run the tests written beside RULES; exit 1 if any fails."""
     from vigil.dsl.testing import run_tests
 
-    results = run_tests(_load(rules))
+    results = run_tests(_load(rules), _signals(signal_opts))
     failed = [r for r in results if not r.passed]
     for r in results:
         mark = click.style("PASS", fg="green") if r.passed else click.style("FAIL", fg="red")
@@ -108,13 +135,29 @@ def compile_command(rules: tuple[str, ...]) -> None:
 @click.option("--all/--hits-only", "write_all", default=True, show_default=True,
               help="Write a decision for every event, or only for events where a rule fired.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: on a terminal).")
+@signal_options
 def run(rules: tuple[str, ...], events_path: str, out_path: str, db: str | None, write_all: bool,
-        progress: bool | None) -> None:
-    """Decide every event in a JSONL file with RULES; decisions out as JSONL, a summary at the end."""
-    from vigil.engine import Engine
+        progress: bool | None, **signal_opts: Any) -> None:
+    """Decide every event in a JSONL file with RULES; decisions out as JSONL, a summary at the end.
 
-    engine = Engine(_load(rules), _open_store(db))
+    Rules that need a policy model run in a second stage: their decisions follow the first ones in the
+    output with "stage": 2 and the same event id."""
+    import threading
+
+    from vigil.engine import Engine
+    from vigil.events import parse_event
+    from vigil.stages import SlowStage
+
+    engine = Engine(_load(rules), _open_store(db), signals=_signals(signal_opts))
     out = sys.stdout.buffer if out_path == "-" else open(out_path, "wb")  # noqa: SIM115
+    write_lock = threading.Lock()
+
+    def write(decision: Decision) -> None:
+        with write_lock:
+            out.write(orjson.dumps(decision.to_json()) + b"\n")
+
+    slow = SlowStage(engine, write)
+    slow.start()
     show_progress = progress if progress is not None else sys.stderr.isatty()
     started = time.perf_counter()
     try:
@@ -127,8 +170,11 @@ def run(rules: tuple[str, ...], events_path: str, out_path: str, db: str | None,
         for line in lines:
             result = engine.process(line, source=events_path)
             if isinstance(result, Decision):
-                if write_all or result.hits:
-                    out.write(orjson.dumps(result.to_json()) + b"\n")
+                if write_all or result.hits or result.pending:
+                    write(result)
+                if result.pending:
+                    slow.submit(parse_event(line), result)
+        slow.close()
     finally:
         if out is not sys.stdout.buffer:
             out.close()
@@ -162,24 +208,34 @@ def _summary(engine: Any, elapsed: float) -> None:
 @click.argument("rules", nargs=-1, required=True, type=click.Path(exists=True))
 @click.option("--event", "event_json", required=True, help="The event as JSON, or @FILE to read it.")
 @click.option("--db", default=None, envvar="VIGIL_STORE", help="Read counters and labels from this store.")
-def explain(rules: tuple[str, ...], event_json: str, db: str | None) -> None:
-    """Decide one event and explain the decision: every rule that fired, and the features it used."""
+@signal_options
+def explain(rules: tuple[str, ...], event_json: str, db: str | None, **signal_opts: Any) -> None:
+    """Decide one event and explain the decision: every rule that fired, and the features it used
+    (including the second stage, when rules need a policy model)."""
     from vigil.engine import Engine
+    from vigil.events import parse_event
+    from vigil.stages import SlowStage
 
     raw = Path(event_json[1:]).read_bytes() if event_json.startswith("@") else event_json.encode()
-    engine = Engine(_load(rules), _open_store(db))
+    engine = Engine(_load(rules), _open_store(db), signals=_signals(signal_opts))
+    followups: list[Decision] = []
     try:
         result = engine.process(raw)
+        if isinstance(result, Decision) and result.pending:
+            SlowStage(engine, followups.append).run_batch([(parse_event(raw), result)])
     finally:
         engine.close()
     if not isinstance(result, Decision):
         click.echo(f"dead letter: {result.reason}", err=True)
         raise SystemExit(1)
     click.echo(explain_text(result))
+    for decision in followups:
+        click.echo(explain_text(decision))
 
 
 def explain_text(decision: Decision) -> str:
-    lines = [f"event {decision.event_id} ({decision.event_type}): {decision.verdict.upper()}"]
+    stage = " (second stage)" if decision.stage == 2 else " (slow rules pending)" if decision.pending else ""
+    lines = [f"event {decision.event_id} ({decision.event_type}): {decision.verdict.upper()}{stage}"]
     if not decision.hits:
         lines.append("  no rule fired")
     for hit in decision.hits:

@@ -72,6 +72,10 @@ class Decision:
     effects: tuple[Effect, ...] = ()
     hits: tuple[RuleHit, ...] = ()
     ruleset_version: str = ""
+    # Stage 1 is decided with the event; stage 2 follows when slow rules (policy models) have run.
+    stage: int = 1
+    # True on a stage-1 decision whose event has slow rules still to run.
+    pending: bool = False
 
     @property
     def live_hits(self) -> tuple[RuleHit, ...]:
@@ -92,6 +96,8 @@ class Decision:
             "shadow_rules": [h.rule for h in self.shadow_hits],
             "explanation": [h.to_json() for h in self.hits],
             "ruleset": self.ruleset_version,
+            "stage": self.stage,
+            "pending": self.pending,
         }
 
 

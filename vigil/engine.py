@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time as wall
 import zlib
@@ -14,7 +15,8 @@ from vigil.effects import VERDICT_RANK, DeadLetter, Decision, Effect, LabelEffec
 from vigil.events import Event, EventError, parse_event
 from vigil.signals.counters import WindowCounters
 from vigil.signals.labels import RULE, Labels
-from vigil.stores.base import LabelRecord, StateStore
+from vigil.signals.providers import Signals
+from vigil.stores.base import CounterBackend, LabelBackend, LabelRecord, StateStore
 from vigil.stores.memory import MemoryStore
 
 
@@ -44,10 +46,15 @@ class Engine:
     """
 
     def __init__(self, ruleset: RuleSet, store: StateStore | None = None, *, flush_interval: float = 1.0,
-                 on_dead_letter: Callable[[DeadLetter], None] | None = None) -> None:
+                 on_dead_letter: Callable[[DeadLetter], None] | None = None,
+                 signals: Signals | None = None, counters: CounterBackend | None = None,
+                 labels: LabelBackend | None = None) -> None:
         self.store: StateStore = store if store is not None else MemoryStore()
-        self.counters = WindowCounters(self.store, flush_interval)
-        self.labels = Labels(self.store)
+        self.signals = signals if signals is not None else Signals()
+        # Counters and labels live beside the store unless shared backends are given (vigil/stores/redis_*).
+        self.counters: CounterBackend = counters if counters is not None else WindowCounters(self.store,
+                                                                                             flush_interval)
+        self.labels: LabelBackend = labels if labels is not None else Labels(self.store)
         self.stats = Stats()
         self.on_dead_letter = on_dead_letter
         self._lock = threading.Lock()
@@ -67,6 +74,9 @@ class Engine:
             self._rules = compiled.rules
             self._dispatch: dict[str, Callable[[Event], list[Any]]] = namespace["DISPATCH"]
             self._default: Callable[[Event], list[Any]] = namespace["decide_other"]
+            self._slow_dispatch: dict[str, Callable[..., list[Any]]] = namespace.get("SLOW_DISPATCH", {})
+            self._slow_default: Callable[..., list[Any]] | None = namespace.get("slow_other")
+            self._slow_types = compiled.slow_types
 
     def _namespace(self, constants: dict[str, Any]) -> dict[str, Any]:
         ns: dict[str, Any] = {
@@ -88,6 +98,9 @@ class Engine:
             "_text_op": runtime.text_op,
             "_arith": runtime.arith,
             "_has_label": self.labels.has,
+            "_classifier_score": self.signals.classifier_score,
+            "_classifier_label": self.signals.classifier_label,
+            "_bank_match": self.signals.bank_match,
         }
         ns["_add_many"] = self.counters.add_many
         ns["_NO_RESULTS"] = {}
@@ -132,9 +145,37 @@ class Engine:
             hits = self._dispatch.get(event.type, self._default)(event)
             decision = self._decision(event, hits) if hits else Decision(
                 event.id, event.type, event.time, "allow", ruleset_version=self.ruleset.version)
+            if self._slow_types and self.slow_pending(event):
+                decision = dataclasses.replace(decision, pending=True)
         self.stats.events += 1
         self.stats.verdicts[decision.verdict] += 1
         return decision
+
+    # ---- the second stage: rules that need a slow signal ----
+    def slow_pending(self, event: Event) -> bool:
+        """Whether the event has slow rules to run in the second stage."""
+        etype: str | None = event.type if event.type in self._dispatch else None
+        return etype in self._slow_types
+
+    def probe_slow(self, event: Event, policy: Callable[[str, str], bool | None]) -> list[Any]:
+        """Evaluate the slow rules for `event`, reading policy answers through `policy`, without
+        changing any state. The second stage calls this to learn which answers it needs."""
+        function = self._slow_dispatch.get(event.type, self._slow_default)
+        if function is None:
+            return []
+        with self._lock:
+            return function(event, policy)
+
+    def decide_slow(self, event: Event, policy: Callable[[str, str], bool | None], first: Decision) -> Decision:
+        """The second-stage decision for an event: slow rules' hits with their effects applied, and the
+        verdict upgraded from the first stage's when a slow rule gives a stronger one."""
+        with self._lock:
+            function = self._slow_dispatch.get(event.type, self._slow_default)
+            hits = function(event, policy) if function is not None else []
+            decision = self._decision(event, hits) if hits else Decision(
+                event.id, event.type, event.time, "allow", ruleset_version=self.ruleset.version)
+        verdict = first.verdict if VERDICT_RANK[first.verdict] >= VERDICT_RANK[decision.verdict] else decision.verdict
+        return dataclasses.replace(decision, verdict=verdict, stage=2)
 
     def _decision(self, event: Event, raw_hits: list[tuple[int, dict[str, Any], tuple[Any, ...]]]) -> Decision:
         verdict = "allow"
@@ -166,7 +207,7 @@ class Engine:
                     if record is not None:
                         records.append(record)
         # Effects apply after every rule has seen the same state, so rule order never matters.
-        self.labels.commit(records)
+        self.labels.commit(records, event.id)
         return Decision(event.id, event.type, event.time, verdict, tuple(live_effects), tuple(hits),
                         self.ruleset.version)
 
@@ -196,5 +237,7 @@ def _json_value(value: Any) -> Any:
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     if isinstance(value, (list, tuple)):
-        return [_json_value(v) for v in value][:20]
+        return [_json_value(v) for v in value[:20]]
+    if isinstance(value, dict):
+        return {str(k): _json_value(v) for k, v in list(value.items())[:20]}
     return str(value)

@@ -161,6 +161,36 @@ class HasLabel:
 
 
 @dataclass(frozen=True, slots=True)
+class ClassifierCall:
+    """`classifier "spam" on TEXT` (the score of its positive class), or with `label` its label."""
+
+    name: str
+    arg: Expr
+    want: str  # "score" or "label"
+    span: Span = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyFinds:
+    """`policy "harassment" finds TEXT violating`: a policy-as-prompt model's verdict. Slow: rules that
+    use it run in the second stage."""
+
+    name: str
+    arg: Expr
+    span: Span = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class BankMatch:
+    """`VALUE matches bank "known-bad" within 31`: media or text hashed and looked up in a hash bank."""
+
+    arg: Expr
+    bank: str
+    within: int | None
+    span: Span = _span()
+
+
+@dataclass(frozen=True, slots=True)
 class And:
     items: tuple[Expr, ...]
     span: Span = _span()
@@ -200,7 +230,8 @@ class Counter:
 Literal = Union[Number, String, Duration, Bool, ListLit]
 Expr = Union[
     Number, String, Duration, Bool, ListLit, Field, NameRef, Call, Arith, Compare, Crosses, TextOp,
-    ContainsAny, Matches, In, Missing, EventIs, HasLabel, And, Or, Not, Counter,
+    ContainsAny, Matches, In, Missing, EventIs, HasLabel, And, Or, Not, Counter, ClassifierCall, PolicyFinds,
+    BankMatch,
 ]
 
 

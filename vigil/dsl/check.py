@@ -40,6 +40,8 @@ BUILTINS: dict[str, Builtin] = {
     "domains": Builtin((STRING,), LIST, "registrable domains of URLs and host names in a text"),
     "domain": Builtin((STRING,), STRING, "registrable domain of one URL, host or e-mail address"),
     "age": Builtin((ANY,), NUMBER, "seconds from a timestamp (RFC 3339 or epoch) to the event's time"),
+    "language": Builtin((STRING,), STRING, "ISO 639-1 code of the text's language (the `language` classifier)"),
+    "profanity": Builtin((STRING,), NUMBER, "offensive-language probability 0–1 (the `profanity` classifier)"),
 }
 
 
@@ -344,6 +346,18 @@ class Checker:
         if isinstance(e, ast.Not):
             self.expect(e.item, BOOL, "`not`")
             return BOOL
+        if isinstance(e, ast.ClassifierCall):
+            self.expect(e.arg, STRING, "a classifier")
+            return NUMBER if e.want == "score" else STRING
+        if isinstance(e, ast.PolicyFinds):
+            self.expect(e.arg, STRING, "a policy")
+            return BOOL
+        if isinstance(e, ast.BankMatch):
+            self.expr(e.arg)
+            if e.within is not None and not 0 <= e.within <= 256:
+                self.error("`within` is a Hamming distance between 0 and 256", e.span,
+                           "PDQ practice is 31 for images", code="value")
+            return BOOL
         if isinstance(e, ast.Counter):
             self._entity(e.entity, e.span)
             for part in (e.value, e.where):
@@ -405,6 +419,8 @@ def children(e: ast.Expr) -> tuple[ast.Expr, ...]:
         return (e.operand,)
     if isinstance(e, ast.Call):
         return e.args
+    if isinstance(e, (ast.ClassifierCall, ast.PolicyFinds, ast.BankMatch)):
+        return (e.arg,)
     if isinstance(e, ast.Counter):
         return tuple(x for x in (e.value, e.where) if x is not None)
     return ()

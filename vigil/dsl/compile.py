@@ -50,6 +50,8 @@ class RuleInfo:
     owner: str
     location: str
     rollout_entity: str | None
+    # 1: decided with the event; 2: needs a slow signal (a policy model) and runs in the second stage.
+    stage: int = 1
 
 
 @dataclass(slots=True)
@@ -60,6 +62,13 @@ class CompiledRules:
     constants: dict[str, Any] = field(default_factory=dict)
     event_types: tuple[str, ...] = ()
 
+    # Event types whose events have slow rules to run (None: the types no rule names).
+    slow_types: frozenset[str | None] = frozenset()
+
+    @property
+    def has_slow_rules(self) -> bool:
+        return any(r.stage == 2 for r in self.rules)
+
 
 def counter_id(counter: ast.Counter) -> str:
     return hashlib.sha1(unparse(counter).encode()).hexdigest()[:16]
@@ -68,9 +77,11 @@ def counter_id(counter: ast.Counter) -> str:
 class _FunctionBuilder:
     """Emits one event type's function. `etype` None is the function for types no rule names."""
 
-    def __init__(self, compiler: Compiler, etype: str | None) -> None:
+    def __init__(self, compiler: Compiler, etype: str | None, stage: int = 1) -> None:
         self.c = compiler
         self.etype = etype
+        # The second stage re-reads the event for its slow rules: it moves no counter, only reads them.
+        self.stage = stage
         self.slots: dict[Any, str] = {}  # feature node → local name
         self.temps = 0
         self.lines: list[str] = []
@@ -175,6 +186,15 @@ class _FunctionBuilder:
             return self.counter_ref(e)
         if isinstance(e, ast.HasLabel):
             return self.lazy(e, lambda: self.has_label_code(e))
+        if isinstance(e, ast.ClassifierCall):
+            return self.lazy(e, lambda: self.signal_code(f"_classifier_{e.want}", repr(e.name), e.arg))
+        if isinstance(e, ast.PolicyFinds):
+            return self.lazy(e, lambda: self.signal_code("_policy", repr(e.name), e.arg))
+        if isinstance(e, ast.BankMatch):
+            # The feature holds the matches (for the explanation); the condition is whether there are any.
+            matches = self.lazy(e, lambda: self.signal_code("_bank_match", repr(e.bank), e.arg, repr(e.within)))
+            m = self.temp()
+            return f"(None if ({m} := {matches}) is None else len({m}) > 0)"
         if isinstance(e, ast.Arith):
             return f"_arith({e.op!r}, {self.val(e.left)}, {self.val(e.right)})"
         if isinstance(e, ast.Compare):
@@ -232,10 +252,19 @@ class _FunctionBuilder:
         check = _CHECKED_ACCESS.get(self.c.program.field_types.get(f.path, ""))
         return f"{check}({access}, {f.dotted!r})" if check else access
 
+    def signal_code(self, function: str, name: str, arg: ast.Expr, *extra: str) -> str:
+        a = self.temp()
+        rest = "".join(f", {x}" for x in extra)
+        return f"(None if ({a} := {self.val(arg)}) is None else {function}({name}, {a}{rest}))"
+
     def call_code(self, e: ast.Call) -> str:
         args = [self.val(a) for a in e.args]
         if e.name == "age":
             return f"_age({args[0]}, t)"
+        if e.name == "language":
+            return self.signal_code("_classifier_label", "'language'", e.args[0])
+        if e.name == "profanity":
+            return self.signal_code("_classifier_score", "'profanity'", e.args[0])
         return f"_{e.name}({', '.join(args)})"
 
     def entity_key(self, name: str) -> str:
@@ -276,7 +305,7 @@ class _FunctionBuilder:
         return f"({after} if {after} is not _U else ({after} := {self.c.slot_code[(self.etype, after)]}))"
 
     def counts_here(self, counter: ast.Counter) -> bool:
-        if counter.types and self.etype not in counter.types:
+        if self.stage == 2 or (counter.types and self.etype not in counter.types):
             return False
         return counter.where is None or self.static(counter.where) is not False
 
@@ -321,7 +350,7 @@ class _FunctionBuilder:
             self.emit_counter_results(keys)
         body: list[str] = []
         for info, rule in zip(self.c.rule_infos, self.c.program.rules):
-            if self.static(rule.condition) is False:
+            if info.stage != self.stage or self.static(rule.condition) is False:
                 continue
             condition = self.true(rule.condition)
             features = self.c.rule_features[info.index]
@@ -340,7 +369,8 @@ class _FunctionBuilder:
         eager_names = {name for name, _ in eager}
         locals_ = sorted(set(self.slots.values()) - eager_names - {
             self.counter_slots(c)[0] for c in self.c.counters if self.c.counter_index(c) in self.eager_counters})
-        head = [f"def {name}(ev):", "    d = ev.data", "    t = ev.time", "    sec = int(t)", "    hits = []"]
+        signature = f"def {name}(ev):" if self.stage == 1 else f"def {name}(ev, _policy):"
+        head = [signature, "    d = ev.data", "    t = ev.time", "    sec = int(t)", "    hits = []"]
         if locals_:
             head.append("    " + " = ".join(locals_) + " = _U")
         head += [f"    {name} = {code}" for name, code in eager]
@@ -419,7 +449,8 @@ class Compiler:
         for child in children(e):
             self._collect(child, features, seen)
         self._register_counter(e)
-        if isinstance(e, (ast.Field, ast.Call, ast.Counter, ast.HasLabel)):
+        if isinstance(e, (ast.Field, ast.Call, ast.Counter, ast.HasLabel, ast.ClassifierCall, ast.PolicyFinds,
+                          ast.BankMatch)):
             text = unparse(e)
             if text not in seen:
                 seen.add(text)
@@ -443,6 +474,7 @@ class Compiler:
                 index, rule.name, rule.severity, rule.mode, rule.rollout_percent, verdict,
                 tuple(dict.fromkeys(entities)), rule.actions, rule.description, rule.owner, str(rule.span),
                 rule.rollout_entity,
+                2 if any(isinstance(n, ast.PolicyFinds) for n in self._all_nodes(rule.condition)) else 1,
             ))
         types: set[str] = set()
         for rule in self.program.rules:
@@ -458,10 +490,25 @@ class Compiler:
             functions.append(_FunctionBuilder(self, etype).build(f"decide_{i}"))
             dispatch.append(f"    {etype!r}: decide_{i},")
         functions.append(_FunctionBuilder(self, None).build("decide_other"))
+        tables = ["DISPATCH = {\n" + "\n".join(dispatch) + "\n}"]
+        slow_types: set[str | None] = set()
+        if any(info.stage == 2 for info in self.rule_infos):
+            slow_dispatch = []
+            for i, etype in enumerate(event_types):
+                functions.append(_FunctionBuilder(self, etype, stage=2).build(f"slow_{i}"))
+                slow_dispatch.append(f"    {etype!r}: slow_{i},")
+            functions.append(_FunctionBuilder(self, None, stage=2).build("slow_other"))
+            for etype in (*event_types, None):
+                probe = _FunctionBuilder(self, etype, stage=2)
+                if any(info.stage == 2 and probe.static(rule.condition) is not False
+                       for info, rule in zip(self.rule_infos, self.program.rules)):
+                    slow_types.add(etype)
+            tables.append("SLOW_DISPATCH = {\n" + "\n".join(slow_dispatch) + "\n}")
         header = ["# Generated by vigil.dsl.compile from a checked rules set. Deterministic; do not edit."]
-        source = "\n\n\n".join(["\n".join(header)] + functions + ["DISPATCH = {\n" + "\n".join(dispatch) + "\n}"])
+        source = "\n\n\n".join(["\n".join(header)] + functions + tables)
         specs = [CounterSpec(counter_id(c), c.kind, c.window, unparse(c)) for c in self.counters]
-        return CompiledRules(source + "\n", self.rule_infos, specs, self._materialize(), event_types)
+        return CompiledRules(source + "\n", self.rule_infos, specs, self._materialize(), event_types,
+                             frozenset(slow_types))
 
     def _all_nodes(self, e: ast.Expr) -> list[ast.Expr]:
         out = [e]

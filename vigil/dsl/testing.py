@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from dataclasses import dataclass
 from typing import Any
@@ -62,10 +63,15 @@ def test_events(ruleset: RuleSet, test: ast.Test) -> list[dict[str, Any]]:
     return events
 
 
-def run_test(ruleset: RuleSet, test: ast.Test) -> TestResult:
+def run_test(ruleset: RuleSet, test: ast.Test, signals: Any = None) -> TestResult:
     from vigil.engine import Engine  # the engine imports the DSL; tests sit above both
+    from vigil.events import parse_event
+    from vigil.stages import SlowStage
 
-    engine = Engine(ruleset)
+    engine = Engine(ruleset, signals=signals)
+    # Slow rules (policy models) run their second stage at once, so expectations see its result.
+    followups: list[Decision] = []
+    slow = SlowStage(engine, followups.append)
     decision: Decision | None = None
     failures: list[str] = []
     last: dict[str, Any] = {}
@@ -74,6 +80,12 @@ def run_test(ruleset: RuleSet, test: ast.Test) -> TestResult:
         if not isinstance(result, Decision):
             failures.append(f"event {event['id']} was dead-lettered: {result.reason}")
             break
+        if result.pending:
+            slow.run_batch([(parse_event(event), result)])
+            final = followups.pop()
+            # One view of the event: both stages' hits and effects, the stronger verdict.
+            result = dataclasses.replace(result, verdict=final.verdict, hits=result.hits + final.hits,
+                                         effects=result.effects + final.effects, pending=False)
         decision, last = result, event
     if decision is not None:
         fired = {h.rule for h in decision.hits}
@@ -113,8 +125,8 @@ def _failures(engine: Any, ruleset: RuleSet, exp: ast.Expectation, decision: Dec
     return []
 
 
-def run_tests(ruleset: RuleSet) -> list[TestResult]:
-    return [run_test(ruleset, t) for t in ruleset.program.tests]
+def run_tests(ruleset: RuleSet, signals: Any = None) -> list[TestResult]:
+    return [run_test(ruleset, t, signals) for t in ruleset.program.tests]
 
 
 def label_effects(decision: Decision) -> list[LabelEffect]:

@@ -236,6 +236,19 @@ class ToAst(Transformer[Token, ast.Module]):
     def has_label(self, meta: Meta, c: list[Token]) -> ast.HasLabel:
         return ast.HasLabel(str(c[0]), string_value(c[1]), self._span(meta))
 
+    def matches_bank(self, meta: Meta, c: list[Any]) -> ast.BankMatch:
+        within = int(number_value(c[2])) if len(c) > 2 and c[2] is not None else None
+        return ast.BankMatch(c[0], string_value(c[1]), within, self._span(meta))
+
+    def policy_finds(self, meta: Meta, c: list[Any]) -> ast.PolicyFinds:
+        return ast.PolicyFinds(string_value(c[0]), c[1], self._span(meta))
+
+    def classifier_score(self, meta: Meta, c: list[Any]) -> ast.ClassifierCall:
+        return ast.ClassifierCall(string_value(c[0]), c[1], "score", self._span(meta))
+
+    def classifier_label(self, meta: Meta, c: list[Any]) -> ast.ClassifierCall:
+        return ast.ClassifierCall(string_value(c[0]), c[1], "label", self._span(meta))
+
     def coll_literal(self, meta: Meta, c: list[Any]) -> ast.ListLit:
         return c[0]  # type: ignore[no-any-return]
 

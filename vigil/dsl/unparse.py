@@ -50,6 +50,14 @@ def unparse(e: ast.Expr) -> str:  # noqa: C901 - one line per construct
         if len(e.types) == 1:
             return f"event is {json.dumps(e.types[0])}"
         return "event is any of [" + ", ".join(json.dumps(t) for t in e.types) + "]"
+    if isinstance(e, ast.ClassifierCall):
+        label = " label" if e.want == "label" else ""
+        return f"classifier {json.dumps(e.name)}{label} on {unparse(e.arg)}"
+    if isinstance(e, ast.PolicyFinds):
+        return f"policy {json.dumps(e.name)} finds {unparse(e.arg)} violating"
+    if isinstance(e, ast.BankMatch):
+        within = f" within {e.within}" if e.within is not None else ""
+        return f"{unparse(e.arg)} matches bank {json.dumps(e.bank)}{within}"
     if isinstance(e, ast.HasLabel):
         return f"{e.entity} has label {json.dumps(e.label)}"
     if isinstance(e, ast.And):

@@ -151,6 +151,10 @@ class HashMatcher:
         unique = {f.pdq.hash: f.pdq for f in frames}  # static video scenes repeat the same frame hash
         return [QueryHash(p.hash, p.quality) for p in unique.values()]
 
+    def bank(self, name: str) -> Bank:
+        """The bank's settings as last loaded (refreshed at most every `refresh_interval`)."""
+        return self._state(name).bank
+
     def refresh(self, bank: str) -> Bank:
         """Bring the bank's index up to date with the store now (ignoring `refresh_interval`)."""
         with self._lock:

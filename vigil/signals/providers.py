@@ -1,0 +1,149 @@
+"""External signals the compiled rules call: classifiers, policy models and hash banks.
+
+Every method answers None ("unknown") rather than raising when a signal cannot answer: a missing
+classifier, a model endpoint that is down, media that will not decode. A rule never fires on
+unknown, and the event still gets its decision. Each distinct failure is logged once.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the optional extras: imported only by whoever builds a Signals with them
+    from vigil.classifiers.registry import ClassifierRegistry
+    from vigil.hashing.media import MediaPolicy
+    from vigil.hashing.service import HashMatcher
+
+log = logging.getLogger("vigil.signals")
+
+_CACHE_SIZE = 4096  # spam repeats itself: the same text is often classified many times in a burst
+
+
+@dataclass(slots=True)
+class Signals:
+    classifiers: ClassifierRegistry | None = None
+    matcher: HashMatcher | None = None
+    media_policy: MediaPolicy | None = None
+    _cache: OrderedDict[tuple[str, str], Any] = field(default_factory=OrderedDict)
+    _warned: set[str] = field(default_factory=set)
+
+    def _warn_once(self, key: str, message: str) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            log.warning(message)
+
+    def _classify(self, name: str, text: str) -> Any:
+        """The Classification of one text by one classifier, or None; cached (LRU) by name and text."""
+        key = (name, text)
+        cached = self._cache.get(key)
+        if cached is not None:
+            self._cache.move_to_end(key)
+            return cached
+        if self.classifiers is None:
+            self._warn_once("no-classifiers", f"rules use classifier {name!r} but no classifiers are configured")
+            return None
+        try:
+            answer = self.classifiers.classify(name, [text])[0]
+        except Exception as error:  # a classifier's failure must cost one signal, not the event
+            self._warn_once(f"classifier:{name}", f"classifier {name!r} failed: {error}")
+            return None
+        if answer.known:
+            self._cache[key] = answer
+            if len(self._cache) > _CACHE_SIZE:
+                self._cache.popitem(last=False)
+        return answer
+
+    def classifier_score(self, name: str, text: str) -> float | None:
+        answer = self._classify(name, text)
+        return answer.score if answer is not None and answer.known else None
+
+    def classifier_label(self, name: str, text: str) -> str | None:
+        answer = self._classify(name, text)
+        return answer.label if answer is not None and answer.known else None
+
+    def policies(self, requests: Iterable[tuple[str, str]]) -> dict[tuple[str, str], bool | None]:
+        """Ask policy models about (policy, text) pairs, one batch per policy; None where unknown."""
+        by_policy: dict[str, list[str]] = {}
+        for name, text in requests:
+            by_policy.setdefault(name, []).append(text)
+        results: dict[tuple[str, str], bool | None] = {}
+        for name, texts in by_policy.items():
+            answers: list[Any] = [None] * len(texts)
+            if self.classifiers is None:
+                self._warn_once("no-policies", f"rules use policy {name!r} but no policy models are configured")
+            else:
+                try:
+                    answers = list(self.classifiers.classify(name, texts))
+                except Exception as error:
+                    self._warn_once(f"policy:{name}", f"policy {name!r} failed: {error}")
+            for text, answer in zip(texts, answers):
+                results[(name, text)] = answer.flagged if answer is not None and answer.known else None
+        return results
+
+    def bank_match(self, bank: str, value: Any, within: int | None) -> list[dict[str, Any]] | None:
+        """Entries of `bank` matching `value` (text, or media as base64 / a path / URL per the media
+        policy), nearest first, as dicts for the explanation; None when it cannot be answered."""
+        if self.matcher is None:
+            self._warn_once("no-banks", f"rules match bank {bank!r} but no hash banks are configured")
+            return None
+        from vigil.hashing.hashers import SignalType
+        from vigil.hashing.media import MediaPolicy, load_media
+
+        try:
+            content: bytes | str = value
+            if self.matcher.bank(bank).signal_type is not SignalType.TEXT_SIMHASH and isinstance(value, str):
+                content = load_media(value, self.media_policy or MediaPolicy())
+            matches = self.matcher.match(bank, content, max_distance=within)
+        except Exception as error:  # unknown bank, undecodable media, media not allowed: unknown
+            self._warn_once(f"bank:{bank}:{type(error).__name__}", f"matching bank {bank!r} failed: {error}")
+            return None
+        return [{"bank": m.bank, "entry": m.entry_id, "hash": m.hash, "distance": m.distance,
+                 "tags": list(m.tags), "source": m.source} for m in matches]
+
+
+def build_signals(*, classifiers_dir: str | None = None, policies_dir: str | None = None,
+                  endpoint: str | None = None, model: str = "gpt-oss-safeguard-20b",
+                  api_key_env: str | None = None, timeout_s: float = 10.0, tokens_per_minute: int | None = None,
+                  retry_queue: str | None = None, banks_db: str | None = None,
+                  media_roots: tuple[str, ...] = ()) -> Signals:
+    """Signals from the command line's options. Each part needs its extra (`vigil[ml]`, `vigil[hashing]`)
+    only when asked for; the built-in classifiers (language, profanity) come whenever `vigil[ml]` is there."""
+    from pathlib import Path
+
+    registry = None
+    try:
+        from vigil.classifiers.registry import DEFAULT_DIR, ClassifierRegistry
+    except ImportError:
+        if classifiers_dir or policies_dir:
+            raise
+    else:
+        endpoint_obj = None
+        queue = None
+        if endpoint is not None:
+            from vigil.classifiers.llm import Endpoint
+            from vigil.classifiers.secret import Secret
+
+            key = Secret.from_env(api_key_env) if api_key_env else None
+            endpoint_obj = Endpoint(endpoint, model, api_key=key, timeout_s=timeout_s)
+        if retry_queue is not None:
+            from vigil.classifiers.retry_queue import RetryQueue
+
+            Path(retry_queue).parent.mkdir(parents=True, exist_ok=True)
+            queue = RetryQueue(retry_queue)
+        registry = ClassifierRegistry.from_directory(
+            Path(classifiers_dir) if classifiers_dir else DEFAULT_DIR,
+            policies_dir=Path(policies_dir) if policies_dir else None, endpoint=endpoint_obj,
+            retry_queue=queue, tokens_per_minute=tokens_per_minute)
+    matcher = policy = None
+    if banks_db is not None:
+        from vigil.hashing.media import MediaPolicy
+        from vigil.hashing.service import HashMatcher
+        from vigil.hashing.sqlite import SqliteBankStore
+
+        matcher = HashMatcher(SqliteBankStore(banks_db))
+        policy = MediaPolicy(file_roots=tuple(Path(r).resolve() for r in media_roots))
+    return Signals(classifiers=registry, matcher=matcher, media_policy=policy)
