@@ -24,6 +24,26 @@ def _min_extension(current: LabelRecord, now: float) -> float:
     return max(MIN_EXTENSION_SECONDS, 0.01 * (current.expires_at - current.updated_at))
 
 
+def next_record(current: LabelRecord | None, entity_type: str, key: str, label: str, *, present: bool,
+                now: float, source: str, actor: str, expires_at: float | None = None,
+                reason: str = "") -> LabelRecord | None:
+    """The record a change leads to from `current`, or None when nothing changes (shared by every labels
+    backend, so that they agree exactly)."""
+    if current is not None and current.source == MANUAL and source == RULE:
+        return None
+    if current is not None and current.source == source:
+        if not present and not current.active(now):
+            return None  # already absent
+        if present and current.active(now) and (
+            current.expires_at is None
+            or (expires_at is not None and expires_at <= current.expires_at + _min_extension(current, now))
+        ):
+            return None  # already present for (about) as long
+    elif current is None and not present and source != MANUAL:
+        return None  # nothing to remove; a person's removal is kept, so that rules cannot add it
+    return LabelRecord(entity_type, key, label, present, source, expires_at, now, actor, reason)
+
+
 class Labels:
     def __init__(self, store: StateStore | None = None) -> None:
         self.store = store
@@ -52,22 +72,12 @@ class Labels:
         """Decide the new state of a label; returns the record to store, or None when nothing changes
         (already so, or a rule trying to override a person)."""
         current = self._by_entity.get((entity_type, key), {}).get(label)
-        if current is not None and current.source == MANUAL and source == RULE:
-            return None
-        if current is not None and current.source == source:
-            if not present and not current.active(now):
-                return None  # already absent
-            if present and current.active(now) and (
-                current.expires_at is None
-                or (expires_at is not None and expires_at <= current.expires_at + _min_extension(current, now))
-            ):
-                return None  # already present for (about) as long
-        elif current is None and not present and source != MANUAL:
-            return None  # nothing to remove; a person's removal is kept, so that rules cannot add it
-        return LabelRecord(entity_type, key, label, present, source, expires_at, now, actor, reason)
+        return next_record(current, entity_type, key, label, present=present, now=now, source=source,
+                           actor=actor, expires_at=expires_at, reason=reason)
 
-    def commit(self, records: list[LabelRecord]) -> None:
-        """Store the records durably, then make them visible."""
+    def commit(self, records: list[LabelRecord], event_id: str = "") -> None:
+        """Store the records durably, then make them visible. (`event_id` matters to shared backends,
+        which apply one event's changes at most once.)"""
         if not records:
             return
         if self.store is not None:

@@ -4,9 +4,12 @@ PostgreSQL and Redis implement the same interface."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Protocol
 
 from vigil.effects import DeadLetter
+
+if TYPE_CHECKING:
+    from vigil.dsl.compile import CounterSpec
 
 # (counter id, entity key, second, value for distinct counters or "", amount)
 CounterRow = tuple[str, str, int, str, float]
@@ -57,6 +60,52 @@ class StateStore(Protocol):
     def count_dead_letters(self) -> int: ...
 
     def close(self) -> None: ...
+
+
+class CounterBackend(Protocol):
+    """Where the windowed counters live: in process (`WindowCounters`, journalled to a StateStore) or in
+    a shared server (`RedisCounters`) that several workers update together.
+
+    The compiled rules make one `add_many` call per event, so an implementation can apply an event's
+    updates atomically and idempotently: a second call with the same event id (a redelivery) must change
+    nothing and return what the first call returned. `peekers[i](key, sec)` reads counter i without adding.
+    Semantics are those of vigil/signals/counters.py, exactly."""
+
+    peekers: list[Callable[[str, int], float]]
+
+    def bind(self, specs: list[CounterSpec]) -> None:
+        """Make `specs` the active counters; index i of the compiled rules is specs[i]."""
+        ...
+
+    def add_many(self, event_id: str, sec: int,
+                 updates: list[tuple[int, str, Any]]) -> dict[int, tuple[float, float]]: ...
+
+    def start(self) -> None: ...
+
+    def flush(self) -> int: ...
+
+    def close(self) -> None: ...
+
+
+class LabelBackend(Protocol):
+    """Entity labels as the engine and the service use them (`Labels` in process, `RedisLabels` shared).
+
+    `change` decides a label's next state without storing it; `commit` stores the changes of one event
+    (at most once per `event_id` when one is given: a redelivered event appends no history twice)."""
+
+    def has(self, entity_type: str, key: str, label: str, now: float) -> bool: ...
+
+    def get(self, entity_type: str, key: str, now: float | None = None) -> list[LabelRecord]: ...
+
+    def history(self, entity_type: str, key: str) -> list[LabelRecord]: ...
+
+    def change(self, entity_type: str, key: str, label: str, *, present: bool, now: float, source: str,
+               actor: str, expires_at: float | None = None, reason: str = "") -> LabelRecord | None: ...
+
+    def commit(self, records: list[LabelRecord], event_id: str = "") -> None: ...
+
+    def set(self, entity_type: str, key: str, label: str, *, present: bool, now: float, source: str,
+            actor: str, expires_at: float | None = None, reason: str = "") -> LabelRecord | None: ...
 
 
 # ---- rules versions and API tokens (the HTTP service's own state) ----
