@@ -35,3 +35,8 @@ def test_empty_or_missing_policy_is_an_error(tmp_path: Path) -> None:
         load_policy(tmp_path / "empty.md")
     with pytest.raises(ClassifierError, match="cannot read"):
         load_policy(tmp_path / "absent.md")
+
+
+def test_example_policy_has_every_recommended_section() -> None:
+    policy = load_policy(Path(__file__).parent / "policies" / "harassment.md")
+    assert policy.name == "harassment" and policy.missing_sections() == []

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import csv
+import http.server
 import json
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from vigil.classifiers import local
@@ -49,6 +52,56 @@ def test_eval_and_ab_compare(shared_data: Path, tmp_path: Path) -> None:
     assert saved["b"]["overall"]["recall"] == 1.0
     assert set(saved["a"]["slices"]["target_ident"]) >= {"women", "gay people"}
     assert (out / "report.html").read_text().startswith("<!doctype html>")
+
+
+class _KeywordModel(http.server.BaseHTTPRequestHandler):
+    """A chat-completions stand-in: answers 1 when the user message contains the system's keyword."""
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["content-length"])))
+        system, user = body["messages"][0]["content"], body["messages"][1]["content"]
+        keyword = system.split("KEYWORD:")[1].split()[0]
+        answer = {"violation": int(keyword in user.lower()), "rationale": f"looked for {keyword}"}
+        payload = json.dumps(
+            {"choices": [{"message": {"content": json.dumps(answer)}}], "usage": {"total_tokens": 10}}
+        ).encode()
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+
+def test_policy_v1_against_v2_over_a_loopback_model(tmp_path: Path) -> None:
+    data = tmp_path / "d.jsonl"
+    rows = [("I hate you", 1), ("you idiot", 1), ("I hate mondays", 0), ("nice day", 0), ("stupid idiot", 1)]
+    data.write_text("".join(json.dumps({"text": t, "label": y}) + "\n" for t, y in rows))
+    (tmp_path / "v1.md").write_text("# Abuse v1\nKEYWORD: hate\n")
+    (tmp_path / "v2.md").write_text("# Abuse v2\nKEYWORD: idiot\n")
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _KeywordModel)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        out = tmp_path / "out"
+        result = CliRunner().invoke(
+            make_eval_command(),
+            [str(data), "-c", f"policy:{tmp_path / 'v1.md'}", "-c", f"policy:{tmp_path / 'v2.md'}",
+             "--endpoint", f"http://127.0.0.1:{server.server_address[1]}/v1", "--model", "fake", "--out", str(out)],
+        )  # fmt: skip
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result.exit_code == 0, result.output
+    saved = json.loads((out / "result.json").read_text())
+    # v1 flags "I hate you" (right) and "I hate mondays" (wrong); v2 flags both idiots.
+    assert saved["a"]["overall"]["f1"] == pytest.approx(0.4) and saved["b"]["overall"]["f1"] == pytest.approx(
+        0.8
+    )
+    assert saved["a"]["tokens"] == 50 and saved["delta_b_minus_a"]["f1"] == pytest.approx(0.4)
+    assert saved["b"]["misclassified"][0]["rationale"] == "looked for idiot"
 
 
 def test_unknown_candidate_kind_is_a_usage_error(shared_data: Path) -> None:
