@@ -50,6 +50,25 @@ def test_directory_with_artifacts_policies_and_builtins(tmp_path: Path, fake_ope
     assert answer.flagged is True
 
 
+def test_retry_pass_over_all_policies(tmp_path: Path, fake_openai: FakeOpenAI) -> None:
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    (policies / "spam.md").write_text("# Spam\nAnswer 1 or 0.\n")
+    now = [0.0]
+    queue = RetryQueue(tmp_path / "q.sqlite", clock=lambda: now[0])
+    registry = ClassifierRegistry.from_directory(
+        tmp_path / "none", policies_dir=policies, endpoint=Endpoint(fake_openai.base_url, "m", max_retries=0),
+        retry_queue=queue,
+    )  # fmt: skip
+    fake_openai.script = lambda body: Reply(status=503)
+    assert registry.classify("spam", ["buy now"])[0].status == "unknown"
+    fake_openai.script = lambda body: Reply(content="1")
+    now[0] = 100.0
+    done = asyncio.run(registry.retry_pending())
+    assert list(done) == ["spam"] and done["spam"][0][1].flagged is True
+    assert len(queue) == 0
+
+
 def test_unknown_name_lists_known_ones(tmp_path: Path) -> None:
     registry = ClassifierRegistry.from_directory(tmp_path, builtins=False)
     with pytest.raises(ClassifierError, match="no classifier named 'spam'; known: none"):

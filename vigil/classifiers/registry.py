@@ -30,9 +30,13 @@ class ClassifierRegistry:
     until a rule calls one, and one :class:`EmbedderPool` shares the sentence model among them.
     """
 
-    def __init__(self, factories: Mapping[str, Callable[[], Classifier]]) -> None:
+    def __init__(
+        self, factories: Mapping[str, Callable[[], Classifier]], *, policy_names: Iterable[str] = ()
+    ) -> None:
         self._factories = dict(factories)
         self._loaded: dict[str, Classifier] = {}
+        # Names whose factory builds a PolicyClassifier, so a retry pass need not load local models.
+        self._policy_names = frozenset(policy_names)
 
     @classmethod
     def of(cls, classifiers: Iterable[Classifier]) -> ClassifierRegistry:
@@ -60,6 +64,7 @@ class ClassifierRegistry:
         classifier with a built-in's name replaces the built-in.
         """
         factories: dict[str, Callable[[], Classifier]] = dict(BUILTINS) if builtins else {}
+        policy_names: list[str] = []
         pool = embedders or EmbedderPool()
         if classifiers_dir.is_dir():
             for entry in sorted(classifiers_dir.iterdir()):
@@ -75,7 +80,8 @@ class ClassifierRegistry:
                     raise ClassifierError(f"policy {name!r} has the same name as a classifier")
                 if endpoint is not None:
                     factories[name] = _policy_factory(policy, endpoint, budget, retry_queue)
-        return cls(factories)
+                    policy_names.append(name)
+        return cls(factories, policy_names=policy_names)
 
     def names(self) -> list[str]:
         """Every name a rule may use."""
@@ -105,6 +111,22 @@ class ClassifierRegistry:
     ) -> list[Classification]:
         """``await get(name).aclassify(texts, deadline_s=...)``."""
         return await self.get(name).aclassify(texts, deadline_s=deadline_s)
+
+    async def retry_pending(self, limit: int = 100) -> dict[str, list[tuple[str, Classification]]]:
+        """Run one retry pass over every policy classifier's queued texts (for a periodic job).
+
+        Returns, per policy name, ``(content_hash, answer)`` for each text attempted; answered
+        texts leave the queue and enter the cache, so the next rule evaluation hits the cache.
+        """
+        results: dict[str, list[tuple[str, Classification]]] = {}
+        for name in self.names():
+            classifier = self.get(name) if name in self._loaded or self._is_policy(name) else None
+            if isinstance(classifier, PolicyClassifier):
+                results[name] = await classifier.retry_pending(limit)
+        return results
+
+    def _is_policy(self, name: str) -> bool:
+        return name in self._policy_names
 
 
 def _local_factory(root: Path, name: str, pool: EmbedderPool) -> Callable[[], Classifier]:
