@@ -11,6 +11,7 @@ import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -92,19 +93,23 @@ def postgres_server(tmp: Path) -> Iterator[Server]:
     if bindir is None:
         missing("PostgreSQL is not installed (Debian package postgresql)")
     assert bindir is not None
-    data = tmp / "pgdata"
-    # initdb and postgres refuse to run as root: run them as the postgres user the package creates.
+    # initdb and postgres refuse to run as root: run them as the postgres user the package creates, in a
+    # directory of their own (pytest's temporary directories are private to root).
     prefix: list[str] = []
+    own_dir = None
     if os.geteuid() == 0:
         runuser = shutil.which("runuser")
         if runuser is None:
             missing("running as root without runuser: cannot start PostgreSQL as another user")
         prefix = [str(runuser), "-u", "postgres", "--"]
-        tmp.chmod(0o777)
+        own_dir = tmp = Path(tempfile.mkdtemp(prefix="vigil-pg-"))
         shutil.chown(tmp, "postgres")
+    data = tmp / "pgdata"
     port = free_port()
-    subprocess.run(prefix + [str(bindir / "initdb"), "-D", str(data), "-U", "vigil", "--auth=trust",
-                             "--no-sync", "-E", "UTF8"], check=True, capture_output=True)
+    done = subprocess.run(prefix + [str(bindir / "initdb"), "-D", str(data), "-U", "vigil", "--auth=trust",
+                                    "--no-sync", "-E", "UTF8"], capture_output=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"initdb failed: {done.stderr.decode(errors='replace')}")
     proc = subprocess.Popen(prefix + [str(bindir / "postgres"), "-D", str(data), "-p", str(port), "-h", "127.0.0.1",
                                       "-k", str(tmp), "-c", "fsync=off", "-c", "synchronous_commit=off",
                                       "-c", "full_page_writes=off"],
@@ -126,6 +131,8 @@ def postgres_server(tmp: Path) -> Iterator[Server]:
         yield Server(url, port)
     finally:
         stop(proc)
+        if own_dir is not None:
+            shutil.rmtree(own_dir, ignore_errors=True)
 
 
 def tansu_binary() -> str | None:

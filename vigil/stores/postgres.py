@@ -1,0 +1,230 @@
+"""PostgreSQL: the StateStore, RulesStore and TokenStore for several processes on several machines.
+
+psycopg 3 with a connection pool. The schema is versioned: `schema_version` holds the number of
+migrations applied, and each migration runs in its own transaction under an advisory lock, so workers
+starting together migrate once. Label writes commit before the decision returns; counter rows arrive
+from the working set's flusher, as with SQLite.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+from vigil.effects import DeadLetter
+from vigil.stores.base import ApiToken, CounterRow, LabelRecord, RulesVersion
+
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE counter_log (
+        id BIGSERIAL PRIMARY KEY, cid TEXT NOT NULL, key TEXT NOT NULL, sec BIGINT NOT NULL, value TEXT NOT NULL,
+        amount DOUBLE PRECISION NOT NULL
+    );
+    CREATE INDEX counter_log_cid_sec ON counter_log (cid, sec);
+    CREATE TABLE labels (
+        entity_type TEXT NOT NULL, key TEXT NOT NULL, label TEXT NOT NULL,
+        present BOOLEAN NOT NULL, source TEXT NOT NULL, expires_at DOUBLE PRECISION,
+        updated_at DOUBLE PRECISION NOT NULL, actor TEXT NOT NULL, reason TEXT NOT NULL,
+        PRIMARY KEY (entity_type, key, label)
+    );
+    CREATE TABLE label_history (
+        id BIGSERIAL PRIMARY KEY, entity_type TEXT NOT NULL, key TEXT NOT NULL, label TEXT NOT NULL,
+        present BOOLEAN NOT NULL, source TEXT NOT NULL, expires_at DOUBLE PRECISION,
+        updated_at DOUBLE PRECISION NOT NULL, actor TEXT NOT NULL, reason TEXT NOT NULL
+    );
+    CREATE INDEX label_history_entity ON label_history (entity_type, key);
+    CREATE TABLE dead_letters (
+        id BIGSERIAL PRIMARY KEY, time DOUBLE PRECISION NOT NULL, source TEXT NOT NULL, reason TEXT NOT NULL,
+        raw BYTEA NOT NULL, details JSONB NOT NULL
+    );
+    """,
+    # 2: the HTTP service's rules versions and API tokens.
+    """
+    CREATE TABLE rules_versions (
+        seq BIGSERIAL PRIMARY KEY, version TEXT NOT NULL, files JSONB NOT NULL, entry JSONB NOT NULL,
+        created_at DOUBLE PRECISION NOT NULL, author TEXT NOT NULL, message TEXT NOT NULL,
+        active BOOLEAN NOT NULL
+    );
+    CREATE TABLE api_tokens (
+        id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, secret_hash TEXT NOT NULL UNIQUE,
+        scopes JSONB NOT NULL, created_at DOUBLE PRECISION NOT NULL, revoked BOOLEAN NOT NULL
+    );
+    """,
+]
+
+_LOCK = 0x76696769  # advisory lock id for migrations ("vigi")
+
+
+def migrate(conn: Any) -> int:
+    """Bring the schema to the latest version; returns it. Safe to call from several processes at once."""
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK,))
+        conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+        row = conn.execute("SELECT version FROM schema_version").fetchone()
+        if row is None:
+            conn.execute("INSERT INTO schema_version VALUES (0)")
+            version = 0
+        else:
+            version = int(row[0])
+        for index in range(version, len(MIGRATIONS)):
+            conn.execute(MIGRATIONS[index])
+            conn.execute("UPDATE schema_version SET version = %s", (index + 1,))
+    return len(MIGRATIONS)
+
+
+class PostgresStore:
+    def __init__(self, url: str, *, min_size: int = 1, max_size: int = 4) -> None:
+        from psycopg_pool import ConnectionPool
+
+        self.pool = ConnectionPool(url, min_size=min_size, max_size=max_size, open=True,
+                                   kwargs={"autocommit": True})
+        with self.pool.connection() as conn:
+            migrate(conn)
+
+    def _write(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
+        if not rows:
+            return
+        with self.pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            cur.executemany(sql, rows)
+
+    def _read(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        with self.pool.connection() as conn:
+            return conn.execute(sql, params).fetchall()
+
+    # ---- counters ----
+    def write_counter_rows(self, rows: list[CounterRow]) -> None:
+        if not rows:
+            return
+        with self.pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            with cur.copy("COPY counter_log (cid, key, sec, value, amount) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+
+    def load_counter_rows(self, cid: str, since_sec: int | None) -> Iterable[CounterRow]:
+        rows = self._read("SELECT cid, key, sec, value, amount FROM counter_log WHERE cid = %s AND sec > %s"
+                          " ORDER BY sec, id", (cid, since_sec if since_sec is not None else -(2**62)))
+        return [(r[0], r[1], int(r[2]), r[3], float(r[4])) for r in rows]
+
+    def latest_counter_sec(self, cid: str) -> int | None:
+        value = self._read("SELECT MAX(sec) FROM counter_log WHERE cid = %s", (cid,))[0][0]
+        return None if value is None else int(value)
+
+    def prune_counter_rows(self, cid: str, before_sec: int) -> None:
+        self._write("DELETE FROM counter_log WHERE cid = %s AND sec <= %s", [(cid, before_sec)])
+
+    # ---- labels ----
+    def write_labels(self, records: list[LabelRecord]) -> None:
+        rows = [(r.entity_type, r.key, r.label, r.present, r.source, r.expires_at, r.updated_at, r.actor, r.reason)
+                for r in records]
+        if not rows:
+            return
+        with self.pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO labels VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT (entity_type, key, label) DO UPDATE"
+                " SET present = EXCLUDED.present, source = EXCLUDED.source, expires_at = EXCLUDED.expires_at,"
+                " updated_at = EXCLUDED.updated_at, actor = EXCLUDED.actor, reason = EXCLUDED.reason", rows)
+            cur.executemany(
+                "INSERT INTO label_history (entity_type, key, label, present, source, expires_at, updated_at, actor,"
+                " reason) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s)", rows)
+
+    @staticmethod
+    def _record(row: tuple[Any, ...]) -> LabelRecord:
+        etype, key, label, present, source, expires, updated, actor, reason = row
+        return LabelRecord(etype, key, label, bool(present), source, None if expires is None else float(expires),
+                           float(updated), actor, reason)
+
+    _LABEL_COLUMNS = "entity_type, key, label, present, source, expires_at, updated_at, actor, reason"
+
+    def load_labels(self) -> Iterable[LabelRecord]:
+        return [self._record(r) for r in self._read(f"SELECT {self._LABEL_COLUMNS} FROM labels")]
+
+    def label_history(self, entity_type: str, key: str) -> list[LabelRecord]:
+        rows = self._read(f"SELECT {self._LABEL_COLUMNS} FROM label_history WHERE entity_type = %s AND key = %s"
+                          " ORDER BY id", (entity_type, key))
+        return [self._record(r) for r in rows]
+
+    # ---- dead letters ----
+    def add_dead_letter(self, letter: DeadLetter) -> None:
+        from psycopg.types.json import Jsonb
+
+        self._write("INSERT INTO dead_letters (time, source, reason, raw, details) VALUES (%s, %s, %s, %s, %s)",
+                    [(letter.time, letter.source, letter.reason, letter.raw, Jsonb(letter.details))])
+
+    def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
+        rows = self._read("SELECT time, source, reason, raw, details FROM dead_letters ORDER BY id DESC LIMIT %s",
+                          (limit,))
+        return [DeadLetter(r[2], bytes(r[3]), r[1], float(r[0]), dict(r[4])) for r in reversed(rows)]
+
+    def count_dead_letters(self) -> int:
+        return int(self._read("SELECT COUNT(*) FROM dead_letters")[0][0])
+
+    # ---- rules versions (RulesStore) ----
+    _VERSION_COLUMNS = "seq, version, files, entry, created_at, author, message, active"
+
+    @staticmethod
+    def _version(row: tuple[Any, ...]) -> RulesVersion:
+        seq, version, files, entry, created, author, message, active = row
+        return RulesVersion(int(seq), version, dict(files), tuple(entry), float(created), author, message,
+                            bool(active))
+
+    def add_rules_version(self, version: str, files: dict[str, str], entry: tuple[str, ...], *,
+                          author: str, message: str, now: float) -> RulesVersion:
+        from psycopg.types.json import Jsonb
+
+        row = self._read("INSERT INTO rules_versions (version, files, entry, created_at, author, message, active)"
+                         " VALUES (%s, %s, %s, %s, %s, %s, false) RETURNING seq",
+                         (version, Jsonb(files), Jsonb(list(entry)), now, author, message))
+        return RulesVersion(int(row[0][0]), version, dict(files), tuple(entry), now, author, message, False)
+
+    def activate_rules_version(self, seq: int) -> None:
+        with self.pool.connection() as conn, conn.transaction():
+            if conn.execute("SELECT 1 FROM rules_versions WHERE seq = %s FOR UPDATE", (seq,)).fetchone() is None:
+                raise KeyError(seq)
+            conn.execute("UPDATE rules_versions SET active = (seq = %s) WHERE active OR seq = %s", (seq, seq))
+
+    def active_rules_version(self) -> RulesVersion | None:
+        rows = self._read(f"SELECT {self._VERSION_COLUMNS} FROM rules_versions WHERE active LIMIT 1")
+        return self._version(rows[0]) if rows else None
+
+    def get_rules_version(self, seq: int) -> RulesVersion | None:
+        rows = self._read(f"SELECT {self._VERSION_COLUMNS} FROM rules_versions WHERE seq = %s", (seq,))
+        return self._version(rows[0]) if rows else None
+
+    def list_rules_versions(self, limit: int = 100) -> list[RulesVersion]:
+        rows = self._read(f"SELECT {self._VERSION_COLUMNS} FROM rules_versions ORDER BY seq DESC LIMIT %s", (limit,))
+        return [self._version(r) for r in rows]
+
+    # ---- API tokens (TokenStore) ----
+    @staticmethod
+    def _token(row: tuple[Any, ...]) -> ApiToken:
+        tid, name, secret_hash, scopes, created, revoked = row
+        return ApiToken(tid, name, secret_hash, tuple(scopes), float(created), bool(revoked))
+
+    _TOKEN_COLUMNS = "id, name, secret_hash, scopes, created_at, revoked"
+
+    def add_token(self, token: ApiToken) -> None:
+        import psycopg
+        from psycopg.types.json import Jsonb
+
+        try:
+            self._write(f"INSERT INTO api_tokens ({self._TOKEN_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s)",
+                        [(token.id, token.name, token.secret_hash, Jsonb(list(token.scopes)), token.created_at,
+                          token.revoked)])
+        except psycopg.errors.UniqueViolation as error:
+            raise ValueError(f"a token named {token.name!r} exists already") from error
+
+    def find_token(self, secret_hash: str) -> ApiToken | None:
+        rows = self._read(f"SELECT {self._TOKEN_COLUMNS} FROM api_tokens WHERE secret_hash = %s", (secret_hash,))
+        return self._token(rows[0]) if rows else None
+
+    def list_tokens(self) -> list[ApiToken]:
+        return [self._token(r) for r in self._read(f"SELECT {self._TOKEN_COLUMNS} FROM api_tokens"
+                                                   " ORDER BY created_at, id")]
+
+    def revoke_token(self, name_or_id: str) -> bool:
+        with self.pool.connection() as conn:
+            cursor = conn.execute("UPDATE api_tokens SET revoked = true WHERE name = %s OR id = %s",
+                                  (name_or_id, name_or_id))
+            return cursor.rowcount > 0
+
+    def close(self) -> None:
+        self.pool.close()
