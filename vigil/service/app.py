@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -53,6 +54,8 @@ def create_app(settings: ServiceSettings, store: StateStore, *, rules_store: Rul
         svc._ingest = ingest
         poller = asyncio.get_running_loop().create_task(svc.rules.run(settings.reload_interval),
                                                         name="vigil-rules-reload")
+        if settings.tune_gc:
+            tune_gc()
         log.info("serving rules version %s", svc.rules.active.seq if svc.rules.active else "(none)")
         try:
             yield
@@ -81,6 +84,17 @@ def create_app(settings: ServiceSettings, store: StateStore, *, rules_store: Rul
     )
     app.state.service = svc
     return app
+
+
+def tune_gc() -> None:
+    """Keep the cyclic garbage collector from pausing requests. The engine's state (counter windows,
+    labels) is millions of long-lived objects, and a full collection walks all of them: tens to hundreds
+    of milliseconds, often enough to own the p99. Objects alive after startup are frozen (never
+    scanned again), and the young generation is collected less often. Memory freed by reference
+    counting, which is nearly all of it, is unaffected."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 50, 100)
 
 
 def _close(engine: Engine, svc: Service) -> None:

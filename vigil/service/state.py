@@ -41,6 +41,9 @@ class ServiceSettings:
     reload_interval: float = 1.0
     run_rule_tests: bool = True  # run the rules' own tests before activating a version
     token_cache_seconds: float = 5.0
+    # Process-wide garbage collector tuning for a long-running server (see app.tune_gc); off for apps
+    # built in tests, on for `vigil serve`.
+    tune_gc: bool = False
 
 
 class Service:
