@@ -269,13 +269,14 @@ def main() -> None:
             asyncio.run(run_rate(server.port, server.token, bodies, 500, 1.0))  # warm up
             results = [asyncio.run(run_rate(server.port, server.token, bodies, r, seconds, server)) for r in fixed]
             best: Result | None = None
-            rate = max(fixed) + (1000 if args.quick else 500)
             for r in results:
                 if r.held and (best is None or r.rate > best.rate):
                     best = r
+            failed = {r.rate for r in results if not r.held}
             step_results: list[Result] = []
-            if best is not None and best.rate == max(fixed):
-                while rate <= args.max_rate:
+            if best is not None:
+                rate = best.rate + (1000 if args.quick else 500)
+                while rate <= args.max_rate and rate not in failed:
                     r = asyncio.run(run_rate(server.port, server.token, bodies, rate, seconds, server))
                     step_results.append(r)
                     if not r.held:
