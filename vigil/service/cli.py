@@ -12,11 +12,8 @@ DEFAULT_DB = "vigil-data/vigil.sqlite"
 
 
 def _store(db: str):  # type: ignore[no-untyped-def]
-    if db == "memory":  # everything in process memory: for trials and benchmarks (no tokens, so --no-auth)
-        from vigil.stores.memory import MemoryStore
-
-        return MemoryStore()
-    from vigil.stores.sqlite import open_store
+    """SQLite path or URL, postgresql:// URL, or `memory` (no tokens, so --no-auth): vigil/stores/open.py."""
+    from vigil.stores.open import open_store
 
     return open_store(db)
 
@@ -37,7 +34,7 @@ def _loopback(host: str) -> bool:
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (loopback by default).")
 @click.option("--port", default=8470, show_default=True)
 @click.option("--db", default=DEFAULT_DB, envvar="VIGIL_STORE", show_default=True,
-              help="SQLite path or sqlite:/// URL for state, rules versions and tokens (env VIGIL_STORE); "
+              help="SQLite path, sqlite:/// or postgresql:// URL for state, rules versions and tokens (env VIGIL_STORE); "
                    "`memory` keeps everything in memory (with --no-auth).")
 @click.option("--max-body", default=1 << 20, show_default=True, help="Largest event body, in bytes.")
 @click.option("--max-batch", default=1000, show_default=True, help="Most events in one batch.")
@@ -62,7 +59,7 @@ def serve_command(rules_dir: str | None, host: str, port: int, db: str, max_body
 
     if no_auth and not _loopback(host):
         raise click.ClickException("--no-auth is refused on a non-loopback address; create a token instead")
-    if db == "memory" and not no_auth:
+    if db in ("memory", "memory:") and not no_auth:
         raise click.ClickException("an in-memory store holds no tokens: add --no-auth, or give --db a file")
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = ServiceSettings(host=host, port=port, rules_dir=rules_dir, auth=not no_auth,
