@@ -1,0 +1,139 @@
+"""`vigil worker`: decide events from a Redis stream or a Kafka topic, with hot reload of the rules."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+from dataclasses import replace
+from typing import Any
+
+import click
+
+
+@click.command("worker")
+@click.option("--stream", "stream_url", help="Redis stream to consume: redis://host:port/db/STREAM.")
+@click.option("--kafka", "bootstrap", help="Kafka bootstrap servers, host:port[,host:port].")
+@click.option("--topic", help="Kafka topic to consume (with --kafka).")
+@click.option("--group", default="vigil", show_default=True, help="Consumer group shared by the workers.")
+@click.option("--consumer", default=None, help="This worker's name in the group (default: host-pid).")
+@click.option("--rules", "rules", multiple=True, type=click.Path(exists=True),
+              help="Rules files or directories, watched for changes. Without it, the store's active version.")
+@click.option("--output", default=None, help="Stream (Redis) or topic (Kafka) to publish decisions to.")
+@click.option("--config", "config_path", default=None, type=click.Path(exists=True, dir_okay=False),
+              help="vigil.toml (default: $VIGIL_CONFIG, or ./vigil.toml if present).")
+@click.option("--db", default=None, help="Durable store URL (overrides store.url and VIGIL_STORE).")
+@click.option("--redis", "redis_url", default=None,
+              help="Redis URL for shared counters and labels (default with --stream: the stream's Redis).")
+@click.option("--max-events", type=int, default=None, help="Exit after this many events (tests, benchmarks).")
+@click.option("--idle-exit", type=float, default=None, help="Exit after this many seconds without events.")
+@click.option("--log-level", default="info", show_default=True,
+              type=click.Choice(["debug", "info", "warning", "error"]))
+def worker_command(stream_url: str | None, bootstrap: str | None, topic: str | None, group: str,
+                   consumer: str | None, rules: tuple[str, ...], output: str | None, config_path: str | None,
+                   db: str | None, redis_url: str | None, max_events: int | None, idle_exit: float | None,
+                   log_level: str) -> None:
+    """Consume events from a Redis stream (--stream) or a Kafka topic (--kafka, --topic) in a consumer
+    group; decide each with the rules; write decisions; acknowledge. Several workers share one stream."""
+    from vigil.config import ConfigError, Secret, load_settings
+
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if (stream_url is None) == (bootstrap is None):
+        raise click.UsageError("give either --stream redis://…/STREAM or --kafka HOST:PORT --topic T")
+    if bootstrap is not None and not topic:
+        raise click.UsageError("--kafka needs --topic")
+    try:
+        settings = load_settings(config_path)
+    except ConfigError as error:
+        raise click.ClickException(str(error)) from None
+    if db is not None:
+        settings = replace(settings, store=Secret(db))
+    stream_redis, stream = (None, None)
+    if stream_url is not None:
+        from vigil.workers.redis_streams import split_stream_url
+
+        try:
+            stream_redis, stream = split_stream_url(stream_url)
+        except ValueError as error:
+            raise click.BadParameter(str(error), param_hint="--stream") from None
+    if redis_url is not None:
+        settings = replace(settings, redis=Secret(redis_url))
+    elif settings.redis is None and stream_redis is not None:
+        settings = replace(settings, redis=Secret(stream_redis))
+    consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
+    stats = run_worker(settings, rules=list(rules), stream_redis=stream_redis, stream=stream, bootstrap=bootstrap,
+                       topic=topic, group=group, consumer=consumer, output=output, max_events=max_events,
+                       idle_exit=idle_exit)
+    click.echo(f"worker {consumer}: {stats.decided} decided, {stats.dead} dead-lettered, {stats.failures} "
+               f"failures, {stats.reloads} reloads", err=True)
+
+
+def run_worker(settings: Any, *, rules: list[str], stream_redis: str | None, stream: str | None,
+               bootstrap: str | None, topic: str | None, group: str, consumer: str, output: str | None,
+               max_events: int | None = None, idle_exit: float | None = None,
+               stop: threading.Event | None = None) -> Any:
+    """Build the engine, source and sinks from settings, run until stopped, then drain and close."""
+    from vigil.diagnostics import DiagnosticError
+    from vigil.dsl.loader import load_ruleset
+    from vigil.engine import Engine
+    from vigil.stores.open import open_backends, redis_client
+    from vigil.workers.loop import RulesWatcher, Sink, Source, Worker
+
+    backends = open_backends(settings)
+    store = backends.store
+    try:
+        if rules:
+            ruleset = load_ruleset(rules)
+        else:
+            active = store.active_rules_version() if hasattr(store, "active_rules_version") else None
+            if active is None:
+                raise click.UsageError("no --rules, and the store has no active rules version")
+            ruleset = load_ruleset(list(active.entry), files=active.files)
+    except DiagnosticError as error:
+        backends.close()
+        store.close()
+        raise click.ClickException(error.render()) from None
+    engine = Engine(ruleset, store, counters=backends.counters, labels=backends.labels)
+    watcher = RulesWatcher(engine, rules, store if hasattr(store, "active_rules_version") else None,
+                           settings.worker.reload_interval)
+    w = settings.worker
+    source: Source
+    sinks: list[Sink] = []
+    stream_client = None
+    if stream is not None and stream_redis is not None:
+        from vigil.workers.redis_streams import RedisDecisionTable, RedisOutputStream, RedisStreamSource
+
+        stream_client = redis_client(stream_redis)
+        source = RedisStreamSource(stream_client, stream, group, consumer, claim_idle=w.claim_idle,
+                                   max_attempts=w.max_attempts, batch=w.batch)
+        if output:
+            sinks.append(RedisOutputStream(stream_client, output))
+    else:
+        from vigil.workers.kafka import KafkaOutput, KafkaSource
+
+        assert bootstrap is not None and topic is not None
+        source = KafkaSource(bootstrap, topic, group, batch=w.batch)
+        if output:
+            sinks.append(KafkaOutput(bootstrap, output))
+    if backends.redis is not None:
+        from vigil.workers.redis_streams import RedisDecisionTable
+
+        sinks.insert(0, RedisDecisionTable(backends.redis, f"{settings.redis_prefix}:decisions"))
+    stop = stop or threading.Event()
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            previous[sig] = signal.signal(sig, lambda *_: stop.set())  # type: ignore[union-attr]
+    worker = Worker(engine, source, sinks, watcher=watcher, max_attempts=w.max_attempts)
+    try:
+        return worker.run(stop, max_events=max_events, idle_exit=idle_exit)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        source.close()
+        engine.close()  # flushes counters, closes the store
+        backends.close()
+        if stream_client is not None:
+            stream_client.close()

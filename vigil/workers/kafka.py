@@ -1,0 +1,97 @@
+"""Kafka (any Kafka-protocol broker): a consumer group with offsets committed after processing.
+
+confluent-kafka's consumer with auto-commit off: a batch is decided, its decisions produced (and
+flushed) to the output topic keyed by event id, then the batch's offsets are committed synchronously.
+Kafka keeps no delivery count, so a failing message is retried in place, with backoff, and after
+`max_attempts` goes to the dead-letter topic; a rebalance or a crash before the commit redelivers the
+batch to another member of the group, whose effects are idempotent by event id.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import orjson
+
+from vigil.effects import Decision
+from vigil.workers.loop import Message
+
+
+def consumer_config(bootstrap: str, group: str, **extra: Any) -> dict[str, Any]:
+    return {"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False,
+            "auto.offset.reset": "earliest", "session.timeout.ms": 10_000, "heartbeat.interval.ms": 1000,
+            "max.poll.interval.ms": 300_000, **extra}
+
+
+class KafkaSource:
+    retry_in_place = True
+
+    def __init__(self, bootstrap: str, topic: str, group: str, *, dead_topic: str | None = None, batch: int = 100,
+                 config: dict[str, Any] | None = None) -> None:
+        from confluent_kafka import Consumer, Producer
+
+        self.topic, self.batch = topic, batch
+        self.name = f"kafka:{topic}"
+        self.dead_topic = dead_topic or f"{topic}.dead"
+        self.consumer = Consumer(consumer_config(bootstrap, group, **(config or {})))
+        self.producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": False, "linger.ms": 5})
+        self.consumer.subscribe([topic])
+        self.assigned = False
+
+    def fetch(self, timeout: float) -> list[Message]:
+        out = []
+        for msg in self.consumer.consume(num_messages=self.batch, timeout=timeout):
+            if msg.error() is not None:
+                continue  # partition EOF and transient broker errors: librdkafka retries itself
+            self.assigned = True
+            out.append(Message(f"{msg.partition()}:{msg.offset()}", msg.value() or b"", 1, msg))
+        return out
+
+    def done(self, messages: list[Message]) -> None:
+        if not messages:
+            return
+        from confluent_kafka import TopicPartition
+
+        latest: dict[tuple[str, int], int] = {}
+        for m in messages:
+            key = (m.handle.topic(), m.handle.partition())
+            latest[key] = max(latest.get(key, -1), m.handle.offset())
+        offsets = [TopicPartition(topic, partition, offset + 1) for (topic, partition), offset in latest.items()]
+        for attempt in range(5):
+            try:
+                self.consumer.commit(offsets=offsets, asynchronous=False)
+                return
+            except Exception:  # a rebalance in progress: the next owner may redeliver; idempotent anyway
+                if attempt == 4:
+                    raise
+                time.sleep(0.2 * (attempt + 1))
+
+    def dead(self, message: Message, reason: str) -> None:
+        self.producer.produce(self.dead_topic, value=message.raw, key=message.id.encode(),
+                              headers=[("reason", reason.encode())])
+        self.producer.flush(30)
+        if message.handle is not None:
+            self.done([message])
+
+    def close(self) -> None:
+        self.producer.flush(30)
+        self.consumer.close()  # leaves the group at once: its partitions go to the others
+
+
+class KafkaOutput:
+    """Decisions produced to a topic keyed by event id (compaction keeps one per event)."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        from confluent_kafka import Producer
+
+        self.topic = topic
+        self.producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
+
+    def write(self, decisions: list[Decision]) -> None:
+        for d in decisions:
+            self.producer.produce(self.topic, key=d.event_id.encode(), value=orjson.dumps(d.to_json()))
+            self.producer.poll(0)
+        remaining = self.producer.flush(30)
+        if remaining:
+            raise RuntimeError(f"{remaining} decisions not delivered to {self.topic}")

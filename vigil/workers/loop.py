@@ -1,0 +1,225 @@
+"""The loop every worker runs, whatever the broker: read a batch, decide each event, write the decisions,
+then acknowledge. Delivery is at least once; the effects are idempotent by event id (the counter and
+label backends apply an event once), and decisions are upserted by event id, so a redelivered event
+leaves exactly one decision and changes no count twice.
+
+A message whose event is invalid is dead-lettered at once (it would fail the same way again). A message
+whose processing raises (a backend briefly down, a bug) is retried; after `max_attempts` deliveries it
+goes to the dead-letter stream or topic. On SIGTERM or SIGINT the loop stops reading, finishes the batch
+in hand, acknowledges it, and returns; the caller then flushes and closes the engine.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from vigil.diagnostics import DiagnosticError
+from vigil.dsl.loader import load_ruleset
+from vigil.dsl.runtime import FieldTypeError
+from vigil.effects import Decision
+from vigil.engine import Engine
+from vigil.events import EventError, parse_event
+from vigil.stores.base import RulesStore
+
+log = logging.getLogger("vigil.workers")
+
+
+@dataclass(slots=True)
+class Message:
+    id: str  # the broker's id: a stream entry id, or "partition:offset"
+    raw: bytes
+    attempts: int = 1  # deliveries so far, this one included
+    handle: Any = None  # what the source needs to acknowledge it
+
+
+class Source(Protocol):
+    name: str
+    retry_in_place: bool  # True: retry a failing message now (Kafka); False: the broker redelivers it (Redis)
+
+    def fetch(self, timeout: float) -> list[Message]: ...
+
+    def done(self, messages: list[Message]) -> None:
+        """Acknowledge processed messages (their decisions are durable by now)."""
+        ...
+
+    def dead(self, message: Message, reason: str) -> None:
+        """Move a message to the dead-letter stream or topic, and acknowledge it."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class Sink(Protocol):
+    def write(self, decisions: list[Decision]) -> None:
+        """Make the decisions durable; a decision for an event id already written replaces it."""
+        ...
+
+
+@dataclass(slots=True)
+class WorkerStats:
+    events: int = 0
+    decided: int = 0
+    dead: int = 0
+    failures: int = 0
+    reloads: int = 0
+    batches: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+
+def rules_fingerprint(paths: Sequence[str]) -> tuple[tuple[str, int, int], ...]:
+    """What changes when any file under the rules paths is written, added or removed."""
+    out = []
+    for root in paths:
+        base = Path(root)
+        for path in [base] if base.is_file() else base.rglob("*"):
+            try:
+                st = path.stat()
+            except OSError:
+                continue
+            if path.is_file():
+                out.append((path.as_posix(), st.st_mtime_ns, st.st_size))
+    return tuple(sorted(out))
+
+
+class RulesWatcher:
+    """Hot reload: every `interval` seconds, a new active version in the store or a change on disk is
+    checked and activated; rules that fail the checker are logged and the running version keeps going."""
+
+    def __init__(self, engine: Engine, paths: Sequence[str] = (), store: RulesStore | None = None,
+                 interval: float = 2.0) -> None:
+        self.engine, self.paths, self.store, self.interval = engine, list(paths), store, interval
+        self._fingerprint = rules_fingerprint(self.paths) if self.paths else None
+        active = self._active_seq()
+        self._seq = active
+        self._next = time.monotonic() + interval
+        self.rejected = 0
+        self.reloads = 0
+
+    def _active_seq(self) -> int | None:
+        if self.store is None:
+            return None
+        try:
+            active = self.store.active_rules_version()
+        except Exception:  # a store briefly unreachable: check again next round
+            log.exception("reading the active rules version failed")
+            return self._seq
+        return active.seq if active is not None else None
+
+    def due(self) -> bool:
+        return time.monotonic() >= self._next
+
+    def poll(self) -> bool:
+        """One round; returns True when another rules version became active."""
+        self._next = time.monotonic() + self.interval
+        changed = False
+        if self.store is not None:
+            active = self.store.active_rules_version()
+            if active is not None and active.seq != self._seq:
+                self._seq = active.seq
+                changed |= self._activate(lambda: load_ruleset(list(active.entry), files=active.files),
+                                          f"store version {active.seq}")
+        if self.paths:
+            fingerprint = rules_fingerprint(self.paths)
+            if fingerprint != self._fingerprint:
+                self._fingerprint = fingerprint
+                changed |= self._activate(lambda: load_ruleset(self.paths), f"disk {', '.join(self.paths)}")
+        return changed
+
+    def _activate(self, load: Any, where: str) -> bool:
+        try:
+            ruleset = load()
+        except DiagnosticError as error:
+            self.rejected += 1
+            log.error("rules from %s rejected; version %s keeps running:\n%s", where, self.engine.version,
+                      error.render())
+            return False
+        except (OSError, ValueError) as error:
+            self.rejected += 1
+            log.error("rules from %s not loaded (%s); version %s keeps running", where, error, self.engine.version)
+            return False
+        if ruleset.version == self.engine.version:
+            return False
+        self.engine.activate(ruleset)
+        self.reloads += 1
+        log.info("rules version %s active (from %s)", ruleset.version, where)
+        return True
+
+
+class Worker:
+    def __init__(self, engine: Engine, source: Source, sinks: Sequence[Sink] = (), *,
+                 watcher: RulesWatcher | None = None, max_attempts: int = 5) -> None:
+        self.engine, self.source, self.sinks, self.watcher = engine, source, list(sinks), watcher
+        self.max_attempts = max_attempts
+        self.stats = WorkerStats()
+
+    def run(self, stop: threading.Event, *, max_events: int | None = None, idle_exit: float | None = None,
+            poll_timeout: float = 1.0) -> WorkerStats:
+        """Process until `stop` is set (or `max_events` were decided, or nothing came for `idle_exit` s)."""
+        last_message = time.monotonic()
+        while not stop.is_set():
+            if self.watcher is not None and self.watcher.due():
+                try:
+                    if self.watcher.poll():
+                        self.stats.reloads += 1
+                except Exception:
+                    log.exception("rules reload round failed")
+            messages = self.source.fetch(poll_timeout)
+            if messages:
+                last_message = time.monotonic()
+                self.process(messages)
+            elif idle_exit is not None and time.monotonic() - last_message > idle_exit:
+                break
+            if max_events is not None and self.stats.events >= max_events:
+                break
+        return self.stats
+
+    def process(self, messages: list[Message]) -> None:
+        decisions: list[Decision] = []
+        handled: list[Message] = []
+        for message in messages:
+            self.stats.events += 1
+            if message.attempts > self.max_attempts:
+                self._dead(message, f"failed {message.attempts - 1} times")
+                continue
+            decision = self._decide(message)
+            if decision is not None:
+                decisions.append(decision)
+                handled.append(message)
+        if decisions:
+            for sink in self.sinks:
+                sink.write(decisions)
+        self.source.done(handled)
+        self.stats.decided += len(decisions)
+        self.stats.batches += 1
+
+    def _decide(self, message: Message) -> Decision | None:
+        while True:
+            try:
+                event = parse_event(message.raw)
+                return self.engine.decide(event)
+            except (EventError, FieldTypeError) as error:
+                self.engine.dead_letter(message.raw, str(error), self.source.name)
+                self._dead(message, str(error))
+                return None
+            except Exception as error:  # transient or a bug: at least once means trying again
+                self.stats.failures += 1
+                log.warning("message %s failed (attempt %s of %s): %s: %s", message.id, message.attempts,
+                            self.max_attempts, type(error).__name__, error)
+                if message.attempts >= self.max_attempts:
+                    self._dead(message, f"internal error after {message.attempts} attempts: "
+                                        f"{type(error).__name__}: {error}")
+                    return None
+                if not self.source.retry_in_place:
+                    return None  # left unacknowledged: the broker delivers it again
+                message.attempts += 1
+                time.sleep(min(2.0, 0.05 * 2 ** message.attempts))
+
+    def _dead(self, message: Message, reason: str) -> None:
+        self.stats.dead += 1
+        self.source.dead(message, reason)
