@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, TypeVar
 
 import re2
 
@@ -20,7 +20,10 @@ NUMBER, STRING, BOOL, LIST, ANY = "number", "string", "bool", "list", "any"
 SEVERITIES = ("low", "medium", "high", "critical")
 SCHEMA_TYPES = {"string": STRING, "number": NUMBER, "bool": BOOL, "list": LIST, "timestamp": ANY, "any": ANY}
 # Fields every event has, whatever its schema.
-BUILTIN_FIELDS = {("type",): STRING, ("id",): STRING, ("time",): NUMBER}
+BUILTIN_FIELDS: dict[tuple[str, ...], str] = {("type",): STRING, ("id",): STRING, ("time",): NUMBER}
+
+
+_Decl = TypeVar("_Decl", ast.EntityDecl, ast.Define, ast.ListDecl, ast.Schema)
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,7 +144,7 @@ class Checker:
             for f in entity.fields:
                 self._field(f)
 
-    def _declare(self, table: dict[str, object], name: str, item: object, what: str) -> None:
+    def _declare(self, table: dict[str, _Decl], name: str, item: _Decl, what: str) -> None:
         if name in table:
             first = getattr(table[name], "span")
             self.error(f"duplicate {what} `{name}` (first declared at {first})", getattr(item, "span"),

@@ -67,7 +67,8 @@ def _syntax_diagnostic(error: UnexpectedInput, path: str, text: str) -> Diagnost
             line, column = _end_position(text)
     elif isinstance(error, UnexpectedCharacters):
         expected = set(error.allowed or ())
-        found = f"`{text[error.pos_in_stream]}`" if error.pos_in_stream < len(text) else found
+        position = error.pos_in_stream if error.pos_in_stream is not None else len(text)
+        found = f"`{text[position]}`" if position < len(text) else found
         found_type = "CHAR"
     elif isinstance(error, UnexpectedEOF):
         expected = set(error.expected)

@@ -49,19 +49,19 @@ def as_number(value: Any, path: str) -> float | int | None:
 
 def as_string(value: Any, path: str) -> str | None:
     if value is None or type(value) is str:
-        return value  # type: ignore[no-any-return]
+        return value
     raise FieldTypeError(path, "string", value)
 
 
 def as_bool(value: Any, path: str) -> bool | None:
     if value is None or type(value) is bool:
-        return value  # type: ignore[no-any-return]
+        return value
     raise FieldTypeError(path, "bool", value)
 
 
 def as_list(value: Any, path: str) -> list[Any] | None:
     if value is None or type(value) is list:
-        return value  # type: ignore[no-any-return]
+        return value
     raise FieldTypeError(path, "list", value)
 
 

@@ -125,7 +125,7 @@ class _Counter:
             state = states.get(key)
             if state is None or state[0] != sec // 86400:
                 return 0
-            return len(state[1]) if distinct else state[1]  # type: ignore[no-any-return]
+            return len(state[1]) if distinct else state[1]
 
         return add_day, peek_day
 

@@ -150,11 +150,12 @@ class SqliteStore:
     def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
         rows = self._read("SELECT time, source, reason, raw, details FROM dead_letters ORDER BY id DESC LIMIT ?",
                           (limit,))
-        return [DeadLetter(str(r[2]), bytes(r[3]), str(r[1]), float(r[0]), json.loads(str(r[4])))  # type: ignore[arg-type]
+        return [DeadLetter(str(r[2]), bytes(r[3]), str(r[1]), float(r[0]), json.loads(str(r[4])))  # type: ignore[call-overload, arg-type]
                 for r in reversed(rows)]
 
     def count_dead_letters(self) -> int:
-        return int(self._read("SELECT COUNT(*) FROM dead_letters")[0][0])  # type: ignore[arg-type]
+        count: int = self._read("SELECT COUNT(*) FROM dead_letters")[0][0]  # type: ignore[assignment]
+        return count
 
     # ---- rules versions (RulesStore) ----
     _VERSION_COLUMNS = "seq, version, files, entry, created_at, author, message, active"
