@@ -94,8 +94,9 @@ def train_on(ds: Dataset, featurizer: str, pool: EmbedderPool) -> local.LocalCla
     )
 
 
-def f1_of(clf: local.LocalClassifier, test: Dataset) -> float:
-    return evaluate(ClassifierCandidate(clf, batch_size=256), test).overall.f1
+def f1_fpr(clf: local.LocalClassifier, test: Dataset) -> tuple[float, float]:
+    overall = evaluate(ClassifierCandidate(clf, batch_size=256), test).overall
+    return round(overall.f1, 3), round(overall.fpr, 3)
 
 
 def main() -> None:
@@ -154,8 +155,13 @@ def main() -> None:
     # Quality runs below re-embed the same texts many times; the timing runs above did not cache.
     pool = CachedPool(pool.sentence())
 
-    print("\nHateCheck F1 (hateful = positive), trained on n examples per language, tested on the rest")
-    print(f"{'lang':<6}{'featurizer':<22}{'n=50':>8}{'n=500':>8}{'flag-all':>10}{'test n':>8}")
+    print(
+        "\nHateCheck F1 and FPR (hateful = positive), trained on n examples per language, tested on the rest;"
+    )
+    print("flag-all is the F1 of flagging everything (FPR 1.0): HateCheck is about 70 % hateful")
+    print(
+        f"{'lang':<6}{'featurizer':<22}{'F1@50':>7}{'FPR@50':>8}{'F1@500':>8}{'FPR@500':>9}{'flag-all':>10}{'test n':>8}"
+    )
     quality: dict[str, dict[str, dict[str, float]]] = {}
     for lang in langs:
         ds = hatecheck(args.data, lang)
@@ -165,13 +171,14 @@ def main() -> None:
             scores = {}
             for n in (50, 500):
                 train, test = ds.split(n, seed=0)
-                scores[str(n)] = round(f1_of(train_on(train, featurizer, pool), test), 3)
+                scores[str(n)], scores[f"fpr_{n}"] = f1_fpr(train_on(train, featurizer, pool), test)
                 if n == 500:
                     floor = confusion(test.labels, [True] * len(test)).f1
                     test_n = len(test)
             quality[lang][featurizer] = scores
             print(
-                f"{lang:<6}{featurizer:<22}{scores['50']:>8.3f}{scores['500']:>8.3f}{floor:>10.3f}{test_n:>8}"
+                f"{lang:<6}{featurizer:<22}{scores['50']:>7.3f}{scores['fpr_50']:>8.3f}{scores['500']:>8.3f}"
+                f"{scores['fpr_500']:>9.3f}{floor:>10.3f}{test_n:>8}"
             )
         quality[lang]["flag_all"] = {"500": round(floor if floor is not None else 0.0, 3)}
     figures["hatecheck_f1"] = quality
@@ -181,16 +188,19 @@ def main() -> None:
     print(
         f"\nOpenAI moderation dev half, any category ({sum(mod.labels)}/{len(mod)} positive); published: {PUBLISHED}"
     )
-    print(f"{'featurizer':<22}{'n=50':>8}{'n=420':>8}{'flag-all':>10}")
+    print(f"{'featurizer':<22}{'F1@50':>7}{'FPR@50':>8}{'F1@420':>8}{'FPR@420':>9}{'flag-all':>10}")
     moderation: dict[str, dict[str, float]] = {}
     mod_floor = confusion(mod.split(420, seed=0)[1].labels, [True] * (len(mod) - 420)).f1
     for featurizer in featurizers:
         scores = {}
         for n in (50, 420):
             train, test = mod.split(n, seed=0)
-            scores[str(n)] = round(f1_of(train_on(train, featurizer, pool), test), 3)
+            scores[str(n)], scores[f"fpr_{n}"] = f1_fpr(train_on(train, featurizer, pool), test)
         moderation[featurizer] = scores
-        print(f"{featurizer:<22}{scores['50']:>8.3f}{scores['420']:>8.3f}{mod_floor:>10.3f}")
+        print(
+            f"{featurizer:<22}{scores['50']:>7.3f}{scores['fpr_50']:>8.3f}{scores['420']:>8.3f}"
+            f"{scores['fpr_420']:>9.3f}{mod_floor:>10.3f}"
+        )
     moderation["flag_all"] = {"420": round(mod_floor, 3)}
     figures["moderation_f1"] = moderation
     print(json.dumps(figures, sort_keys=True))

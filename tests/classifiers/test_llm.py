@@ -194,7 +194,7 @@ def test_concurrency_limit_is_respected(fake_openai: FakeOpenAI) -> None:
     assert fake_openai.max_in_flight <= 2
 
 
-def test_shared_client_and_sync_call_inside_loop_is_refused(fake_openai: FakeOpenAI) -> None:
+def test_shared_client_and_blocking_call_from_inside_a_loop(fake_openai: FakeOpenAI) -> None:
     fake_openai.script = lambda body: Reply(content="1")
 
     async def main() -> None:
@@ -202,10 +202,20 @@ def test_shared_client_and_sync_call_inside_loop_is_refused(fake_openai: FakeOpe
             classifier = PolicyClassifier(POLICY, Endpoint(fake_openai.base_url, "m"), client=client)
             [answer] = await classifier.aclassify(["x"])
             assert answer.flagged is True
-            with pytest.raises(Exception, match="await aclassify"):
-                classifier.classify(["y"])
+            # Sync rules code called from an async handler: works, on a private loop and client.
+            [blocking] = classifier.classify(["y"])
+            assert blocking.flagged is True
 
     asyncio.run(main())
+    assert len(fake_openai.requests) == 2
+
+
+def test_endpoint_deadline_bounds_the_blocking_call(fake_openai: FakeOpenAI, tmp_path: Path) -> None:
+    fake_openai.script = lambda body: Reply(content="1", delay_s=1.0)
+    classifier = make(fake_openai, tmp_path, deadline_s=0.2)
+    [answer] = classifier.classify(["slow"])
+    assert answer.status == "unknown" and "no answer within" in answer.rationale
+    assert classifier.retry_queue is not None and len(classifier.retry_queue) == 1
 
 
 def test_retry_after_forms() -> None:

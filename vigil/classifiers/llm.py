@@ -13,6 +13,7 @@ the text goes to the durable :class:`~vigil.classifiers.retry_queue.RetryQueue` 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import email.utils
 import hashlib
 import json
@@ -56,6 +57,8 @@ class Endpoint:
     reasoning_effort: str | None = None
     # Retries within one call for 429/5xx, only while the caller's deadline leaves room.
     max_retries: int = 1
+    # Longest a batch may take when the caller gives no deadline (None: only timeout_s per request).
+    deadline_s: float | None = None
 
     def __post_init__(self) -> None:
         if self.max_concurrency < 1:
@@ -147,25 +150,33 @@ class PolicyClassifier:
         return LABELS
 
     def classify(self, texts: Sequence[str]) -> list[Classification]:
-        """Blocking form of :meth:`aclassify` (no deadline); not for use inside an event loop."""
+        """Blocking form of :meth:`aclassify`, bounded by the endpoint's ``deadline_s``.
+
+        Safe to call from synchronous code running inside an event loop (compiled rules called
+        from an ASGI handler): the requests then run on their own loop in a worker thread, with
+        their own connections, while the caller waits at most the deadline.
+        """
         try:
             asyncio.get_running_loop()
         except RuntimeError:
-            return asyncio.run(self.aclassify(texts))
-        raise ClassifierError(f"{self.name}: inside an event loop, await aclassify() instead of classify()")
+            return asyncio.run(self.aclassify(texts, _own_client=True))
+        with concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="vigil-llm") as pool:
+            return pool.submit(asyncio.run, self.aclassify(texts, _own_client=True)).result()
 
     async def aclassify(
-        self, texts: Sequence[str], *, deadline_s: float | None = None
+        self, texts: Sequence[str], *, deadline_s: float | None = None, _own_client: bool = False
     ) -> list[Classification]:
         """Answer each text, concurrently up to the endpoint's limit, within ``deadline_s`` seconds.
 
-        Items not answered by the deadline come back ``unknown`` and are queued for later.
+        Without ``deadline_s`` the endpoint's ``deadline_s`` applies (if set). Items not answered by
+        the deadline come back ``unknown`` and are queued for later.
         """
         loop = asyncio.get_running_loop()
+        deadline_s = deadline_s if deadline_s is not None else self.endpoint.deadline_s
         end = loop.time() + deadline_s if deadline_s is not None else None
         # Identical texts in one batch cost one request.
         unique = list(dict.fromkeys(texts))
-        async with self._client_scope() as client:
+        async with self._client_scope(own=_own_client) as client:
             answers = await asyncio.gather(*(self._classify_one(client, text, end) for text in unique))
         by_text = dict(zip(unique, answers, strict=True))
         return [by_text[text] for text in texts]
@@ -196,8 +207,9 @@ class PolicyClassifier:
             return list(await asyncio.gather(*(one(i.id, i.text, i.content_hash, i.attempts) for i in items)))
 
     @asynccontextmanager
-    async def _client_scope(self) -> AsyncIterator[httpx.AsyncClient]:
-        if self._client is not None:
+    async def _client_scope(self, *, own: bool = False) -> AsyncIterator[httpx.AsyncClient]:
+        # A shared client belongs to the caller's loop; the blocking path runs on another loop.
+        if self._client is not None and not own:
             yield self._client
             return
         # Timeouts are enforced per request with asyncio.wait_for; httpx's own is a backstop.
