@@ -293,13 +293,26 @@ def _attach_optional_commands() -> None:
     optional = [
         ("vigil.hashing.cli", ("hash_command", "bank_group", "match_command")),
         ("vigil.classifiers.cli", ("train_command", "classify_command")),
-        ("vigil.eval.cli", ("eval_command",)),
         ("vigil.demo.generator", ("generate_command",)),
         ("vigil.service.cli", ("serve_command", "token_group")),
         ("vigil.workers.cli", ("worker_command",)),
     ]
     import importlib
 
+    try:  # `vigil eval` knows rules sets as candidates too (rules:PATH)
+        from vigil.eval.cli import make_eval_command
+        from vigil.eval.rules_candidate import rules_candidate
+    except ImportError:
+        pass
+    else:
+
+        def rules_kind(spec: str, ctx: Any) -> Any:
+            try:
+                return rules_candidate(spec, ctx)
+            except (ValueError, DiagnosticError) as error:
+                raise click.UsageError(f"rules candidate {spec!r}: {error}") from None
+
+        main.add_command(make_eval_command({"rules": rules_kind}))
     for module_name, names in optional:
         try:
             module = importlib.import_module(module_name)
