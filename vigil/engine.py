@@ -172,12 +172,15 @@ class Engine:
         with self._lock:
             function = self._slow_dispatch.get(event.type, self._slow_default)
             hits = function(event, policy) if function is not None else []
-            decision = self._decision(event, hits) if hits else Decision(
+            # The second stage's label changes are its own: a shared label store that remembers which
+            # events it applied must not take them for a redelivery of the first stage's.
+            decision = self._decision(event, hits, effects_id=f"{event.id}#2") if hits else Decision(
                 event.id, event.type, event.time, "allow", ruleset_version=self.ruleset.version)
         verdict = first.verdict if VERDICT_RANK[first.verdict] >= VERDICT_RANK[decision.verdict] else decision.verdict
         return dataclasses.replace(decision, verdict=verdict, stage=2)
 
-    def _decision(self, event: Event, raw_hits: list[tuple[int, dict[str, Any], tuple[Any, ...]]]) -> Decision:
+    def _decision(self, event: Event, raw_hits: list[tuple[int, dict[str, Any], tuple[Any, ...]]],
+                  effects_id: str | None = None) -> Decision:
         verdict = "allow"
         hits: list[RuleHit] = []
         live_effects: list[Effect] = []
@@ -207,7 +210,7 @@ class Engine:
                     if record is not None:
                         records.append(record)
         # Effects apply after every rule has seen the same state, so rule order never matters.
-        self.labels.commit(records, event.id)
+        self.labels.commit(records, effects_id or event.id)
         return Decision(event.id, event.type, event.time, verdict, tuple(live_effects), tuple(hits),
                         self.ruleset.version)
 
