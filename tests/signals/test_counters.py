@@ -172,3 +172,31 @@ def test_without_a_store_nothing_is_journalled() -> None:
     c = bound([spec()])
     c.adders[0]("k", S0, 1)
     assert c.flush() == 0
+
+
+def test_a_redelivered_event_adds_nothing_and_gets_its_first_answers() -> None:
+    from vigil.dsl.compile import CounterSpec
+    from vigil.signals.counters import WindowCounters
+
+    counters = WindowCounters()
+    counters.bind([CounterSpec("c1", "count", 60.0, "count of events by user in the last 1 minute")])
+    assert counters.add_many("e1", 100, [(0, "u1", 1)]) == {0: (0, 1)}
+    assert counters.add_many("e2", 101, [(0, "u1", 1)]) == {0: (1, 2)}
+    assert counters.add_many("e1", 100, [(0, "u1", 1)]) == {0: (0, 1)}  # the same answer, not 3
+    assert counters.peekers[0]("u1", 101) == 2
+    # After a rules switch the remembered answers no longer apply: the counter as it stands.
+    counters.bind([CounterSpec("c1", "count", 60.0, "count of events by user in the last 1 minute")])
+    assert counters.add_many("e2", 101, [(0, "u1", 1)]) == {0: (2, 2)}
+    assert counters.peekers[0]("u1", 101) == 2
+
+
+def test_the_engine_decides_a_redelivered_event_as_the_first_time() -> None:
+    from vigil.dsl.loader import load_ruleset
+    from vigil.engine import Engine
+
+    rules = load_ruleset("r.vigil", files={"r.vigil": 'entity user = event.u\n'
+                                           'rule "3rd" when count of "p" by user in the last 1 hour crosses 2 then block'})
+    engine = Engine(rules)
+    verdicts = [engine.process({"type": "p", "id": i, "time": 10, "u": "a"}).verdict  # type: ignore[union-attr]
+                for i in ("1", "2", "3", "3", "4")]
+    assert verdicts == ["allow", "allow", "block", "block", "allow"]

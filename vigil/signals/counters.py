@@ -9,13 +9,16 @@ being decided. An event later than the newest one for a key counts in the newest
 from __future__ import annotations
 
 import threading
-from collections import deque
+from collections import OrderedDict, deque
 from typing import Any, Callable
 
 from vigil.dsl.compile import CounterSpec
 from vigil.stores.base import CounterRow, StateStore
 
 Adder = Callable[[str, int, Any], tuple[float, float]]
+
+# How many recent event ids each process remembers to recognise a redelivered event.
+RECENT_EVENTS = 100_000
 Peeker = Callable[[str, int], float]
 
 
@@ -142,6 +145,7 @@ class WindowCounters:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.adders: list[Adder] = []
+        self._recent: OrderedDict[str, dict[int, tuple[float, float]] | None] = OrderedDict()
         self.peekers: list[Peeker] = []
 
     def bind(self, specs: list[CounterSpec]) -> None:
@@ -157,12 +161,33 @@ class WindowCounters:
             adders.append(add)
             peekers.append(peek)
         self.adders, self.peekers = adders, peekers
+        # Remembered answers are by counter position, which a new rules version changes.
+        for event_id in self._recent:
+            self._recent[event_id] = None
 
     def add_many(self, event_id: str, sec: int, updates: list[tuple[int, str, Any]]) -> dict[int, tuple[float, float]]:
         """Apply one event's counter updates: (counter index, entity key, amount or value) each.
-        Returns (before, after) per counter index."""
+        Returns (before, after) per counter index.
+
+        An event id seen among the last RECENT_EVENTS is a redelivery: it adds nothing and gets the
+        answers its first delivery got, so it is decided the same way."""
+        recent = self._recent
+        if event_id in recent:
+            seen = recent[event_id]
+            if seen is not None:
+                return seen
+            # Seen under an earlier rules version: add nothing, answer with the counters as they stand.
+            current: dict[int, tuple[float, float]] = {}
+            for index, key, _value in updates:
+                value = self.peekers[index](key, sec)
+                current[index] = (value, value)
+            return current
         adders = self.adders
-        return {index: adders[index](key, sec, value) for index, key, value in updates}
+        results = {index: adders[index](key, sec, value) for index, key, value in updates}
+        recent[event_id] = results
+        if len(recent) > RECENT_EVENTS:
+            recent.popitem(last=False)
+        return results
 
     def _load(self, counter: _Counter) -> None:
         if self.store is None:
