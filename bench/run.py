@@ -168,7 +168,8 @@ def main() -> int:
         if kind == "agree":
             print(json.dumps(child_agree(path, int(args.child[2]))))
         else:
-            print(json.dumps({"hand": child_hand, "engine": child_engine, "e2e": child_e2e}[kind](path)))
+            children = {"hand": child_hand, "engine": child_engine, "e2e": child_e2e}
+            print(json.dumps(children[kind](path)))
         return 0
 
     n = args.events or (100_000 if args.quick else 1_000_000)

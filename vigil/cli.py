@@ -135,11 +135,9 @@ def compile_command(rules: tuple[str, ...]) -> None:
 @click.option("--all/--hits-only", "write_all", default=True, show_default=True,
               help="Write a decision for every event, or only for events where a rule fired.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: on a terminal).")
-@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64),
-              help="Processes sharing the rules (each reads every event; see docs/operations.md).")
 @signal_options
 def run(rules: tuple[str, ...], events_path: str, out_path: str, db: str | None, write_all: bool,
-        progress: bool | None, workers: int, **signal_opts: Any) -> None:
+        progress: bool | None, **signal_opts: Any) -> None:
     """Decide every event in a JSONL file with RULES; decisions out as JSONL, a summary at the end.
 
     Rules that need a policy model run in a second stage: their decisions follow the first ones in the
@@ -150,9 +148,6 @@ def run(rules: tuple[str, ...], events_path: str, out_path: str, db: str | None,
     from vigil.events import parse_event
     from vigil.stages import SlowStage
 
-    if workers > 1:
-        _run_parallel(_load(rules), events_path, out_path, db, write_all, workers)
-        return
     engine = Engine(_load(rules), _open_store(db), signals=_signals(signal_opts))
     out = sys.stdout.buffer if out_path == "-" else open(out_path, "wb")  # noqa: SIM115
     write_lock = threading.Lock()
@@ -189,30 +184,6 @@ def run(rules: tuple[str, ...], events_path: str, out_path: str, db: str | None,
     elapsed = time.perf_counter() - started
     if sys.stderr.isatty() or os.environ.get("VIGIL_SUMMARY"):
         _summary(engine.stats, elapsed)
-
-
-def _run_parallel(ruleset: RuleSet, events_path: str, out_path: str, db: str | None, write_all: bool,
-                  workers: int) -> None:
-    from vigil.engine import Stats
-    from vigil.parallel import run_parallel
-
-    if events_path == "-":
-        raise click.UsageError("--workers needs a file for --events (every worker reads it)")
-    out = sys.stdout.buffer if out_path == "-" else open(out_path, "wb")  # noqa: SIM115
-    started = time.perf_counter()
-    try:
-        summary = run_parallel(ruleset, events_path, out, workers, db, write_all)
-    except ValueError as error:
-        raise click.UsageError(str(error)) from None
-    finally:
-        if out is sys.stdout.buffer:
-            out.flush()
-        else:
-            out.close()
-    if sys.stderr.isatty() or os.environ.get("VIGIL_SUMMARY"):
-        stats = Stats(summary["events"], summary["dead_letters"], summary["verdicts"], summary["rule_hits"],
-                      summary["shadow_hits"])
-        _summary(stats, time.perf_counter() - started)
 
 
 def _summary(stats: Any, elapsed: float) -> None:

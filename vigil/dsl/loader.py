@@ -3,7 +3,6 @@ with an error: a rules set that fails the checker is never returned, so never ac
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import posixpath
 from dataclasses import dataclass, field
@@ -30,11 +29,6 @@ class RuleSet:
     warnings: list[Diagnostic] = field(default_factory=list)
     list_items: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
-    def subset(self, rule_indexes: list[int]) -> RuleSet:
-        """The same rules set with only some of its rules (for running partitions in parallel)."""
-        program = dataclasses.replace(self.program, rules=[self.program.rules[i] for i in rule_indexes])
-        compiled = compile_program(program, self.list_items)
-        return RuleSet(program, compiled, self.version, self.sources, [], self.list_items)
 
 
 class _Reader:
