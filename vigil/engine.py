@@ -80,7 +80,8 @@ class Engine:
 
     def _namespace(self, constants: dict[str, Any]) -> dict[str, Any]:
         ns: dict[str, Any] = {
-            "__builtins__": {"len": len, "int": int, "type": type, "dict": dict, "str": str},
+            "__builtins__": {"len": len, "int": int, "float": float, "type": type, "dict": dict, "str": str,
+                             "bool": bool, "list": list},
             "_U": runtime.UNSET,
             "_get": runtime.get,
             "_as_number": runtime.as_number,

@@ -21,6 +21,8 @@ from vigil.dsl.check import BOOL, LIST, NUMBER, STRING, Program, children
 from vigil.dsl.unparse import unparse
 
 _CHECKED_ACCESS = {NUMBER: "_as_number", STRING: "_as_string", BOOL: "_as_bool", LIST: "_as_list"}
+_TYPE_TEST = {NUMBER: "type({v}) in (int, float)", STRING: "type({v}) is str", BOOL: "type({v}) is bool",
+              LIST: "type({v}) is list"}
 _PY_COMPARE = {"==": "==", "!=": "!=", ">": ">", ">=": ">=", "<": "<", "<=": "<="}
 
 
@@ -210,7 +212,9 @@ class _FunctionBuilder:
                 return f"(None if {after_code} is None else False)"
             threshold, unknown = self.operand(e.threshold)
             unknown = f" or {unknown}" if unknown else ""
-            return f"(None if {after} is None{unknown} else {before} <= {threshold} < {after})"
+            # `before` is unset when this event did not count: then it crossed nothing.
+            return (f"(None if {after_code} is None{unknown} else "
+                    f"{before} is not _U and {before} <= {threshold} < {after})")
         if isinstance(e, ast.TextOp):
             return f"_text_op({e.op!r}, {self.val(e.left)}, {self.val(e.right)})"
         if isinstance(e, ast.ContainsAny):
@@ -249,8 +253,14 @@ class _FunctionBuilder:
             access = f"({parent}.get({f.path[1]!r}) if type({parent} := d.get({f.path[0]!r})) is dict else None)"
         else:
             access = f"_get(d, {f.path!r})"
-        check = _CHECKED_ACCESS.get(self.c.program.field_types.get(f.path, ""))
-        return f"{check}({access}, {f.dotted!r})" if check else access
+        type_name = self.c.program.field_types.get(f.path, "")
+        check = _CHECKED_ACCESS.get(type_name)
+        if check is None:
+            return access
+        # The common case inline (the value has the right type, or is missing); the helper raises otherwise.
+        v = self.temp()
+        ok = _TYPE_TEST[type_name].format(v=v)
+        return f"({v} if ({v} := {access}) is None or {ok} else {check}({v}, {f.dotted!r}))"
 
     def signal_code(self, function: str, name: str, arg: ast.Expr, *extra: str) -> str:
         a = self.temp()
@@ -294,7 +304,10 @@ class _FunctionBuilder:
         after, _ = self.counter_slots(counter)
         index = self.c.counter_index(counter)
         if index in self.eager_counters:
-            return after
+            # Set by the update when the event counted; read only if a rule needs it when it did not.
+            key_local = self.eager_keys[index]
+            return (f"({after} if {after} is not _U else ({after} := "
+                    f"None if {key_local} is None else _peek_{index}({key_local}, sec)))")
         key = ("counter", index)
         if key not in self.slots:
             self.slots[key] = after
@@ -325,6 +338,7 @@ class _FunctionBuilder:
         self.lines.append(f"    if {condition}:")
         self.lines.append(f"        _u.append(({index}, {key}, {value_code}))")
         self.eager_counters.add(index)
+        self.eager_keys[index] = key
         return key
 
     def emit_counter_results(self, keys: dict[int, str]) -> None:
@@ -336,11 +350,12 @@ class _FunctionBuilder:
             self.lines.append(f"    if {index} in _r:")
             self.lines.append(f"        {before}, {after} = _r[{index}]")
             self.lines.append("    else:")
-            self.lines.append(f"        {before} = {after} = None if {key} is None else _peek_{index}({key}, sec)")
+            self.lines.append(f"        {before} = {after} = _U")
 
     # ---- the function ----
     def build(self, name: str) -> str:
         self.eager_counters: set[int] = set()
+        self.eager_keys: dict[int, str] = {}
         keys: dict[int, str] = {}
         for counter in self.c.counters:
             if self.counts_here(counter):
