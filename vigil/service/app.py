@@ -12,13 +12,14 @@ import asyncio
 import contextlib
 import gc
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import anyio.to_thread
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
+from starlette.routing import BaseRoute
 
 from vigil.engine import Engine
 from vigil.service import events, health, labels, rules
@@ -29,6 +30,7 @@ from vigil.service.limits import TokenBuckets
 from vigil.service.metrics import EngineCollector, MetricsMiddleware
 from vigil.service.reload import RulesRejected
 from vigil.service.state import Service, ServiceSettings
+from vigil.signals.providers import Signals
 from vigil.stores.base import RulesStore, StateStore, TokenStore
 
 log = logging.getLogger("vigil.service")
@@ -37,16 +39,21 @@ __all__ = ["RulesRejected", "ServiceSettings", "create_app"]
 
 
 def create_app(settings: ServiceSettings, store: StateStore, *, rules_store: RulesStore | None = None,
-               token_store: TokenStore | None = None) -> Starlette:
+               token_store: TokenStore | None = None, signals: Signals | None = None) -> Starlette:
     """The service over `store` (state: counters, labels, dead letters), which also keeps rules versions
-    and tokens unless other stores are given. The app owns the stores: it closes them when it stops."""
+    and tokens unless other stores are given. The app owns the stores: it closes them when it stops.
+    `signals` (classifiers, media policy) go to the engine; with `settings.banks` the lifespan opens the
+    bank store and gives its matcher both to the engine and to the /v1/banks routes."""
     svc = Service(settings, store, rules_store if rules_store is not None else store,  # type: ignore[arg-type]
-                  token_store if token_store is not None else store)  # type: ignore[arg-type]
+                  token_store if token_store is not None else store, signals)  # type: ignore[arg-type]
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         ruleset = await anyio.to_thread.run_sync(svc.rules.initial)  # RulesRejected: refuse to start
-        engine = Engine(ruleset, svc.store)
+        engine_signals = svc.signals
+        if settings.banks is not None:
+            engine_signals = await anyio.to_thread.run_sync(_open_banks, svc, settings.banks)
+        engine = Engine(ruleset, svc.store, signals=engine_signals)
         svc.engine = engine
         svc.rules.bind(engine)
         ingest = Ingest(engine, svc.metrics, queue_size=settings.queue_size, recent=settings.recent_decisions)
@@ -67,6 +74,7 @@ def create_app(settings: ServiceSettings, store: StateStore, *, rules_store: Rul
             await ingest.stop()  # decide every event already accepted
             svc._ingest = None
             svc.engine = None
+            svc.matcher = None
             await anyio.to_thread.run_sync(_close, engine, svc)
 
     svc.metrics.attach(EngineCollector(lambda: svc.engine,
@@ -74,7 +82,7 @@ def create_app(settings: ServiceSettings, store: StateStore, *, rules_store: Rul
                                        lambda: svc.rules.active.seq if svc.rules.active is not None else None))
     buckets = TokenBuckets(settings.rate_limit, settings.rate_burst) if settings.rate_limit > 0 else None
     app = Starlette(
-        routes=[*events.routes, *labels.routes, *rules.routes, *health.routes],
+        routes=[*events.routes, *labels.routes, *rules.routes, *_bank_routes(), *health.routes],
         middleware=[Middleware(MetricsMiddleware, metrics=svc.metrics),
                     Middleware(AuthMiddleware, tokens=svc.tokens if settings.auth else None,
                                buckets=buckets, on_reject=lambda code: svc.metrics.rejected.labels(code).inc())],
@@ -97,8 +105,35 @@ def tune_gc() -> None:
     gc.set_threshold(50_000, 50, 100)
 
 
+def _bank_routes() -> Sequence[BaseRoute]:
+    """/v1/hash and /v1/banks…, where the hashing extra is installed."""
+    try:
+        from vigil.service import banks
+    except ImportError as error:
+        log.info("no hash or bank routes: %s (pip install 'vigil[hashing]')", error)
+        return []
+    return banks.routes
+
+
+def _open_banks(svc: Service, path: str) -> Signals:
+    """Open the bank store and its matcher, and the engine's signals with that same matcher, so that a
+    bank changed through the API changes what rules match."""
+    from vigil.hashing.media import MediaPolicy
+    from vigil.hashing.service import HashMatcher
+    from vigil.hashing.sqlite import open_store
+
+    svc.bank_store = open_store(path)
+    svc.matcher = HashMatcher(svc.bank_store, refresh_interval=svc.settings.bank_refresh_interval)
+    given = svc.signals or Signals()
+    return Signals(classifiers=given.classifiers, matcher=svc.matcher,
+                   media_policy=given.media_policy or MediaPolicy())
+
+
 def _close(engine: Engine, svc: Service) -> None:
     engine.close()  # flushes counters, closes the state store
+    if svc.bank_store is not None:
+        svc.bank_store.close()
+        svc.bank_store = None
     closed = {id(svc.store)}
     for other in (svc.rules_store, svc.token_store):
         if id(other) not in closed:

@@ -5,10 +5,15 @@ from __future__ import annotations
 import ipaddress
 import logging
 import time
+from pathlib import Path
+from typing import Any
 
 import click
 
+from vigil.cli import signal_options
+
 DEFAULT_DB = "vigil-data/vigil.sqlite"
+DEFAULT_BANKS = "vigil-data/banks.sqlite"
 
 
 def _store(db: str):  # type: ignore[no-untyped-def]
@@ -16,6 +21,21 @@ def _store(db: str):  # type: ignore[no-untyped-def]
     from vigil.stores.open import open_store
 
     return open_store(db)
+
+
+def default_banks(db: str) -> str:
+    """banks.sqlite beside a SQLite state file (paths read as vigil/stores/sqlite.py reads them); in
+    memory beside an in-memory store; otherwise (PostgreSQL) vigil-data/banks.sqlite.
+
+    >>> default_banks("data/vigil.sqlite"), default_banks("sqlite:///srv/v.db"), default_banks("memory")
+    ('data/banks.sqlite', 'srv/banks.sqlite', ':memory:')
+    """
+    if db in ("memory", "memory:"):
+        return ":memory:"
+    if "://" in db and not db.startswith("sqlite://"):
+        return DEFAULT_BANKS
+    path = db.removeprefix("sqlite:///") if db.startswith("sqlite:///") else db.removeprefix("sqlite://")
+    return str(Path(path).parent / "banks.sqlite")
 
 
 def _loopback(host: str) -> bool:
@@ -46,10 +66,14 @@ def _loopback(host: str) -> bool:
 @click.option("--no-auth", is_flag=True, help="No API tokens (allowed on a loopback address only).")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]))
+@signal_options
 def serve_command(rules_dir: str | None, host: str, port: int, db: str, max_body: int, max_batch: int,
                   max_batch_body: int, rate_limit: float, rate_burst: int, queue_size: int, reload_interval: float,
-                  no_auth: bool, log_level: str) -> None:
-    """Serve the HTTP API: events in, decisions out; labels, rules versions, health and metrics."""
+                  no_auth: bool, log_level: str, banks_db: str | None, media_roots: tuple[str, ...],
+                  **signal_opts: Any) -> None:
+    """Serve the HTTP API: events in, decisions out; labels, rules versions, hash banks, health and metrics.
+
+    Hash banks default to banks.sqlite beside the --db SQLite file (vigil-data/banks.sqlite otherwise)."""
     try:
         import uvicorn
     except ImportError:
@@ -62,13 +86,42 @@ def serve_command(rules_dir: str | None, host: str, port: int, db: str, max_body
     if db in ("memory", "memory:") and not no_auth:
         raise click.ClickException("an in-memory store holds no tokens: add --no-auth, or give --db a file")
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if signal_opts.get("policies_dir") or signal_opts.get("endpoint"):
+        logging.getLogger("vigil.service").warning(
+            "policy rules run in a second stage, which vigil serve does not run yet: their events are decided "
+            "by the other rules and marked pending")
     settings = ServiceSettings(host=host, port=port, rules_dir=rules_dir, auth=not no_auth,
                                max_body_bytes=max_body, max_batch=max_batch, max_batch_bytes=max_batch_body,
                                rate_limit=rate_limit, rate_burst=rate_burst, queue_size=queue_size,
-                               reload_interval=reload_interval, tune_gc=True)
-    app = create_app(settings, _store(db))
+                               reload_interval=reload_interval, tune_gc=True,
+                               banks=_banks(banks_db, db))
+    app = create_app(settings, _store(db), signals=_signals(signal_opts, media_roots))
     uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False, lifespan="on",
                 timeout_graceful_shutdown=10)
+
+
+def _banks(banks_db: str | None, db: str) -> str | None:
+    """The bank file to serve: --banks, else the default beside --db; none without the hashing extra."""
+    try:
+        import vigil.hashing.service  # noqa: F401 - pdqhash, numpy, Pillow
+    except ImportError as error:
+        if banks_db is not None:
+            raise click.ClickException(f"--banks needs the hashing extra ({error}): pip install 'vigil[hashing]'"
+                                       ) from None
+        return None
+    return banks_db if banks_db is not None else default_banks(db)
+
+
+def _signals(options: dict[str, Any], media_roots: tuple[str, ...]) -> Any:
+    """Classifiers and policy models from the options; the app opens the banks itself (settings.banks)."""
+    from vigil.signals.providers import build_signals
+
+    signals = build_signals(**options)
+    if media_roots:
+        from vigil.hashing.media import MediaPolicy
+
+        signals.media_policy = MediaPolicy(file_roots=tuple(Path(r).resolve() for r in media_roots))
+    return signals
 
 
 @click.group("token")

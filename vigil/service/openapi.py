@@ -26,7 +26,8 @@ ERRORS = {
 
 
 def _op(summary: str, scope: str | None, responses: dict[str, Any], *, body: dict[str, Any] | None = None,
-        params: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        params: list[dict[str, Any]] | None = None, content: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One operation; `body` is a JSON request body's schema, `content` a body of several media types."""
     op: dict[str, Any] = {"summary": summary, "responses": {**responses, **ERRORS}}
     if scope is not None:
         op["security"] = [{"token": []}]
@@ -34,7 +35,9 @@ def _op(summary: str, scope: str | None, responses: dict[str, Any], *, body: dic
     else:
         op["security"] = []
     if body is not None:
-        op["requestBody"] = {"required": True, "content": {"application/json": {"schema": body}}}
+        content = {"application/json": {"schema": body}, **(content or {})}
+    if content is not None:
+        op["requestBody"] = {"required": True, "content": content}
     if params:
         op["parameters"] = params
     return op
@@ -50,6 +53,14 @@ def _query(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any
 
 MODE = _query("mode", "sync (default): decide now; async: accept (202) and decide in the background",
               {"type": "string", "enum": ["sync", "async"]})
+BANK = _path("name", "the bank's name")
+BYTES = {"schema": {"type": "string", "format": "binary"}}
+MEDIA = {"application/octet-stream": BYTES, "image/*": BYTES, "video/*": BYTES}
+TEXT_OR_BASE64 = [{"type": "object", "required": ["text"], "properties": {"text": {"type": "string"}}},
+                  {"type": "object", "required": ["base64"], "properties": {"base64": {
+                      "type": "string", "description": "media bytes as base64, or a data: URL"}}}]
+BANK_SETTINGS = {"max_distance": {"type": "integer", "description": "bits (0 for md5 and sha256)"},
+                 "min_quality": {"type": "integer", "description": "PDQ quality below which images match nothing"}}
 ENTITY = [_path("entity_type", "user, ip, pair, … as declared in the rules"),
           _path("key", "the entity's key (composite keys joined with |)")]
 
@@ -108,6 +119,59 @@ def openapi_document() -> dict[str, Any]:
                 params=[_path("seq", "the version's number")])},
             "/v1/rules/rollback": {"post": _op("Activate the version stored before the active one", "admin", {
                 "200": _json(ok, "Active."), "409": _json(_ref("Error"), "There is no earlier version.")})},
+            "/v1/hash": {"post": _op("Hash content: pdq (with quality), md5 and sha256 of media; text_simhash of text",
+                                     "read", {"200": _json(_ref("Hashes"), "The hashes."),
+                                              "415": _json(_ref("Error"), "A body that is neither media nor JSON.")},
+                                     body={"oneOf": TEXT_OR_BASE64}, content=MEDIA)},
+            "/v1/banks/{name}/match": {"post": _op(
+                "Match content or a hash against a bank, nearest first", "read", {
+                    "200": _json({"type": "object", "properties": {"matches": {"type": "array",
+                                                                               "items": _ref("Match")}}},
+                                 "The matching entries (none when the bank is disabled)."),
+                    "404": _json(_ref("Error"), "No such bank."),
+                    "415": _json(_ref("Error"), "A body that is neither media nor JSON.")},
+                body={"oneOf": [*TEXT_OR_BASE64, {"type": "object", "required": ["hash"], "properties": {
+                    "hash": {"type": "string", "description": "hex of the bank's signal type"}}}]}, content=MEDIA,
+                params=[BANK, _query("max_distance", "override the bank's maximum distance", {"type": "integer"})])},
+            "/v1/banks": {
+                "get": _op("Hash banks with their settings and entry counts", "admin", {
+                    "200": _json({"type": "object", "properties": {"banks": {"type": "array",
+                                                                             "items": _ref("Bank")}}}, "Banks.")}),
+                "post": _op("Create a hash bank", "admin", {
+                    "201": _json(_ref("Bank"), "Created."), "409": _json(_ref("Error"), "The name is taken.")},
+                    body={"type": "object", "required": ["name", "signal_type"], "properties": {
+                        "name": {"type": "string"},
+                        "signal_type": {"type": "string", "enum": ["pdq", "md5", "sha256", "text_simhash"]},
+                        **BANK_SETTINGS}})},
+            "/v1/banks/{name}": {
+                "get": _op("One bank", "admin", {"200": _json(_ref("Bank"), "The bank."),
+                                                 "404": _json(_ref("Error"), "No such bank.")}, params=[BANK]),
+                "patch": _op("Enable or disable a bank, or change its settings", "admin", {
+                    "200": _json(_ref("Bank"), "Changed."), "404": _json(_ref("Error"), "No such bank.")},
+                    body={"type": "object", "properties": {"enabled": {"type": "boolean"}, **BANK_SETTINGS}},
+                    params=[BANK]),
+                "delete": _op("Delete a bank and its entries", "admin", {
+                    "200": _json(ok, "Deleted."), "404": _json(_ref("Error"), "No such bank.")}, params=[BANK])},
+            "/v1/banks/{name}/entries": {"post": _op(
+                "Add entries: JSON, or CSV (vigil or ThreatExchange columns); all or nothing", "admin", {
+                    "201": _json(ok, "Added (ids, duplicates skipped)."), "200": _json(ok, "All were duplicates."),
+                    "404": _json(_ref("Error"), "No such bank."),
+                    "415": _json(_ref("Error"), "Neither CSV nor JSON.")},
+                body={"type": "array", "items": {"type": "object", "required": ["hash"], "properties": {
+                    "hash": {"type": "string"}, "source": {"type": "string"},
+                    "tags": {"type": "array", "items": {"type": "string"}}}}},
+                content={"text/csv": {"schema": {"type": "string", "description": (
+                    "a header row naming hash, signal_type, tags, source (any order), or "
+                    "hash,signal_type,tags lines; a 422 lists every bad line by number")}}},
+                params=[BANK, _query("source", "the source of entries that name none", {"type": "string"})])},
+            "/v1/banks/{name}/entries/{entry_id}": {"delete": _op("Remove an entry", "admin", {
+                "200": _json(ok, "Removed."), "404": _json(_ref("Error"), "No such bank or entry.")},
+                params=[BANK, _path("entry_id", "the entry's id")])},
+            "/v1/banks/{name}/export": {"get": _op("The bank's enabled entries as CSV", "admin", {
+                "200": {"description": "CSV with a header row.", "content": {"text/csv": {}}},
+                "404": _json(_ref("Error"), "No such bank.")},
+                params=[BANK, _query("format", "vigil (default) or threatexchange",
+                                     {"type": "string", "enum": ["vigil", "threatexchange"]})])},
             "/healthz": {"get": _op("The process is up", None, {"200": _json(ok, "ok")})},
             "/readyz": {"get": _op("Ready to decide events", None, {
                 "200": _json(ok, "Ready."), "503": _json(ok, "Not ready, with the problems.")})},
@@ -131,6 +195,19 @@ def openapi_document() -> dict[str, Any]:
                     "effects": {"type": "array"}, "rules": {"type": "array", "items": {"type": "string"}},
                     "shadow_rules": {"type": "array", "items": {"type": "string"}},
                     "explanation": {"type": "array"}, "ruleset": {"type": "string"}}},
+                "Hashes": {"type": "object", "properties": {
+                    "pdq": {"type": "object", "properties": {"hash": {"type": "string"},
+                                                             "quality": {"type": "integer"}}},
+                    "md5": {"type": "string"}, "sha256": {"type": "string"}, "size": {"type": "integer"},
+                    "frames": {"type": "array", "description": "a video's sampled frames"},
+                    "text_simhash": {"type": "string"}}},
+                "Match": {"type": "object", "properties": {
+                    "entry": {"type": "integer"}, "hash": {"type": "string"}, "distance": {"type": "integer"},
+                    "tags": {"type": "array", "items": {"type": "string"}}, "source": {"type": "string"}}},
+                "Bank": {"type": "object", "properties": {
+                    "name": {"type": "string"}, "signal_type": {"type": "string"}, "enabled": {"type": "boolean"},
+                    "entries": {"type": "integer"}, "created_at": {"type": "string", "format": "date-time"},
+                    **BANK_SETTINGS}},
                 "RulesUpload": {"type": "object", "required": ["files"], "properties": {
                     "files": {"type": "object", "additionalProperties": {"type": "string"}},
                     "entry": {"type": "array", "items": {"type": "string"}},

@@ -19,7 +19,10 @@ from vigil.stores.base import RulesStore, StateStore, TokenStore
 
 if TYPE_CHECKING:
     from vigil.engine import Engine
+    from vigil.hashing.banks import BankStore
+    from vigil.hashing.service import HashMatcher
     from vigil.service.ingest import Ingest
+    from vigil.signals.providers import Signals
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +44,10 @@ class ServiceSettings:
     reload_interval: float = 1.0
     run_rule_tests: bool = True  # run the rules' own tests before activating a version
     token_cache_seconds: float = 5.0
+    # SQLite file of hash banks (None: no banks; the bank and hash routes answer 503). Rules that match
+    # banks and the /v1/banks routes share one matcher, which rereads a bank at most this often.
+    banks: str | None = None
+    bank_refresh_interval: float = 1.0
     # Process-wide garbage collector tuning for a long-running server (see app.tune_gc); off for apps
     # built in tests, on for `vigil serve`.
     tune_gc: bool = False
@@ -48,7 +55,7 @@ class ServiceSettings:
 
 class Service:
     def __init__(self, settings: ServiceSettings, store: StateStore, rules_store: RulesStore,
-                 token_store: TokenStore) -> None:
+                 token_store: TokenStore, signals: Signals | None = None) -> None:
         self.settings = settings
         self.store = store
         self.rules_store = rules_store
@@ -57,8 +64,11 @@ class Service:
         self.tokens = TokenCache(token_store, settings.token_cache_seconds)
         self.rules = RulesManager(rules_store, settings.rules_dir, run_tests=settings.run_rule_tests,
                                   on_reload=lambda source, result: self.metrics.reloads.labels(source, result).inc())
+        self.signals = signals  # classifiers and media policy for the engine; the lifespan adds the matcher
         self.engine: Engine | None = None
         self._ingest: Ingest | None = None
+        self.bank_store: BankStore | None = None
+        self.matcher: HashMatcher | None = None
         self.stopping = False
 
     @property
@@ -66,6 +76,16 @@ class Service:
         if self._ingest is None:
             raise ApiError(503, "not_ready", "the service is starting or stopping", "retry shortly")
         return self._ingest
+
+    @property
+    def banks(self) -> tuple[BankStore, HashMatcher]:
+        """The bank store and the matcher the rules use; 503 when the service runs without banks."""
+        if self.bank_store is None or self.matcher is None:
+            if self.settings.banks is None:
+                raise ApiError(503, "no_banks", "this service runs without hash banks",
+                               "start it with `vigil serve --banks FILE` (env VIGIL_BANKS)")
+            raise ApiError(503, "not_ready", "the service is starting or stopping", "retry shortly")
+        return self.bank_store, self.matcher
 
     @property
     def running_engine(self) -> Engine:
