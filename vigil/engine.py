@@ -52,7 +52,8 @@ class Engine:
         self.store: StateStore = store if store is not None else MemoryStore()
         self.signals = signals if signals is not None else Signals()
         # Counters and labels live beside the store unless shared backends are given (vigil/stores/redis_*).
-        self.counters: CounterBackend = counters if counters is not None else WindowCounters(self.store,
+        # Without a store, state lives in memory only: counters need no journal for it to replay.
+        self.counters: CounterBackend = counters if counters is not None else WindowCounters(store,
                                                                                              flush_interval)
         self.labels: LabelBackend = labels if labels is not None else Labels(self.store)
         self.stats = Stats()
