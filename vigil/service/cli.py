@@ -86,10 +86,6 @@ def serve_command(rules_dir: str | None, host: str, port: int, db: str, max_body
     if db in ("memory", "memory:") and not no_auth:
         raise click.ClickException("an in-memory store holds no tokens: add --no-auth, or give --db a file")
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if signal_opts.get("policies_dir") or signal_opts.get("endpoint"):
-        logging.getLogger("vigil.service").warning(
-            "policy rules run in a second stage, which vigil serve does not run yet: their events are decided "
-            "by the other rules and marked pending")
     settings = ServiceSettings(host=host, port=port, rules_dir=rules_dir, auth=not no_auth,
                                max_body_bytes=max_body, max_batch=max_batch, max_batch_bytes=max_batch_body,
                                rate_limit=rate_limit, rate_burst=rate_burst, queue_size=queue_size,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from vigil.engine import Engine
 from vigil.events import Event, EventError, parse_event
 from vigil.service.errors import ApiError
 from vigil.service.metrics import Metrics
+from vigil.stages import SlowStage
 
 log = logging.getLogger("vigil.service.ingest")
 
@@ -45,15 +47,18 @@ class RecentDecisions:
     def __init__(self, size: int) -> None:
         self.size = size
         self._items: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._lock = threading.Lock()  # the second stage records its decisions from its own thread
 
     def put(self, event_id: str, outcome: dict[str, Any]) -> None:
-        self._items[event_id] = outcome
-        self._items.move_to_end(event_id)
-        while len(self._items) > self.size:
-            self._items.popitem(last=False)
+        with self._lock:
+            self._items[event_id] = outcome
+            self._items.move_to_end(event_id)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
 
     def get(self, event_id: str) -> dict[str, Any] | None:
-        return self._items.get(event_id)
+        with self._lock:
+            return self._items.get(event_id)
 
 
 class Ingest:
@@ -64,6 +69,9 @@ class Ingest:
         self.recent = RecentDecisions(recent)
         self.accepting = True
         self._worker: asyncio.Task[None] | None = None
+        # Rules that wait for a policy model run in the second stage, in a thread of their own; their
+        # decision joins the first one in the recent decisions (GET /v1/decisions/{id}).
+        self.slow = SlowStage(engine, self._second_stage_done)
 
     # ---- parsing ----
     def parse(self, raw: bytes, source: str) -> Event:
@@ -107,7 +115,15 @@ class Ingest:
             raise EventRejected(500, "internal", reason, "the event is kept as a dead letter to replay") from None
         self.metrics.decide.observe(time.perf_counter() - started)
         self.recent.put(event.id, {"status": "decided", "decision": decision})
+        if decision.pending:
+            self.slow.submit(event, decision)
         return decision
+
+    def _second_stage_done(self, decision: Decision) -> None:
+        found = self.recent.get(decision.event_id)
+        entry: dict[str, Any] = dict(found) if found is not None and "decision" in found else {"status": "decided"}
+        entry["second_stage"] = decision
+        self.recent.put(decision.event_id, entry)
 
     def decide_quietly(self, event: Event, raw: bytes | None, source: str) -> dict[str, Any]:
         """Decide, turning a refusal into an error entry (batches report per event)."""
@@ -129,6 +145,7 @@ class Ingest:
 
     def start(self) -> None:
         self._worker = asyncio.get_running_loop().create_task(self._drain(), name="vigil-async-events")
+        self.slow.start()
 
     async def _drain(self) -> None:
         while True:
@@ -155,11 +172,15 @@ class Ingest:
             except asyncio.CancelledError:
                 pass
             self._worker = None
+        await asyncio.to_thread(self.slow.close)  # finish the second stage of what was decided
 
     def outcome(self, event_id: str) -> dict[str, Any] | None:
         found = self.recent.get(event_id)
         if found is not None and "decision" in found:
-            return {"event_id": event_id, "status": "decided", "decision": found["decision"].to_json()}
+            out = {"event_id": event_id, "status": "decided", "decision": found["decision"].to_json()}
+            if "second_stage" in found:
+                out["second_stage"] = found["second_stage"].to_json()
+            return out
         return found
 
 
