@@ -68,7 +68,7 @@ def signal_options(function: Any) -> Any:
         click.option("--model", default="gpt-oss-safeguard-20b", show_default=True, help="Policy model name."),
         click.option("--api-key-env", default=None, help="Environment variable holding the endpoint's API key."),
         click.option("--banks", "banks_db", default=None, envvar="VIGIL_BANKS",
-                     help="SQLite file of hash banks (see `vigil bank`)."),
+                     help="SQLite file of hash banks (see `vigil bank`; default vigil-data/banks.sqlite if present)."),
         click.option("--media-root", "media_roots", multiple=True,
                      help="Directory events may name media files in (repeatable; none: paths refused)."),
     ]

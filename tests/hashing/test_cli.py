@@ -14,7 +14,7 @@ from .images import encode, photo
 
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
-    return {"VIGIL_DB": str(tmp_path / "db" / "vigil.sqlite")}
+    return {"VIGIL_BANKS": str(tmp_path / "db" / "banks.sqlite")}
 
 
 @pytest.fixture

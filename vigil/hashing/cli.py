@@ -1,7 +1,7 @@
 """Command-line front door for hashing: `hash`, `bank …` and `match`.
 
 The lead attaches `hash_command`, `bank_group` and `match_command` to the main `vigil` group. Every
-command takes `--db PATH` (env `VIGIL_DB`, default `vigil-data/vigil.sqlite`). Errors exit with 2;
+command takes `--db PATH` (env `VIGIL_BANKS`, default `vigil-data/banks.sqlite`, where `vigil serve` looks too). Errors exit with 2;
 `match` exits 0 when something matched and 1 when nothing did, like grep.
 """
 
@@ -29,7 +29,7 @@ from vigil.hashing.hashers import (
 from vigil.hashing.service import HashMatcher
 from vigil.hashing.sqlite import SqliteBankStore, open_store
 
-DEFAULT_DB = "vigil-data/vigil.sqlite"
+DEFAULT_DB = "vigil-data/banks.sqlite"
 SIGNALS = [t.value for t in SignalType]
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -47,9 +47,9 @@ def db_option(func: _F) -> _F:
         "db",
         type=click.Path(dir_okay=False, path_type=Path),
         default=DEFAULT_DB,
-        envvar="VIGIL_DB",
+        envvar="VIGIL_BANKS",
         show_default=True,
-        help="SQLite database holding the banks (env VIGIL_DB).",
+        help="SQLite database holding the banks (env VIGIL_BANKS).",
     )(func)
 
 

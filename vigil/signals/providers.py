@@ -20,7 +20,8 @@ if TYPE_CHECKING:  # the optional extras: imported only by whoever builds a Sign
 
 log = logging.getLogger("vigil.signals")
 
-_CACHE_SIZE = 4096  # spam repeats itself: the same text is often classified many times in a burst
+_CACHE_SIZE = 4096
+DEFAULT_BANKS = "vigil-data/banks.sqlite"  # spam repeats itself: the same text is often classified many times in a burst
 
 
 @dataclass(slots=True)
@@ -139,6 +140,8 @@ def build_signals(*, classifiers_dir: str | None = None, policies_dir: str | Non
             policies_dir=Path(policies_dir) if policies_dir else None, endpoint=endpoint_obj,
             retry_queue=queue, tokens_per_minute=tokens_per_minute)
     matcher = policy = None
+    if banks_db is None and Path(DEFAULT_BANKS).exists():
+        banks_db = DEFAULT_BANKS  # where `vigil bank` keeps them by default
     if banks_db is not None:
         from vigil.hashing.media import MediaPolicy
         from vigil.hashing.service import HashMatcher
