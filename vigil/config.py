@@ -131,7 +131,7 @@ def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None 
             (store if section == "store" else worker)[key] = env[name]
     unknown = set(store) - {"url", "redis", "prefix"}
     if unknown:
-        raise ConfigError(f"unknown setting store.{sorted(unknown)[0]}")
+        raise ConfigError(f"unknown setting store.{min(unknown)}")
     url = str(store.get("url", DEFAULT_STORE))
     redis = store.get("redis")
     if url.startswith(("redis://", "rediss://", "unix://")):  # one URL: Redis shared state, SQLite for the rest

@@ -3,8 +3,9 @@ PostgreSQL and Redis implement the same interface."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from vigil.effects import DeadLetter
 

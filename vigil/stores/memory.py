@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Iterable
+from collections.abc import Iterable
 
 from vigil.effects import DeadLetter
 from vigil.stores.base import ApiToken, CounterRow, LabelRecord, RulesVersion

@@ -8,7 +8,8 @@ from the working set's flusher, as with SQLite.
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from vigil.effects import DeadLetter
 from vigil.stores.base import ApiToken, CounterRow, LabelRecord, RulesVersion
@@ -94,10 +95,10 @@ class PostgresStore:
     def write_counter_rows(self, rows: list[CounterRow]) -> None:
         if not rows:
             return
-        with self.pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
-            with cur.copy("COPY counter_log (cid, key, sec, value, amount) FROM STDIN") as copy:
-                for row in rows:
-                    copy.write_row(row)
+        with (self.pool.connection() as conn, conn.transaction(), conn.cursor() as cur,
+              cur.copy("COPY counter_log (cid, key, sec, value, amount) FROM STDIN") as copy):
+            for row in rows:
+                copy.write_row(row)
 
     def load_counter_rows(self, cid: str, since_sec: int | None) -> Iterable[CounterRow]:
         rows = self._read("SELECT cid, key, sec, value, amount FROM counter_log WHERE cid = %s AND sec > %s"

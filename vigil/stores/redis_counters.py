@@ -21,7 +21,8 @@ still see are kept while events arrive at least as fast as real time.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from vigil.dsl.compile import CounterSpec
 

@@ -65,7 +65,7 @@ class RedisLabels:
         self.mark_ttl = mark_ttl
         self._commit = client.register_script(COMMIT_SCRIPT)
         # What `change` read and was asked, per record it returned: to check and, if need be, decide again.
-        self._pending: dict[int, tuple[bytes, dict[str, Any]]] = {}
+        self._pending: dict[int, tuple[bytes, dict[str, Any]]] = {}  # Any: next_record's keyword arguments
         self.conflicts = 0
 
     def _hash(self, entity_type: str, key: str) -> str:
@@ -89,7 +89,7 @@ class RedisLabels:
     def change(self, entity_type: str, key: str, label: str, *, present: bool, now: float, source: str,
                actor: str, expires_at: float | None = None, reason: str = "") -> LabelRecord | None:
         raw = self._current(entity_type, key, label)
-        args = {"present": present, "now": now, "source": source, "actor": actor, "expires_at": expires_at,
+        args: dict[str, Any] = {"present": present, "now": now, "source": source, "actor": actor, "expires_at": expires_at,
                 "reason": reason}
         record = next_record(_decode(raw) if raw else None, entity_type, key, label, **args)
         if record is not None:

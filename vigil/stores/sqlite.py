@@ -11,8 +11,8 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from vigil.effects import DeadLetter
 from vigil.stores.base import ApiToken, CounterRow, LabelRecord, RulesVersion

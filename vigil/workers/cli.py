@@ -125,7 +125,7 @@ def run_worker(settings: Any, *, rules: list[str], stream_redis: str | None, str
     previous = {}
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
-            previous[sig] = signal.signal(sig, lambda *_: stop.set())  # type: ignore[union-attr]
+            previous[sig] = signal.signal(sig, lambda *_: stop.set())
     worker = Worker(engine, source, sinks, watcher=watcher, max_attempts=w.max_attempts)
     try:
         return worker.run(stop, max_events=max_events, idle_exit=idle_exit)

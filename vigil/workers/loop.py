@@ -207,7 +207,7 @@ class Worker:
                 self.engine.dead_letter(message.raw, str(error), self.source.name)
                 self._dead(message, str(error))
                 return None
-            except Exception as error:  # transient or a bug: at least once means trying again
+            except Exception as error:  # noqa: BLE001 - transient or a bug: at least once means trying again
                 self.stats.failures += 1
                 log.warning("message %s failed (attempt %s of %s): %s: %s", message.id, message.attempts,
                             self.max_attempts, type(error).__name__, error)
