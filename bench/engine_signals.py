@@ -20,15 +20,15 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from vigil.classifiers.builtin import LanguageClassifier, ProfanityClassifier  # noqa: E402
-from vigil.classifiers.local import train  # noqa: E402
-from vigil.classifiers.registry import ClassifierRegistry  # noqa: E402
-from vigil.demo.generator import write_jsonl  # noqa: E402
-from vigil.demo.run import shipped_rules  # noqa: E402
-from vigil.demo.texts import load_sample  # noqa: E402
-from vigil.dsl.loader import load_ruleset  # noqa: E402
-from vigil.engine import Engine  # noqa: E402
-from vigil.signals.providers import Signals  # noqa: E402
+from vigil.classifiers.builtin import LanguageClassifier, ProfanityClassifier
+from vigil.classifiers.local import train
+from vigil.classifiers.registry import ClassifierRegistry
+from vigil.demo.generator import write_jsonl
+from vigil.demo.run import shipped_rules
+from vigil.demo.texts import load_sample
+from vigil.dsl.loader import load_ruleset
+from vigil.engine import Engine
+from vigil.signals.providers import Signals
 
 EXTRA = {
     "classifier": 'rule "Spam by classifier" when event is any of ["post", "message"] '

@@ -166,13 +166,13 @@ def _parse_time(value: Any) -> float | None:
         return None
     if isinstance(value, (int, float)):
         return float(value)
-    return dt.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    return dt.datetime.fromisoformat(value).timestamp()
 
 
 class _Window:
     """Count or sum over a sliding window of whole seconds (the same semantics as the engine)."""
 
-    __slots__ = ("window", "states")
+    __slots__ = ("states", "window")
 
     def __init__(self, seconds: int) -> None:
         self.window = seconds
@@ -203,7 +203,7 @@ class _Window:
 
 
 class _Distinct:
-    __slots__ = ("window", "states")
+    __slots__ = ("states", "window")
 
     def __init__(self, seconds: int) -> None:
         self.window = seconds

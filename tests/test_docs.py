@@ -13,7 +13,7 @@ from vigil.dsl.parse import _parser
 from vigil.dsl.testing import run_tests
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "language.md"
-EXAMPLES = re.findall(r"```vigil\n(.*?)```", DOC.read_text("utf-8"), re.S)
+EXAMPLES = re.findall(r"```vigil\n(.*?)```", DOC.read_text("utf-8"), re.DOTALL)
 
 
 def test_the_page_has_examples() -> None:

@@ -8,9 +8,9 @@ import base64
 from pathlib import Path
 
 import pytest
-
 from classifiers.fake_openai import FakeOpenAI, Reply
 from hashing.images import encode, photo
+
 from vigil.classifiers.local import train
 from vigil.classifiers.registry import ClassifierRegistry
 from vigil.dsl.loader import load_ruleset

@@ -6,8 +6,9 @@ import dataclasses
 import threading
 import time as wall
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from vigil.dsl import ast, runtime
 from vigil.dsl.loader import RuleSet
@@ -70,7 +71,7 @@ class Engine:
             self.counters.bind(compiled.counters)
             namespace = self._namespace(compiled.constants)
             code = compile(compiled.source, f"<rules {ruleset.version}>", "exec")
-            exec(code, namespace)  # the source is generated from checked rules, never from raw rule text
+            exec(code, namespace)  # noqa: S102 - generated from checked rules; literals emitted with repr
             self.ruleset = ruleset
             self._rules = compiled.rules
             self._dispatch: dict[str, Callable[[Event], list[Any]]] = namespace["DISPATCH"]
@@ -123,7 +124,7 @@ class Engine:
             return self.decide(event)
         except (EventError, runtime.FieldTypeError) as error:
             return self.dead_letter(raw, str(error), source)
-        except Exception as error:  # a bug must cost one event, never the stream: keep it to replay
+        except Exception as error:  # noqa: BLE001 - a bug must cost one event, never the stream: keep it to replay
             return self.dead_letter(raw, f"internal error: {type(error).__name__}: {error}", source)
 
     def dead_letter(self, raw: bytes | str | dict[str, Any], reason: str, source: str = "") -> DeadLetter:

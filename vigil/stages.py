@@ -44,7 +44,7 @@ class SlowStage:
         for _ in range(MAX_ROUNDS):
             wanted: set[Request] = set()
 
-            def collect(name: str, text: str) -> bool | None:
+            def collect(name: str, text: str, wanted: set[Request] = wanted) -> bool | None:
                 key = (name, text)
                 if key in answers:
                     return answers[key]

@@ -8,9 +8,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from classifiers.fake_openai import FakeOpenAI, Reply
 from starlette.testclient import TestClient
 
-from classifiers.fake_openai import FakeOpenAI, Reply
 from vigil.service import ServiceSettings, create_app
 from vigil.signals.providers import build_signals
 from vigil.stores.sqlite import SqliteStore

@@ -7,14 +7,14 @@ type of each definition, ready for compile.py. A rules set with any error is nev
 from __future__ import annotations
 
 import difflib
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator, TypeVar
+from typing import TypeVar
 
 import re2
 
 from vigil.diagnostics import Diagnostic, Severity, Span
 from vigil.dsl import ast
-from vigil.effects import VERDICTS
 
 NUMBER, STRING, BOOL, LIST, ANY = "number", "string", "bool", "list", "any"
 SEVERITIES = ("low", "medium", "high", "critical")
@@ -146,8 +146,8 @@ class Checker:
 
     def _declare(self, table: dict[str, _Decl], name: str, item: _Decl, what: str) -> None:
         if name in table:
-            first = getattr(table[name], "span")
-            self.error(f"duplicate {what} `{name}` (first declared at {first})", getattr(item, "span"),
+            first = table[name].span
+            self.error(f"duplicate {what} `{name}` (first declared at {first})", item.span,
                        code="duplicate")
         else:
             table[name] = item
@@ -243,7 +243,7 @@ class Checker:
             self.error(f"{context} needs a {want}, got a {got}", expr.span, code="type")
         return got
 
-    def expr(self, e: ast.Expr) -> str:  # noqa: C901 - one case per construct reads best here
+    def expr(self, e: ast.Expr) -> str:
         if isinstance(e, (ast.Number, ast.Duration)):
             return NUMBER
         if isinstance(e, ast.String):

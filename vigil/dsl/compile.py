@@ -162,7 +162,7 @@ class _FunctionBuilder:
         return f"(True if {self.true(e)} else (False if {self.false(e)} else None))"
 
     # ---- value code ----
-    def val(self, e: ast.Expr) -> str:  # noqa: C901 - one case per construct
+    def val(self, e: ast.Expr) -> str:
         if isinstance(e, (ast.Number,)):
             return repr(int(e.value) if float(e.value).is_integer() else e.value)
         if isinstance(e, ast.Duration):
@@ -345,7 +345,7 @@ class _FunctionBuilder:
         """One call applies every queued update (one round trip for a remote store, and the place where
         a redelivered event id is recognised); a counter the event did not qualify for is read as is."""
         self.lines.append("    _r = _add_many(ev.id, sec, _u) if _u else _NO_RESULTS")
-        for index, key in keys.items():
+        for index in keys:
             after, before = f"c{index}", f"c{index}b"
             self.lines.append(f"    if {index} in _r:")
             self.lines.append(f"        {before}, {after} = _r[{index}]")
@@ -391,8 +391,8 @@ class _FunctionBuilder:
         head += [f"    {name} = {code}" for name, code in eager]
         text = "\n".join(head + self.lines + body + ["    return hits"])
         # An eagerly read feature needs no "computed yet?" test where it is used.
-        for name, code in sorted(eager, key=lambda item: not item[0].startswith("k_")):
-            text = text.replace(f"({name} if {name} is not _U else ({name} := {code}))", name)
+        for local, code in sorted(eager, key=lambda item: not item[0].startswith("k_")):
+            text = text.replace(f"({local} if {local} is not _U else ({local} := {code}))", local)
         return text
 
     def slot_name(self, node: Any) -> str:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import ahocorasick_rs
 import re2
@@ -92,7 +93,7 @@ def parse_time(value: Any) -> float | None:
             except ValueError:
                 raise FieldTypeError("(timestamp)", "RFC 3339 time", value) from None
         if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=dt.timezone.utc)
+            parsed = parsed.replace(tzinfo=dt.UTC)
         return parsed.timestamp()
     raise FieldTypeError("(timestamp)", "RFC 3339 time or epoch seconds", value)
 

@@ -12,7 +12,7 @@ from vigil.dsl.loader import RuleSet
 from vigil.effects import Decision, LabelEffect, OutputEffect
 
 # Tests start at a fixed moment so that `today` windows and expiry are reproducible.
-TEST_EPOCH = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc).timestamp()
+TEST_EPOCH = dt.datetime(2026, 1, 1, tzinfo=dt.UTC).timestamp()
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,7 @@ def _coll(c: ast.Collection) -> str:
     return f"list {json.dumps(c.name)}" if isinstance(c, ast.ListRef) else unparse(c)
 
 
-def unparse(e: ast.Expr) -> str:  # noqa: C901 - one line per construct
+def unparse(e: ast.Expr) -> str:
     if isinstance(e, ast.Number):
         return _num(e.value)
     if isinstance(e, ast.String):

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict, deque
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from vigil.dsl.compile import CounterSpec
 from vigil.stores.base import CounterRow, StateStore
@@ -29,7 +30,7 @@ def _distinct_value(value: Any) -> str:
 class _Counter:
     """The state of one counter definition across all entity keys."""
 
-    __slots__ = ("spec", "states", "window", "latest_sec")
+    __slots__ = ("latest_sec", "spec", "states", "window")
 
     def __init__(self, spec: CounterSpec) -> None:
         self.spec = spec

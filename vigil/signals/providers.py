@@ -49,7 +49,7 @@ class Signals:
             return None
         try:
             answer = self.classifiers.classify(name, [text])[0]
-        except Exception as error:  # a classifier's failure must cost one signal, not the event
+        except Exception as error:  # noqa: BLE001 - a classifier's failure must cost one signal, not the event
             self._warn_once(f"classifier:{name}", f"classifier {name!r} failed: {error}")
             return None
         if answer.known:
@@ -79,7 +79,7 @@ class Signals:
             else:
                 try:
                     answers = list(self.classifiers.classify(name, texts))
-                except Exception as error:
+                except Exception as error:  # noqa: BLE001 - a model that fails answers "unknown"
                     self._warn_once(f"policy:{name}", f"policy {name!r} failed: {error}")
             for text, answer in zip(texts, answers):
                 results[(name, text)] = answer.flagged if answer is not None and answer.known else None
@@ -99,7 +99,7 @@ class Signals:
             if self.matcher.bank(bank).signal_type is not SignalType.TEXT_SIMHASH and isinstance(value, str):
                 content = load_media(value, self.media_policy or MediaPolicy())
             matches = self.matcher.match(bank, content, max_distance=within)
-        except Exception as error:  # unknown bank, undecodable media, media not allowed: unknown
+        except Exception as error:  # noqa: BLE001 - unknown bank, undecodable media, media refused: unknown
             self._warn_once(f"bank:{bank}:{type(error).__name__}", f"matching bank {bank!r} failed: {error}")
             return None
         return [{"bank": m.bank, "entry": m.entry_id, "hash": m.hash, "distance": m.distance,
