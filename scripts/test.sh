@@ -6,4 +6,6 @@ bash scripts/setup.sh
 if [ -f scripts/services.sh ]; then
   bash scripts/services.sh   # Debian packages for the servers that backend tests start on loopback
 fi
+.venv/bin/ruff check vigil tests bench
+.venv/bin/mypy vigil
 exec .venv/bin/python -m pytest "$@"

@@ -12,10 +12,18 @@ import click
 from vigil.classifiers import local
 from vigil.classifiers.base import ClassifierError
 from vigil.classifiers.features import FEATURIZERS, default_featurizer
-from vigil.classifiers.llm import Endpoint
+from vigil.classifiers.llm import endpoint_from_options
 from vigil.classifiers.registry import DEFAULT_DIR, ClassifierRegistry
 from vigil.classifiers.retry_queue import RetryQueue
-from vigil.classifiers.secret import Secret
+
+_dir_option = click.option(
+    "--dir",
+    "root",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=DEFAULT_DIR,
+    show_default=True,
+    help="Where trained classifiers are kept.",
+)
 
 
 @click.command("train")
@@ -31,14 +39,7 @@ from vigil.classifiers.secret import Secret
     show_default=True,
     help="Sentence embeddings (bundled MiniLM) or character TF-IDF; auto picks embeddings when installed.",
 )
-@click.option(
-    "--dir",
-    "root",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=DEFAULT_DIR,
-    show_default=True,
-    help="Where trained classifiers are kept.",
-)
+@_dir_option
 @click.option(
     "-C",
     "regularization_c",
@@ -99,14 +100,7 @@ def train_command(
     default=None,
     help="Read texts from this file, one a line ('-' for stdin).",
 )
-@click.option(
-    "--dir",
-    "root",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=DEFAULT_DIR,
-    show_default=True,
-    help="Where trained classifiers are kept.",
-)
+@_dir_option
 @click.option(
     "--policies",
     type=click.Path(file_okay=False, path_type=Path),
@@ -134,10 +128,7 @@ def classify_command(
     if not items:
         raise click.UsageError("give texts as arguments or with --input")
     try:
-        ep = None
-        if endpoint is not None:
-            key = Secret.from_env(api_key_env) if api_key_env else None
-            ep = Endpoint(endpoint, model, api_key=key, timeout_s=timeout)
+        ep = endpoint_from_options(endpoint, model, api_key_env=api_key_env, timeout_s=timeout)
         queue = RetryQueue(retry_queue) if retry_queue is not None else None
         registry = ClassifierRegistry.from_directory(
             root, policies_dir=policies, endpoint=ep, retry_queue=queue

@@ -67,6 +67,16 @@ class Endpoint:
             raise ClassifierError("timeout_s must be positive")
 
 
+def endpoint_from_options(url: str | None, model: str, *, api_key_env: str | None = None,
+                          timeout_s: float = 30.0, max_concurrency: int = 8) -> Endpoint | None:
+    """The endpoint the command-line options describe (None without a URL); the key is read from the
+    named environment variable, never taken from the command line."""
+    if url is None:
+        return None
+    key = Secret.from_env(api_key_env) if api_key_env else None
+    return Endpoint(url, model, api_key=key, timeout_s=timeout_s, max_concurrency=max_concurrency)
+
+
 class AnswerCache:
     """A bounded LRU of answers keyed by (classifier version, content hash); one per classifier."""
 

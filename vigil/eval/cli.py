@@ -11,10 +11,9 @@ import click
 
 from vigil.classifiers import local
 from vigil.classifiers.base import ClassifierError
-from vigil.classifiers.llm import Endpoint, PolicyClassifier
+from vigil.classifiers.llm import Endpoint, PolicyClassifier, endpoint_from_options
 from vigil.classifiers.policy import load_policy
 from vigil.classifiers.registry import DEFAULT_DIR, ClassifierRegistry
-from vigil.classifiers.secret import Secret
 from vigil.eval.candidates import Candidate, ClassifierCandidate
 from vigil.eval.datasets import DatasetError, load_dataset
 from vigil.eval.report import render_html
@@ -129,10 +128,8 @@ def make_eval_command(extra_kinds: Mapping[str, CandidateFactory] | None = None)
             data = load_dataset(dataset, text_column=text_column, label_columns=columns, positive=positive)
             if limit is not None:
                 data = data.sample(limit, seed)
-            ep = None
-            if endpoint is not None:
-                key = Secret.from_env(api_key_env) if api_key_env else None
-                ep = Endpoint(endpoint, model, api_key=key, timeout_s=timeout, max_concurrency=concurrency)
+            ep = endpoint_from_options(endpoint, model, api_key_env=api_key_env, timeout_s=timeout,
+                                       max_concurrency=concurrency)
             ctx = CandidateContext(classifiers_dir, ep, threshold)
             results = [evaluate(_build(spec, kinds, ctx), data, slice_by=slices) for spec in specs]
         except (ClassifierError, DatasetError) as error:

@@ -8,7 +8,7 @@ active label extends its expiry only by steps of at least a minute (MIN_EXTENSIO
 
 from __future__ import annotations
 
-from vigil.stores.base import LabelRecord, StateStore
+from vigil.stores.base import LabelBackend, LabelRecord, StateStore
 
 MANUAL, RULE = "manual", "rule"
 
@@ -88,8 +88,15 @@ class Labels:
     def set(self, entity_type: str, key: str, label: str, *, present: bool, now: float, source: str,
             actor: str, expires_at: float | None = None, reason: str = "") -> LabelRecord | None:
         """Change one label and commit it at once (manual changes, API calls)."""
-        record = self.change(entity_type, key, label, present=present, now=now, source=source, actor=actor,
-                             expires_at=expires_at, reason=reason)
-        if record is not None:
-            self.commit([record])
-        return record
+        return set_label(self, entity_type, key, label, present=present, now=now, source=source, actor=actor,
+                         expires_at=expires_at, reason=reason)
+
+
+def set_label(labels: LabelBackend, entity_type: str, key: str, label: str, *, present: bool, now: float,
+              source: str, actor: str, expires_at: float | None = None, reason: str = "") -> LabelRecord | None:
+    """`change` then `commit` on any label backend: what `set` means for every one of them."""
+    record = labels.change(entity_type, key, label, present=present, now=now, source=source, actor=actor,
+                           expires_at=expires_at, reason=reason)
+    if record is not None:
+        labels.commit([record])
+    return record

@@ -122,14 +122,10 @@ def build_signals(*, classifiers_dir: str | None = None, policies_dir: str | Non
         if classifiers_dir or policies_dir:
             raise
     else:
-        endpoint_obj = None
-        queue = None
-        if endpoint is not None:
-            from vigil.classifiers.llm import Endpoint
-            from vigil.classifiers.secret import Secret
+        from vigil.classifiers.llm import endpoint_from_options
 
-            key = Secret.from_env(api_key_env) if api_key_env else None
-            endpoint_obj = Endpoint(endpoint, model, api_key=key, timeout_s=timeout_s)
+        queue = None
+        endpoint_obj = endpoint_from_options(endpoint, model, api_key_env=api_key_env, timeout_s=timeout_s)
         if retry_queue is not None:
             from vigil.classifiers.retry_queue import RetryQueue
 

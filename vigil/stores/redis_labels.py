@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from vigil.signals.labels import next_record
+from vigil.signals.labels import next_record, set_label
 from vigil.stores.base import LabelRecord
 
 # KEYS: the event's mark (or ""), then (labels hash, history list) per record.
@@ -132,8 +132,5 @@ class RedisLabels:
 
     def set(self, entity_type: str, key: str, label: str, *, present: bool, now: float, source: str,
             actor: str, expires_at: float | None = None, reason: str = "") -> LabelRecord | None:
-        record = self.change(entity_type, key, label, present=present, now=now, source=source, actor=actor,
-                             expires_at=expires_at, reason=reason)
-        if record is not None:
-            self.commit([record])
-        return record
+        return set_label(self, entity_type, key, label, present=present, now=now, source=source, actor=actor,
+                         expires_at=expires_at, reason=reason)
