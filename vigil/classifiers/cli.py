@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO, TypeVar
 
 import click
 
@@ -15,6 +16,29 @@ from vigil.classifiers.features import FEATURIZERS, default_featurizer
 from vigil.classifiers.llm import endpoint_from_options
 from vigil.classifiers.registry import DEFAULT_DIR, ClassifierRegistry
 from vigil.classifiers.retry_queue import RetryQueue
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def endpoint_options(timeout: float) -> Callable[[F], F]:
+    """--endpoint, --model, --api-key-env and --timeout: where a policy model is served."""
+
+    def decorate(function: F) -> F:
+        for option in reversed([
+            click.option("--endpoint", default=None,
+                         help="OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1."),
+            click.option("--model", default="gpt-oss-safeguard-20b", show_default=True,
+                         help="Model name at the endpoint."),
+            click.option("--api-key-env", default=None, help="Environment variable holding the API key."),
+            click.option("--timeout", type=float, default=timeout, show_default=True,
+                         help="Seconds per model request."),
+        ]):
+            function = option(function)
+        return function
+
+    return decorate
+
 
 _dir_option = click.option(
     "--dir",
@@ -107,12 +131,7 @@ def train_command(
     default=None,
     help="Directory of policy .md files for policy-as-prompt classifiers.",
 )
-@click.option("--endpoint", default=None, help="OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1.")
-@click.option(
-    "--model", default="gpt-oss-safeguard-20b", show_default=True, help="Model name at the endpoint."
-)
-@click.option("--api-key-env", default=None, help="Environment variable holding the API key.")
-@click.option("--timeout", type=float, default=30.0, show_default=True, help="Seconds per model request.")
+@endpoint_options(timeout=30.0)
 @click.option(
     "--retry-queue",
     type=click.Path(dir_okay=False, path_type=Path),

@@ -11,6 +11,7 @@ import click
 
 from vigil.classifiers import local
 from vigil.classifiers.base import ClassifierError
+from vigil.classifiers.cli import endpoint_options
 from vigil.classifiers.llm import Endpoint, PolicyClassifier, endpoint_from_options
 from vigil.classifiers.policy import load_policy
 from vigil.classifiers.registry import DEFAULT_DIR, ClassifierRegistry
@@ -97,12 +98,7 @@ def make_eval_command(extra_kinds: Mapping[str, CandidateFactory] | None = None)
         show_default=True,
         help="Where trained classifiers are kept.",
     )
-    @click.option("--endpoint", default=None, help="OpenAI-compatible base URL for policy candidates.")
-    @click.option(
-        "--model", default="gpt-oss-safeguard-20b", show_default=True, help="Model name at the endpoint."
-    )
-    @click.option("--api-key-env", default=None, help="Environment variable holding the API key.")
-    @click.option("--timeout", type=float, default=60.0, show_default=True, help="Seconds per model request.")
+    @endpoint_options(timeout=60.0)
     @click.option("--concurrency", type=int, default=8, show_default=True, help="Concurrent model requests.")
     @click.option(
         "--out",
