@@ -17,7 +17,6 @@ from vigil.classifiers.llm import endpoint_from_options
 from vigil.classifiers.registry import DEFAULT_DIR, ClassifierRegistry
 from vigil.classifiers.retry_queue import RetryQueue
 
-
 F = TypeVar("F", bound=Callable[..., Any])
 
 
