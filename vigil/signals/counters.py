@@ -1,4 +1,4 @@
-"""Windowed counters per entity, kept in memory and journalled to a StateStore.
+"""Windowed counters per entity, kept in memory and written to a StateStore once a second.
 
 Semantics (docs/language.md, "Counters"): time comes from the events, at one-second resolution.
 A sliding window of W seconds at second `s` holds what was added at seconds s-W+1 … s. The calendar
@@ -14,9 +14,11 @@ from collections.abc import Callable
 from typing import Any
 
 from vigil.dsl.compile import CounterSpec
-from vigil.stores.base import CounterRow, StateStore
+from vigil.stores.base import StateStore
 
 Adder = Callable[[str, int, Any], tuple[float, float]]
+# Updates not yet written, summed: (counter id, entity key, second, distinct value or "") -> amount.
+Pending = dict[tuple[str, str, int, str], float]
 
 # How many recent event ids each process remembers to recognise a redelivered event.
 RECENT_EVENTS = 100_000
@@ -38,12 +40,12 @@ class _Counter:
         self.window = int(spec.window) if spec.window is not None else None
         self.latest_sec = 0
 
-    def functions(self, journal: list[CounterRow] | None) -> tuple[Adder, Peeker]:
-        """Closures specialised to this counter's kind and window: the hot path of every event."""
+    def functions(self, pending: Pending | None) -> tuple[Adder, Peeker]:
+        """Closures specialised to this counter's kind and window: the hot path of every event.
+        Updates are also summed into `pending` (by counter, key, second and value) for the store."""
         states, cid = self.states, self.spec.cid
-        append = journal.append if journal is not None else None
         if self.window is None:
-            return self._day_functions(states, cid, append)
+            return self._day_functions(states, cid, pending)
         window = self.window
         if self.spec.kind == "distinct":
 
@@ -63,8 +65,8 @@ class _Counter:
                 if last is None or last < sec:
                     seen[value] = sec
                     queue.append((sec, value))
-                if append is not None:
-                    append((cid, key, sec, value, 1.0))
+                if pending is not None:
+                    pending[(cid, key, sec, value)] = 1.0
                 return before, len(seen)
 
             def peek_distinct(key: str, sec: int) -> float:
@@ -91,8 +93,9 @@ class _Counter:
             else:
                 queue.append([sec, amount])
             state[0] = total + amount
-            if append is not None:
-                append((cid, key, sec, "", amount))
+            if pending is not None:
+                row = (cid, key, sec, "")
+                pending[row] = pending.get(row, 0) + amount
             return total, total + amount
 
         def peek(key: str, sec: int) -> float:
@@ -105,7 +108,7 @@ class _Counter:
         return add, peek
 
     def _day_functions(self, states: dict[str, list[Any]], cid: str,
-                       append: Callable[[CounterRow], None] | None) -> tuple[Adder, Peeker]:
+                       pending: Pending | None) -> tuple[Adder, Peeker]:
         distinct = self.spec.kind == "distinct"
 
         def add_day(key: str, sec: int, value: Any) -> tuple[float, float]:
@@ -121,8 +124,12 @@ class _Counter:
             else:
                 before = state[1]
                 after = state[1] = state[1] + value
-            if append is not None:
-                append((cid, key, sec, value if distinct else "", 1.0 if distinct else value))
+            if pending is not None:
+                if distinct:
+                    pending[(cid, key, sec, value)] = 1.0
+                else:
+                    row = (cid, key, sec, "")
+                    pending[row] = pending.get(row, 0) + value
             return before, after
 
         def peek_day(key: str, sec: int) -> float:
@@ -141,8 +148,10 @@ class WindowCounters:
         self.store = store
         self.flush_interval = flush_interval
         self._counters: dict[str, _Counter] = {}
-        self._journal: list[CounterRow] = []
-        self._journal_lock = threading.Lock()
+        self._pending: Pending = {}
+        # Held while an event's updates are applied, and while the flusher takes the pending rows, so
+        # no update falls between the flusher's copy and its clearing.
+        self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.adders: list[Adder] = []
@@ -158,7 +167,7 @@ class WindowCounters:
             if counter is None:
                 counter = self._counters[spec.cid] = _Counter(spec)
                 self._load(counter)
-            add, peek = counter.functions(self._journal if self.store is not None else None)
+            add, peek = counter.functions(self._pending if self.store is not None else None)
             adders.append(add)
             peekers.append(peek)
         self.adders, self.peekers = adders, peekers
@@ -184,7 +193,8 @@ class WindowCounters:
                 current[index] = (value, value)
             return current
         adders = self.adders
-        results = {index: adders[index](key, sec, value) for index, key, value in updates}
+        with self._lock:
+            results = {index: adders[index](key, sec, value) for index, key, value in updates}
         recent[event_id] = results
         if len(recent) > RECENT_EVENTS:
             recent.popitem(last=False)
@@ -205,7 +215,7 @@ class WindowCounters:
                 add(key, sec, int(amount) if float(amount).is_integer() else amount)
 
     def start(self) -> None:
-        """Flush the journal to the store every `flush_interval` seconds, in a background thread."""
+        """Write the pending updates to the store every `flush_interval` seconds, in a background thread."""
         if self.store is None or self._thread is not None:
             return
         self._thread = threading.Thread(target=self._run, name="vigil-counter-flusher", daemon=True)
@@ -216,15 +226,16 @@ class WindowCounters:
             self.flush()
 
     def flush(self) -> int:
-        """Write the journalled updates; returns how many rows were written."""
+        """Write the pending updates, summed by counter, key, second and value; returns the rows written."""
         if self.store is None:
             return 0
-        with self._journal_lock:
-            # Swap the list's contents out: the closures hold a reference to this very list.
-            rows = self._journal[:]
-            del self._journal[: len(rows)]
+        with self._lock:
+            # Empty the dict in place: the closures hold a reference to this very dict.
+            pending = list(self._pending.items())
+            self._pending.clear()
+        rows = [(cid, key, sec, value, amount) for (cid, key, sec, value), amount in pending]
         if rows:
-            self.store.write_counter_rows(_compact(rows))
+            self.store.write_counter_rows(rows)
         return len(rows)
 
     def prune(self) -> None:
@@ -244,12 +255,3 @@ class WindowCounters:
             self._thread.join()
             self._thread = None
         self.flush()
-
-
-def _compact(rows: list[CounterRow]) -> list[CounterRow]:
-    """Merge updates to the same counter, key, second and value into one row."""
-    merged: dict[tuple[str, str, int, str], float] = {}
-    for cid, key, sec, value, amount in rows:
-        k = (cid, key, sec, value)
-        merged[k] = merged.get(k, 0.0) + amount
-    return [(cid, key, sec, value, amount) for (cid, key, sec, value), amount in merged.items()]
