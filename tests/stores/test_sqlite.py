@@ -110,7 +110,9 @@ while True:
 def _counter_rows(path: Path) -> float:
     conn = sqlite3.connect(path)
     try:
-        return float(conn.execute("SELECT COALESCE(SUM(amount), 0) FROM counter_log").fetchone()[0])
+        # Counter updates are stored in chunks: a JSON array of [key, sec, value, amount] per flush.
+        return float(conn.execute("SELECT COALESCE(SUM(json_extract(r.value, '$[3]')), 0) "
+                                  "FROM counter_chunks, json_each(counter_chunks.rows) AS r").fetchone()[0])
     finally:
         conn.close()
 
@@ -146,3 +148,24 @@ def test_restart_after_kill_keeps_labels_and_counters(tmp_path: Path) -> None:
         assert {r.actor for r in history} == {"mark"}
     finally:
         engine.close()
+
+
+def test_counter_rows_written_before_the_chunked_format_are_migrated(tmp_path: Path) -> None:
+    from vigil.stores.sqlite import MIGRATIONS, SqliteStore
+
+    path = tmp_path / "old.sqlite"
+    conn = sqlite3.connect(path, isolation_level=None)
+    for index in range(2):  # a database at schema version 2, with rows in the old counter_log table
+        conn.executescript("BEGIN;" + MIGRATIONS[index] + f"PRAGMA user_version = {index + 1}; COMMIT;")
+    conn.executemany("INSERT INTO counter_log VALUES (?, ?, ?, ?, ?)",
+                     [("c1", "u1", 100, "", 2.0), ("c1", "u1", 101, "", 1.0), ("c2", "ip", 100, "a", 1.0)])
+    conn.close()
+    store = SqliteStore(path)
+    assert list(store.load_counter_rows("c1", 99)) == [("c1", "u1", 100, "", 2.0), ("c1", "u1", 101, "", 1.0)]
+    assert list(store.load_counter_rows("c1", 100)) == [("c1", "u1", 101, "", 1.0)]
+    assert store.latest_counter_sec("c2") == 100
+    store.write_counter_rows([("c1", "u1", 102, "", 5.0)])
+    assert [r[2] for r in store.load_counter_rows("c1", 0)] == [100, 101, 102]
+    store.prune_counter_rows("c1", 101)
+    assert [r[2] for r in store.load_counter_rows("c1", 0)] == [102]
+    store.close()
