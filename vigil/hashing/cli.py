@@ -1,7 +1,8 @@
 """Command-line front door for hashing: `hash`, `bank …` and `match`.
 
 The lead attaches `hash_command`, `bank_group` and `match_command` to the main `vigil` group. Every
-command takes `--db PATH` (env `VIGIL_BANKS`, default `vigil-data/banks.sqlite`, where `vigil serve` looks too). Errors exit with 2;
+command takes `--db PATH` (env `VIGIL_BANKS`, default `vigil-data/banks.sqlite`, where `vigil serve` looks too),
+or a postgresql:// URL. Errors exit with 2;
 `match` exits 0 when something matched and 1 when nothing did, like grep.
 """
 
@@ -16,7 +17,7 @@ from typing import Any, TypeVar
 
 import click
 
-from vigil.hashing.banks import BankError, NewEntry, parse_tags
+from vigil.hashing.banks import BankError, BankStore, NewEntry, parse_tags
 from vigil.hashing.csvio import EXPORT_FORMATS, ExportFormat, export_csv, import_csv
 from vigil.hashing.hashers import (
     HashingError,
@@ -26,8 +27,8 @@ from vigil.hashing.hashers import (
     sha256_hex,
     simhash_text,
 )
+from vigil.hashing.open import open_bank_store
 from vigil.hashing.service import HashMatcher
-from vigil.hashing.sqlite import SqliteBankStore, open_store
 
 DEFAULT_DB = "vigil-data/banks.sqlite"
 SIGNALS = [t.value for t in SignalType]
@@ -41,23 +42,23 @@ class CommandFailed(click.ClickException):
 
 
 def db_option(func: _F) -> _F:
-    """The `--db PATH` option shared by every command."""
+    """The `--db PATH|URL` option shared by every command."""
     return click.option(
         "--db",
         "db",
-        type=click.Path(dir_okay=False, path_type=Path),
+        type=str,  # a path or a URL (postgresql://…), which click.Path would mangle
         default=DEFAULT_DB,
         envvar="VIGIL_BANKS",
         show_default=True,
-        help="SQLite database holding the banks (env VIGIL_BANKS).",
+        help="Where the banks are: a SQLite file (or sqlite:///path) or a postgresql:// URL (env VIGIL_BANKS).",
     )(func)
 
 
 @contextmanager
-def _store(db: Path) -> Iterator[SqliteBankStore]:
+def _store(db: str) -> Iterator[BankStore]:
     """Open the store and turn domain errors into clean CLI failures."""
     try:
-        store = open_store(db)
+        store = open_bank_store(db)
     except BankError as exc:
         raise CommandFailed(str(exc)) from exc
     try:
@@ -139,7 +140,7 @@ def bank_group() -> None:
 @click.option("--max-distance", type=int, help="Match within this Hamming distance (PDQ default 31).")
 @click.option("--min-quality", type=int, help="Ignore images below this PDQ quality (default 50).")
 @db_option
-def bank_create(name: str, signal: str, max_distance: int | None, min_quality: int | None, db: Path) -> None:
+def bank_create(name: str, signal: str, max_distance: int | None, min_quality: int | None, db: str) -> None:
     """Create bank NAME."""
     with _store(db) as store:
         bank = store.create_bank(name, SignalType(signal), max_distance=max_distance, min_quality=min_quality)
@@ -148,7 +149,7 @@ def bank_create(name: str, signal: str, max_distance: int | None, min_quality: i
 
 @bank_group.command("list")
 @db_option
-def bank_list(db: Path) -> None:
+def bank_list(db: str) -> None:
     """List banks with their settings and entry counts."""
     with _store(db) as store:
         click.echo("name\tsignal_type\tentries\tmax_distance\tmin_quality\tenabled")
@@ -165,7 +166,7 @@ def bank_list(db: Path) -> None:
 @click.argument("file", type=click.File("r", encoding="utf-8-sig"))
 @click.option("--source", default="", help="Source recorded for lines without a source column.")
 @db_option
-def bank_import(name: str, file: Any, source: str, db: Path) -> None:
+def bank_import(name: str, file: Any, source: str, db: str) -> None:
     """Import entries into bank NAME from a CSV FILE ('-' for stdin); all lines or none."""
     with _store(db) as store:
         path = getattr(file, "name", "-")
@@ -180,7 +181,7 @@ def bank_import(name: str, file: Any, source: str, db: Path) -> None:
 @click.argument("file", type=click.File("w", encoding="utf-8"), default="-")
 @click.option("--format", "fmt", type=click.Choice(EXPORT_FORMATS), default="vigil", show_default=True)
 @db_option
-def bank_export(name: str, file: Any, fmt: ExportFormat, db: Path) -> None:
+def bank_export(name: str, file: Any, fmt: ExportFormat, db: str) -> None:
     """Export the enabled entries of bank NAME as CSV to FILE (default stdout)."""
     with _store(db) as store:
         count = export_csv(store, name, file, fmt=fmt)
@@ -202,7 +203,7 @@ def bank_export(name: str, file: Any, fmt: ExportFormat, db: Path) -> None:
 @click.option("--source", default="cli", show_default=True)
 @db_option
 def bank_add(
-    name: str, hashes: tuple[str, ...], files: tuple[Path, ...], tags: tuple[str, ...], source: str, db: Path
+    name: str, hashes: tuple[str, ...], files: tuple[Path, ...], tags: tuple[str, ...], source: str, db: str
 ) -> None:
     """Add HASHES (hex) and/or hashes of --file FILEs to bank NAME."""
     tag_tuple = parse_tags(" ".join(tags))
@@ -233,7 +234,7 @@ def bank_add(
 @click.argument("name")
 @click.argument("entry_ids", nargs=-1, type=int, required=True)
 @db_option
-def bank_remove(name: str, entry_ids: tuple[int, ...], db: Path) -> None:
+def bank_remove(name: str, entry_ids: tuple[int, ...], db: str) -> None:
     """Remove entries ENTRY_IDS from bank NAME."""
     with _store(db) as store:
         removed = store.remove_entries(name, entry_ids)
@@ -245,7 +246,7 @@ def bank_remove(name: str, entry_ids: tuple[int, ...], db: Path) -> None:
 @click.argument("entry_ids", nargs=-1, type=int)
 @click.option("--enable", is_flag=True, help="Enable instead of disable.")
 @db_option
-def bank_disable(name: str, entry_ids: tuple[int, ...], enable: bool, db: Path) -> None:
+def bank_disable(name: str, entry_ids: tuple[int, ...], enable: bool, db: str) -> None:
     """Disable bank NAME, or only ENTRY_IDS in it (--enable to undo)."""
     word = "enabled" if enable else "disabled"
     with _store(db) as store:
@@ -263,7 +264,7 @@ def bank_disable(name: str, entry_ids: tuple[int, ...], enable: bool, db: Path) 
 @click.option("--max-distance", type=int, help="Override the bank's max distance.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per match.")
 @db_option
-def match_command(file: Path, bank: str, max_distance: int | None, as_json: bool, db: Path) -> None:
+def match_command(file: Path, bank: str, max_distance: int | None, as_json: bool, db: str) -> None:
     """Match FILE against a bank (exit 0: matched, 1: no match, 2: error)."""
     data = _read(file)
     with _store(db) as store:

@@ -119,10 +119,10 @@ def _open_banks(svc: Service, path: str) -> Signals:
     """Open the bank store and its matcher, and the engine's signals with that same matcher, so that a
     bank changed through the API changes what rules match."""
     from vigil.hashing.media import MediaPolicy
+    from vigil.hashing.open import open_bank_store
     from vigil.hashing.service import HashMatcher
-    from vigil.hashing.sqlite import open_store
 
-    svc.bank_store = open_store(path)
+    svc.bank_store = open_bank_store(path)
     svc.matcher = HashMatcher(svc.bank_store, refresh_interval=svc.settings.bank_refresh_interval)
     given = svc.signals or Signals()
     return Signals(classifiers=given.classifiers, matcher=svc.matcher,

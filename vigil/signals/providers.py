@@ -140,9 +140,9 @@ def build_signals(*, classifiers_dir: str | None = None, policies_dir: str | Non
         banks_db = DEFAULT_BANKS  # where `vigil bank` keeps them by default
     if banks_db is not None:
         from vigil.hashing.media import MediaPolicy
+        from vigil.hashing.open import open_bank_store
         from vigil.hashing.service import HashMatcher
-        from vigil.hashing.sqlite import SqliteBankStore
 
-        matcher = HashMatcher(SqliteBankStore(banks_db))
+        matcher = HashMatcher(open_bank_store(banks_db))
         policy = MediaPolicy(file_roots=tuple(Path(r).resolve() for r in media_roots))
     return Signals(classifiers=registry, matcher=matcher, media_policy=policy)

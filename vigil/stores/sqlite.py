@@ -1,8 +1,8 @@
 """The embedded default StateStore: one SQLite file in WAL mode.
 
-Durability: label writes commit before the event's decision is returned. Counter updates are
-journalled in memory and written by the working set's flusher once a second, so `kill -9` loses at
-most the last second of counter updates (docs/operations.md). WAL with synchronous=NORMAL survives a
+Durability: label writes commit before the event's decision is returned. Counter updates are summed
+in memory and written by the working set's flusher once a second, one chunk per counter, so `kill -9`
+loses at most the last second of counter updates (docs/operations.md). WAL with synchronous=NORMAL survives a
 killed process; only a power loss can take the last commits.
 """
 
