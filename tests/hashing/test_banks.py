@@ -38,7 +38,7 @@ def test_tags_and_entry_validation() -> None:
 
 
 @pytest.mark.parametrize(
-    "module", ["hashers", "banks", "csvio", "index", "media", "service", "sqlite", "nsfw", "cli"]
+    "module", ["hashers", "banks", "csvio", "index", "media", "service", "sqlite", "postgres", "open", "nsfw", "cli"]
 )
 def test_docstring_examples(module: str) -> None:
     # The package's doctests run here so the default `pytest` run keeps them honest.
