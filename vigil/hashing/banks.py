@@ -160,6 +160,17 @@ def check_bank_name(name: str) -> str:
     return name
 
 
+def bank_settings(name: str, signal_type: SignalType | str, max_distance: int | None,
+                  min_quality: int | None) -> tuple[SignalType, int, int]:
+    """A new bank's checked name and settings, with the signal type's defaults filled in."""
+    check_bank_name(name)
+    kind = SignalType(signal_type)
+    distance = DEFAULT_MAX_DISTANCE[kind] if max_distance is None else max_distance
+    quality = DEFAULT_MIN_QUALITY.get(kind, 0) if min_quality is None else min_quality
+    check_settings(kind, distance, quality)
+    return kind, distance, quality
+
+
 def check_settings(signal_type: SignalType, max_distance: int, min_quality: int) -> None:
     """Reject settings that cannot work for the signal type."""
     bits = signal_type.hex_length * 4

@@ -18,8 +18,6 @@ from datetime import UTC, datetime
 from typing import Any, Self
 
 from vigil.hashing.banks import (
-    DEFAULT_MAX_DISTANCE,
-    DEFAULT_MIN_QUALITY,
     Bank,
     BankEntry,
     BankError,
@@ -27,7 +25,7 @@ from vigil.hashing.banks import (
     BankNotFound,
     HashRows,
     NewEntry,
-    check_bank_name,
+    bank_settings,
     check_settings,
     validate_entries,
 )
@@ -72,19 +70,9 @@ def _utcnow() -> datetime:
 
 def migrate(conn: Any) -> int:
     """Bring the bank schema to the latest version; returns it. Safe from several processes at once."""
-    with conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK,))
-        conn.execute("CREATE TABLE IF NOT EXISTS bank_schema_version (version INTEGER NOT NULL)")
-        row = conn.execute("SELECT version FROM bank_schema_version").fetchone()
-        if row is None:
-            conn.execute("INSERT INTO bank_schema_version VALUES (0)")
-            version = 0
-        else:
-            version = int(row[0])
-        for index in range(version, len(MIGRATIONS)):
-            conn.execute(MIGRATIONS[index])
-            conn.execute("UPDATE bank_schema_version SET version = %s", (index + 1,))
-    return len(MIGRATIONS)
+    from vigil.stores.postgres import run_migrations
+
+    return run_migrations(conn, MIGRATIONS, "bank_schema_version", _LOCK)
 
 
 class PostgresBankStore:
@@ -179,11 +167,7 @@ class PostgresBankStore:
     ) -> Bank:
         import psycopg
 
-        check_bank_name(name)
-        signal_type = SignalType(signal_type)
-        distance = DEFAULT_MAX_DISTANCE[signal_type] if max_distance is None else max_distance
-        quality = DEFAULT_MIN_QUALITY.get(signal_type, 0) if min_quality is None else min_quality
-        check_settings(signal_type, distance, quality)
+        signal_type, distance, quality = bank_settings(name, signal_type, max_distance, min_quality)
         try:
             with self._transaction() as conn:
                 if conn.execute("SELECT 1 FROM hash_banks WHERE name = %s", (name,)).fetchone():

@@ -15,8 +15,6 @@ from pathlib import Path
 from typing import Self
 
 from vigil.hashing.banks import (
-    DEFAULT_MAX_DISTANCE,
-    DEFAULT_MIN_QUALITY,
     Bank,
     BankEntry,
     BankError,
@@ -24,7 +22,7 @@ from vigil.hashing.banks import (
     BankNotFound,
     HashRows,
     NewEntry,
-    check_bank_name,
+    bank_settings,
     check_settings,
     validate_entries,
 )
@@ -143,11 +141,7 @@ class SqliteBankStore:
         max_distance: int | None = None,
         min_quality: int | None = None,
     ) -> Bank:
-        check_bank_name(name)
-        signal_type = SignalType(signal_type)
-        distance = DEFAULT_MAX_DISTANCE[signal_type] if max_distance is None else max_distance
-        quality = DEFAULT_MIN_QUALITY.get(signal_type, 0) if min_quality is None else min_quality
-        check_settings(signal_type, distance, quality)
+        signal_type, distance, quality = bank_settings(name, signal_type, max_distance, min_quality)
         with self._transaction() as cur:
             if cur.execute("SELECT 1 FROM hash_banks WHERE name = ?", (name,)).fetchone():
                 raise BankExists(f"a bank called {name!r} already exists")

@@ -57,19 +57,25 @@ _LOCK = 0x76696769  # advisory lock id for migrations ("vigi")
 
 def migrate(conn: Any) -> int:
     """Bring the schema to the latest version; returns it. Safe to call from several processes at once."""
+    return run_migrations(conn, MIGRATIONS, "schema_version", _LOCK)
+
+
+def run_migrations(conn: Any, migrations: list[str], version_table: str, lock_id: int) -> int:
+    """Apply `migrations` from the version recorded in `version_table`, under an advisory lock so that
+    processes starting together migrate once. `version_table` is a trusted identifier, never input."""
     with conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK,))
-        conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-        row = conn.execute("SELECT version FROM schema_version").fetchone()
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (lock_id,))
+        conn.execute(f"CREATE TABLE IF NOT EXISTS {version_table} (version INTEGER NOT NULL)")
+        row = conn.execute(f"SELECT version FROM {version_table}").fetchone()
         if row is None:
-            conn.execute("INSERT INTO schema_version VALUES (0)")
+            conn.execute(f"INSERT INTO {version_table} VALUES (0)")
             version = 0
         else:
             version = int(row[0])
-        for index in range(version, len(MIGRATIONS)):
-            conn.execute(MIGRATIONS[index])
-            conn.execute("UPDATE schema_version SET version = %s", (index + 1,))
-    return len(MIGRATIONS)
+        for index in range(version, len(migrations)):
+            conn.execute(migrations[index])
+            conn.execute(f"UPDATE {version_table} SET version = %s", (index + 1,))
+    return len(migrations)
 
 
 class PostgresStore:
