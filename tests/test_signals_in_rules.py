@@ -172,3 +172,15 @@ def test_an_endpoint_that_is_down_leaves_the_first_decision_and_queues_the_item(
     from vigil.classifiers.retry_queue import RetryQueue
 
     assert len(RetryQueue(tmp_path / "retry.sqlite")) >= 1
+
+
+def test_an_nsfw_score_is_a_builtin_signal() -> None:
+    rules = _rules('rule "Racy image" when event is "post" and nsfw(event.image) > 0.8 then review\n'
+                   'rule "Scored" when event is "post" and nsfw(event.image) >= 0 then flag')
+    engine = Engine(rules, signals=Signals())
+    scored = engine.process({"type": "post", "id": "1", "time": 0, "image": base64.b64encode(encode(photo(3))).decode()})
+    broken = engine.process({"type": "post", "id": "2", "time": 0, "image": base64.b64encode(b"not an image").decode()})
+    assert isinstance(scored, Decision) and isinstance(broken, Decision)
+    score = scored.hits[0].features["nsfw(event.image)"]
+    assert 0.0 <= score < 0.8 and scored.verdict == "flag"  # a synthetic texture is not NSFW
+    assert broken.verdict == "allow"  # undecodable: unknown, no rule fires

@@ -104,6 +104,7 @@ class Engine:
             "_classifier_score": self.signals.classifier_score,
             "_classifier_label": self.signals.classifier_label,
             "_bank_match": self.signals.bank_match,
+            "_nsfw": self.signals.nsfw,
         }
         ns["_add_many"] = self.counters.add_many
         ns["_NO_RESULTS"] = {}

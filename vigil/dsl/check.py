@@ -45,6 +45,7 @@ BUILTINS: dict[str, Builtin] = {
     "age": Builtin((ANY,), NUMBER, "seconds from a timestamp (RFC 3339 or epoch) to the event's time"),
     "language": Builtin((STRING,), STRING, "ISO 639-1 code of the text's language (the `language` classifier)"),
     "profanity": Builtin((STRING,), NUMBER, "offensive-language probability 0–1 (the `profanity` classifier)"),
+    "nsfw": Builtin((ANY,), NUMBER, "probability 0–1 that an image (base64, or a file under --media-root) is NSFW"),
 }
 
 

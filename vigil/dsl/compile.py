@@ -275,6 +275,9 @@ class _FunctionBuilder:
             return self.signal_code("_classifier_label", "'language'", e.args[0])
         if e.name == "profanity":
             return self.signal_code("_classifier_score", "'profanity'", e.args[0])
+        if e.name == "nsfw":
+            a = self.temp()
+            return f"(None if ({a} := {args[0]}) is None else _nsfw({a}))"
         return f"_{e.name}({', '.join(args)})"
 
     def entity_key(self, name: str) -> str:

@@ -31,6 +31,7 @@ class Signals:
     media_policy: MediaPolicy | None = None
     _cache: OrderedDict[tuple[str, str], Any] = field(default_factory=OrderedDict)
     _warned: set[str] = field(default_factory=set)
+    _nsfw: Any = None  # the NSFW model, loaded on first use
 
     def _warn_once(self, key: str, message: str) -> None:
         if key not in self._warned:
@@ -84,6 +85,21 @@ class Signals:
             for text, answer in zip(texts, answers):
                 results[(name, text)] = answer.flagged if answer is not None and answer.known else None
         return results
+
+    def nsfw(self, value: Any) -> float | None:
+        """Yahoo Open-NSFW's score for an image given as base64 or a file under the media roots; None
+        when the image cannot be read or the model is not installed."""
+        from vigil.hashing.media import MediaPolicy, load_media
+        from vigil.hashing.nsfw import NsfwScorer
+
+        try:
+            data = load_media(value, self.media_policy or MediaPolicy())
+            if self._nsfw is None:
+                self._nsfw = NsfwScorer()
+            return float(self._nsfw.score(data))
+        except Exception as error:  # noqa: BLE001 - undecodable or refused media: unknown
+            self._warn_once(f"nsfw:{type(error).__name__}", f"NSFW scoring failed: {error}")
+            return None
 
     def bank_match(self, bank: str, value: Any, within: int | None) -> list[dict[str, Any]] | None:
         """Entries of `bank` matching `value` (text, or media as base64 / a path / URL per the media
