@@ -45,3 +45,11 @@ def test_every_grammar_construct_appears_in_an_example() -> None:
     # `use` needs a second file; tests/dsl cover it, and the page documents it in prose.
     missing = grammar_names - used - {"use", "list_file", "expect_no_label"}
     assert not missing, f"docs/language.md has no example of: {sorted(missing)}"
+
+
+def test_every_builtin_function_is_documented() -> None:
+    from vigil.dsl.check import BUILTINS
+
+    text = DOC.read_text("utf-8")
+    missing = [name for name in BUILTINS if f"`{name}(" not in text]
+    assert not missing, f"docs/language.md does not document: {missing}"
