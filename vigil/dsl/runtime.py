@@ -225,13 +225,9 @@ class TermList:
         """Phrases of the list found in the normalized text (whole words only for a `words` list)."""
         return self._find_in(text_signals.normalize(value))
 
-    def contains_any_normalized(self, value: Any) -> bool | None:
-        """`contains_any` for a text already normalized (by `normalized(...)` in the rule)."""
-        if value is None:
-            return None
-        if isinstance(value, list):
-            return any(self.contains_any(v) for v in value if v is not None)
-        return bool(self._find_in(str(value)))
+    def contains_any_normalized(self, value: str | None) -> bool | None:
+        """`contains_any` for the result of `normalized(...)` in the rule: a text, or unknown."""
+        return None if value is None else bool(self._find_in(value))
 
     def _find_in(self, text: str) -> list[str]:
         if self._matcher is None:
