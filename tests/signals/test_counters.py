@@ -200,3 +200,22 @@ def test_the_engine_decides_a_redelivered_event_as_the_first_time() -> None:
     verdicts = [engine.process({"type": "p", "id": i, "time": 10, "u": "a"}).verdict  # type: ignore[union-attr]
                 for i in ("1", "2", "3", "3", "4")]
     assert verdicts == ["allow", "allow", "block", "block", "allow"]
+
+
+def test_the_flusher_prunes_rows_no_window_can_see(monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    from vigil.signals import counters as module
+
+    monkeypatch.setattr(module, "PRUNE_EVERY", 1)
+    store = MemoryStore()
+    c = bound([spec("count", 60)], store)
+    c.flush_interval = 0.01
+    c.adders[0]("k", S0, 1)
+    c.adders[0]("k", S0 + 120, 1)  # two minutes later: the first second is out of every window
+    c.start()
+    deadline = time.monotonic() + 5
+    while [r[2] for r in store.counter_rows] != [S0 + 120] and time.monotonic() < deadline:
+        time.sleep(0.01)
+    c.close()
+    assert [r[2] for r in store.counter_rows] == [S0 + 120]

@@ -20,6 +20,9 @@ Adder = Callable[[str, int, Any], tuple[float, float]]
 # Updates not yet written, summed: (counter id, entity key, second, distinct value or "") -> amount.
 Pending = dict[tuple[str, str, int, str], float]
 
+# Stored rows that no window can see any more are deleted every this many flushes.
+PRUNE_EVERY = 60
+
 # How many recent event ids each process remembers to recognise a redelivered event.
 RECENT_EVENTS = 100_000
 Peeker = Callable[[str, int], float]
@@ -32,13 +35,12 @@ def _distinct_value(value: Any) -> str:
 class _Counter:
     """The state of one counter definition across all entity keys."""
 
-    __slots__ = ("latest_sec", "spec", "states", "window")
+    __slots__ = ("spec", "states", "window")
 
     def __init__(self, spec: CounterSpec) -> None:
         self.spec = spec
         self.states: dict[str, list[Any]] = {}
         self.window = int(spec.window) if spec.window is not None else None
-        self.latest_sec = 0
 
     def functions(self, pending: Pending | None) -> tuple[Adder, Peeker]:
         """Closures specialised to this counter's kind and window: the hot path of every event.
@@ -222,8 +224,12 @@ class WindowCounters:
         self._thread.start()
 
     def _run(self) -> None:
+        flushes = 0
         while not self._stop.wait(self.flush_interval):
             self.flush()
+            flushes += 1
+            if flushes % PRUNE_EVERY == 0:  # else the stored rows would grow for ever
+                self.prune()
 
     def flush(self) -> int:
         """Write the pending updates, summed by counter, key, second and value; returns the rows written."""
