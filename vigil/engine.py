@@ -12,7 +12,16 @@ from typing import Any
 
 from vigil.dsl import ast, runtime
 from vigil.dsl.loader import RuleSet
-from vigil.effects import VERDICT_RANK, DeadLetter, Decision, Effect, LabelEffect, OutputEffect, RuleHit
+from vigil.effects import (
+    VERDICT_RANK,
+    DeadLetter,
+    Decision,
+    Effect,
+    LabelEffect,
+    OutputEffect,
+    RuleHit,
+    strongest,
+)
 from vigil.events import Event, EventError, parse_event
 from vigil.signals.counters import WindowCounters
 from vigil.signals.labels import RULE, Labels
@@ -180,8 +189,7 @@ class Engine:
             # events it applied must not take them for a redelivery of the first stage's.
             decision = self._decision(event, hits, effects_id=f"{event.id}#2") if hits else Decision(
                 event.id, event.type, event.time, "allow", ruleset_version=self.ruleset.version)
-        verdict = first.verdict if VERDICT_RANK[first.verdict] >= VERDICT_RANK[decision.verdict] else decision.verdict
-        return dataclasses.replace(decision, verdict=verdict, stage=2)
+        return dataclasses.replace(decision, verdict=strongest(first.verdict, decision.verdict), stage=2)
 
     def _decision(self, event: Event, raw_hits: list[tuple[int, dict[str, Any], tuple[Any, ...]]],
                   effects_id: str | None = None) -> Decision:

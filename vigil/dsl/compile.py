@@ -67,10 +67,6 @@ class CompiledRules:
     # Event types whose events have slow rules to run (None: the types no rule names).
     slow_types: frozenset[str | None] = frozenset()
 
-    @property
-    def has_slow_rules(self) -> bool:
-        return any(r.stage == 2 for r in self.rules)
-
 
 def counter_id(counter: ast.Counter) -> str:
     return hashlib.sha1(unparse(counter).encode()).hexdigest()[:16]

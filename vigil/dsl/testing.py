@@ -9,7 +9,7 @@ from typing import Any
 
 from vigil.dsl import ast
 from vigil.dsl.loader import RuleSet
-from vigil.effects import Decision, LabelEffect, OutputEffect
+from vigil.effects import Decision, OutputEffect
 
 # Tests start at a fixed moment so that `today` windows and expiry are reproducible.
 TEST_EPOCH = dt.datetime(2026, 1, 1, tzinfo=dt.UTC).timestamp()
@@ -128,6 +128,3 @@ def _failures(engine: Any, ruleset: RuleSet, exp: ast.Expectation, decision: Dec
 def run_tests(ruleset: RuleSet, signals: Any = None) -> list[TestResult]:
     return [run_test(ruleset, t, signals) for t in ruleset.program.tests]
 
-
-def label_effects(decision: Decision) -> list[LabelEffect]:
-    return [e for e in decision.effects if isinstance(e, LabelEffect)]
