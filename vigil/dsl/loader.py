@@ -4,6 +4,7 @@ with an error: a rules set that fails the checker is never returned, so never ac
 from __future__ import annotations
 
 import hashlib
+import os
 import posixpath
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -66,6 +67,8 @@ def load_ruleset(paths: list[str] | str, files: dict[str, str] | None = None) ->
     of path → text with `paths` naming the entry files. Raises DiagnosticError with every problem."""
     reader = _Reader(files)
     entries = [paths] if isinstance(paths, str) else list(paths)
+    roots = [] if files is not None else [str(Path(e).resolve() if Path(e).is_dir() else Path(e).resolve().parent)
+                                          for e in entries]
     entries = entries if files is not None else _entry_points(entries)
     modules: list[ast.Module] = []
     diagnostics: list[Diagnostic] = []
@@ -108,12 +111,27 @@ def load_ruleset(paths: list[str] | str, files: dict[str, str] | None = None) ->
     if errors:
         raise DiagnosticError(diagnostics, sources)
     compiled = compile_program(program, list_items)
+    names = {p: p for p in sources} if files is not None else _relative_names(sources, roots)
+    version = content_version({names[path]: text for path, text in sources.items()}, list_items)
+    return RuleSet(program, compiled, version, sources, diagnostics, list_items)
+
+
+def _relative_names(sources: dict[str, str], roots: list[str]) -> dict[str, str]:
+    """Each file read from disk by its path relative to the folders given (a directory, or a file's
+    folder), so the version does not depend on how the paths were typed (relative, absolute, from
+    another directory), and a directory gets the version its upload through the API gets."""
+    root = os.path.commonpath(roots) if roots else os.getcwd()
+    return {path: Path(os.path.relpath(Path(path).resolve(), root)).as_posix() for path in sources}
+
+
+def content_version(files: dict[str, str], list_items: dict[str, tuple[str, ...]]) -> str:
+    """The version of a rules set: a hash of its files' text by relative path, and of its lists' items."""
     digest = hashlib.sha256()
-    for name in sorted(sources):
-        digest.update(name.encode() + b"\0" + sources[name].encode() + b"\0")
+    for name in sorted(files):
+        digest.update(name.encode() + b"\0" + files[name].encode() + b"\0")
     for name in sorted(list_items):
         digest.update(name.encode() + b"\0" + "\n".join(list_items[name]).encode() + b"\0")
-    return RuleSet(program, compiled, digest.hexdigest()[:12], sources, diagnostics, list_items)
+    return digest.hexdigest()[:12]
 
 
 def _read_lists(program: Program, reader: _Reader, diagnostics: list[Diagnostic],
