@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
-from vigil.cli import main
+from vigil.cli import SUBCOMMANDS, main
 
 RULES = """
 entity user = event.user
@@ -195,3 +197,41 @@ def test_commands_refuse_rules_with_errors(tmp_path: Path) -> None:
         code, _, err = invoke(command[0], str(path), *command[1:], input="")
         assert code == 1, command
         assert f"{path}:1:23: error: unexpected `=`" in err
+
+
+def _vigil(prelude: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """`vigil ARGS` in a fresh interpreter, after `prelude` (imports, blocked modules)."""
+    code = f"{prelude}\nfrom vigil.cli import main\nmain()"
+    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120,
+                          check=False)
+
+
+def test_every_command_is_there_whatever_was_imported_first() -> None:
+    done = _vigil("import vigil.service.cli, vigil.workers.cli, vigil.hashing.cli", "--help")
+    assert done.returncode == 0, done.stderr
+    for name in SUBCOMMANDS:
+        assert f"\n  {name} " in done.stdout
+
+
+def test_every_subcommand_loads_under_its_own_name() -> None:
+    for name, spec in SUBCOMMANDS.items():
+        assert spec.load(name).name == name
+
+
+def test_a_missing_extra_fails_only_the_command_that_needs_it(rules: Path) -> None:
+    block = "import sys; sys.modules['numpy'] = None"
+    listed = _vigil(block, "--help")
+    assert listed.returncode == 0, listed.stderr
+    assert "  hash      (not installed: pip install 'vigil[hashing]')" in listed.stdout
+    ran = _vigil(block, "hash", str(rules))
+    assert ran.returncode == 1
+    assert ran.stderr.strip().splitlines() == [
+        ("Error: `vigil hash` needs the hashing extra (import of numpy halted; None in sys.modules): "
+         "pip install 'vigil[hashing]'")]
+    assert _vigil(block, "check", str(rules)).returncode == 0
+
+
+def test_an_import_error_inside_vigil_is_not_swallowed() -> None:
+    done = _vigil("import sys; sys.modules['vigil.hashing.banks'] = None", "hash", "x")
+    assert done.returncode == 1
+    assert "ModuleNotFoundError: import of vigil.hashing.banks halted" in done.stderr

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -84,7 +86,70 @@ def _signals(options: dict[str, Any]) -> Any:
     return build_signals(**options)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@dataclass(frozen=True, slots=True)
+class SubCommand:
+    """A command defined in another package, imported only when it is run (or listed by --help), so a
+    missing optional extra costs only that command, and `vigil check` does not import torch."""
+
+    module: str
+    attribute: str  # a click command, or a function of no arguments that builds one
+    extra: str | None  # the pip extra whose packages the module imports
+
+    def load(self, name: str) -> click.Command:
+        try:
+            target = getattr(importlib.import_module(self.module), self.attribute)
+            command = target if isinstance(target, click.Command) else target()
+        except ModuleNotFoundError as error:
+            missing = (error.name or "").split(".")[0]
+            if self.extra is None or missing in ("", "vigil"):
+                raise  # a bug in Vigil, not a missing extra: never hide it
+            return _needs_extra(name, self.extra, str(error))
+        if not isinstance(command, click.Command):
+            raise TypeError(f"{self.module}.{self.attribute} is not a click command")
+        return command
+
+
+def _needs_extra(name: str, extra: str, why: str) -> click.Command:
+    """A stand-in for a command whose extra is not installed: listed, and failing with what to do."""
+    message = f"`vigil {name}` needs the {extra} extra ({why}): pip install 'vigil[{extra}]'"
+
+    def fail(args: tuple[str, ...]) -> None:
+        raise click.ClickException(message)
+
+    return click.Command(name, callback=fail, help=f"(not installed: pip install 'vigil[{extra}]')",
+                         params=[click.Argument(["args"], nargs=-1, type=click.UNPROCESSED)],
+                         context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+
+
+# Every command that lives outside this module, in one place. Nothing registers itself on import.
+SUBCOMMANDS: dict[str, SubCommand] = {
+    "hash": SubCommand("vigil.hashing.cli", "hash_command", "hashing"),
+    "bank": SubCommand("vigil.hashing.cli", "bank_group", "hashing"),
+    "match": SubCommand("vigil.hashing.cli", "match_command", "hashing"),
+    "train": SubCommand("vigil.classifiers.cli", "train_command", "ml"),
+    "classify": SubCommand("vigil.classifiers.cli", "classify_command", "ml"),
+    "eval": SubCommand("vigil.cli", "eval_command", "ml"),
+    "generate": SubCommand("vigil.demo.generator", "generate_command", None),
+    "serve": SubCommand("vigil.service.cli", "serve_command", "serve"),
+    "token": SubCommand("vigil.service.cli", "token_group", "serve"),
+    "worker": SubCommand("vigil.workers.cli", "worker_command", "serve"),
+}
+
+
+class VigilGroup(click.Group):
+    """The commands of this module, and SUBCOMMANDS loaded on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*self.commands, *SUBCOMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.commands:
+            return self.commands[cmd_name]
+        spec = SUBCOMMANDS.get(cmd_name)
+        return spec.load(cmd_name) if spec is not None else None
+
+
+@click.group(cls=VigilGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="vigil")
 def main() -> None:
     """Vigil: a self-hosted trust & safety engine. Rules over event streams, counters, labels,
@@ -260,40 +325,15 @@ def demo(n_events: int, seed: int, rules_dir: str | None) -> None:
     run_demo(n_events, seed, rules_dir)
 
 
-def _attach_optional_commands() -> None:
-    """Commands of the hashing, classifier and evaluation packages, where their extras are installed."""
-    optional = [
-        ("vigil.hashing.cli", ("hash_command", "bank_group", "match_command")),
-        ("vigil.classifiers.cli", ("train_command", "classify_command")),
-        ("vigil.demo.generator", ("generate_command",)),
-        ("vigil.service.cli", ("serve_command", "token_group")),
-        ("vigil.workers.cli", ("worker_command",)),
-    ]
-    import importlib
+def eval_command() -> click.Command:
+    """`vigil eval`, which also knows rules sets as candidates (rules:PATH)."""
+    from vigil.eval.cli import make_eval_command
+    from vigil.eval.rules_candidate import rules_candidate
 
-    try:  # `vigil eval` knows rules sets as candidates too (rules:PATH)
-        from vigil.eval.cli import make_eval_command
-        from vigil.eval.rules_candidate import rules_candidate
-    except ImportError:
-        pass
-    else:
-
-        def rules_kind(spec: str, ctx: Any) -> Any:
-            try:
-                return rules_candidate(spec, ctx)
-            except (ValueError, DiagnosticError) as error:
-                raise click.UsageError(f"rules candidate {spec!r}: {error}") from None
-
-        main.add_command(make_eval_command({"rules": rules_kind}))
-    for module_name, names in optional:
+    def rules_kind(spec: str, ctx: Any) -> Any:
         try:
-            module = importlib.import_module(module_name)
-        except ImportError:
-            continue
-        for name in names:
-            command = getattr(module, name, None)
-            if isinstance(command, click.Command):
-                main.add_command(command)
+            return rules_candidate(spec, ctx)
+        except (ValueError, DiagnosticError) as error:
+            raise click.UsageError(f"rules candidate {spec!r}: {error}") from None
 
-
-_attach_optional_commands()
+    return make_eval_command({"rules": rules_kind})

@@ -1,4 +1,4 @@
-"""``vigil train`` and ``vigil classify``: click commands the main ``vigil`` group attaches."""
+"""``vigil train`` and ``vigil classify``: click commands named in ``vigil.cli.SUBCOMMANDS``."""
 
 from __future__ import annotations
 

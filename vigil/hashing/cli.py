@@ -1,6 +1,6 @@
 """Command-line front door for hashing: `hash`, `bank …` and `match`.
 
-The lead attaches `hash_command`, `bank_group` and `match_command` to the main `vigil` group. Every
+`vigil.cli.SUBCOMMANDS` names `hash_command`, `bank_group` and `match_command` for the `vigil` group. Every
 command takes `--db PATH` (env `VIGIL_BANKS`, default `vigil-data/banks.sqlite`, where `vigil serve` looks too),
 or a postgresql:// URL. Errors exit with 2;
 `match` exits 0 when something matched and 1 when nothing did, like grep.
