@@ -21,6 +21,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute
 
+from vigil.dsl.loader import RuleSet
 from vigil.engine import Engine
 from vigil.service import events, health, labels, rules
 from vigil.service.auth import AuthMiddleware
@@ -35,7 +36,7 @@ from vigil.stores.base import RulesStore, StateStore, TokenStore
 
 log = logging.getLogger("vigil.service")
 
-__all__ = ["RulesRejected", "ServiceSettings", "create_app"]
+__all__ = ["RulesRejected", "ServiceSettings", "create_app", "prepare"]
 
 
 def create_app(settings: ServiceSettings, store: StateStore, *, rules_store: RulesStore | None = None,
@@ -49,10 +50,8 @@ def create_app(settings: ServiceSettings, store: StateStore, *, rules_store: Rul
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        ruleset = await anyio.to_thread.run_sync(svc.rules.initial)  # RulesRejected: refuse to start
-        engine_signals = svc.signals
-        if settings.banks is not None:
-            engine_signals = await anyio.to_thread.run_sync(_open_banks, svc, settings.banks)
+        ruleset, engine_signals = await anyio.to_thread.run_sync(prepare, app)  # RulesRejected: refuse to start
+        svc.prepared = None
         engine = Engine(ruleset, svc.store, signals=engine_signals)
         svc.engine = engine
         svc.rules.bind(engine)
@@ -92,6 +91,27 @@ def create_app(settings: ServiceSettings, store: StateStore, *, rules_store: Rul
     )
     app.state.service = svc
     return app
+
+
+def prepare(app: Starlette) -> tuple[RuleSet, Signals | None]:
+    """What the app starts with: the banks opened and the start-up gate passed, with the same signals the
+    engine will have (so the rules' tests see the banks). `vigil serve` calls it before the server
+    starts, so that a refusal is one message and not a failed lifespan; the lifespan calls it otherwise.
+    Raises RulesRejected (with the banks closed again)."""
+    svc: Service = app.state.service
+    if svc.prepared is None:
+        signals = svc.signals
+        if svc.settings.banks is not None:
+            signals = _open_banks(svc, svc.settings.banks)
+        svc.rules.signals = signals
+        try:
+            svc.prepared = (svc.rules.initial(), signals)
+        except BaseException:
+            if svc.bank_store is not None:
+                svc.bank_store.close()
+                svc.bank_store = svc.matcher = None
+            raise
+    return svc.prepared
 
 
 def tune_gc() -> None:

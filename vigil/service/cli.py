@@ -78,7 +78,7 @@ def serve_command(rules_dir: str | None, host: str, port: int, db: str, max_body
         import uvicorn
     except ImportError:
         raise click.ClickException("the HTTP service needs the serve extra: pip install 'vigil[serve]'") from None
-    from vigil.service.app import create_app
+    from vigil.service.app import RulesRejected, create_app, prepare
     from vigil.service.state import ServiceSettings
 
     if no_auth and not _loopback(host):
@@ -92,6 +92,11 @@ def serve_command(rules_dir: str | None, host: str, port: int, db: str, max_body
                                reload_interval=reload_interval, tune_gc=True,
                                banks=_banks(banks_db, db))
     app = create_app(settings, _store(db), signals=_signals(signal_opts, media_roots))
+    try:
+        prepare(app)  # the start-up gate, before the server: a refusal is one message, not a traceback
+    except RulesRejected as error:
+        app.state.service.store.close()
+        raise click.ClickException(f"rules in {rules_dir} refused, so the service did not start: {error}") from None
     uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False, lifespan="on",
                 timeout_graceful_shutdown=10)
 

@@ -2,7 +2,8 @@
 
 Every new version goes through the same gate, whether it was uploaded, changed on disk or activated by
 another instance: `load_ruleset` (the checker) and then the rules' own tests. A version that fails
-either is rejected with the messages, and the running version keeps serving. Activation swaps the
+either is rejected with the messages, and the running version keeps serving (at start-up, the service
+does not start). Activation swaps the
 engine's compiled rules under its lock, so each event is decided wholly by one version and none is
 dropped. `poll` runs every second or two: it activates what another instance made active in the shared
 store, and what changed in the watched rules directory.
@@ -24,6 +25,7 @@ import anyio.to_thread
 from vigil.diagnostics import Diagnostic, DiagnosticError
 from vigil.dsl.loader import RuleSet, load_ruleset
 from vigil.engine import Engine
+from vigil.signals.providers import Signals
 from vigil.stores.base import RulesStore, RulesVersion
 
 log = logging.getLogger("vigil.service.rules")
@@ -108,25 +110,36 @@ def dir_fingerprint(root: Path) -> tuple[tuple[str, int, int], ...]:
     return tuple(sorted(out))
 
 
-def check_rules(files: dict[str, str], entry: tuple[str, ...], run_tests: bool = True) -> RuleSet:
-    """The gate every version passes: the checker, then the rules' own tests. Raises RulesRejected."""
+def check_rules(files: dict[str, str], entry: tuple[str, ...], run_tests: bool = True,
+                signals: Signals | None = None) -> RuleSet:
+    """The gate every version passes: the checker, then the rules' own tests, run with `signals` (the
+    engine's own classifiers and banks, so a test passes here exactly when it passes under `vigil test`
+    with the same options). Raises RulesRejected; its message says what failed, not what happens next
+    (callers add that: at start-up nothing is serving yet)."""
     try:
         ruleset = load_ruleset(list(entry), files=files)
     except DiagnosticError as error:
         diagnostics = [diagnostic_json(d, error.sources) for d in error.diagnostics]
         n = len(error.errors)
-        raise RulesRejected(f"the rules have {n} error{'s' if n != 1 else ''}; the running version keeps serving",
-                            diagnostics) from None
+        raise RulesRejected(f"the rules have {n} error{'s' if n != 1 else ''}", diagnostics) from None
     if run_tests:
         from vigil.dsl.testing import run_tests as run
 
-        failed = [r for r in run(ruleset) if not r.passed]
+        failed = [r for r in run(ruleset, _beside(signals)) if not r.passed]
         if failed:
             raise RulesRejected(
-                f"{len(failed)} of the rules' tests failed; the running version keeps serving",
+                f"{len(failed)} of the rules' {len(ruleset.program.tests)} tests failed",
                 [diagnostic_json(d, ruleset.sources) for d in ruleset.warnings],
                 [{"name": r.name, "location": r.location, "failures": list(r.failures)} for r in failed])
     return ruleset
+
+
+def _beside(signals: Signals | None) -> Signals | None:
+    """The engine's signals for a gate that runs in another thread: the same classifiers, banks and media
+    policy, with a cache of its own (the engine's is not shared across threads)."""
+    if signals is None:
+        return None
+    return Signals(classifiers=signals.classifiers, matcher=signals.matcher, media_policy=signals.media_policy)
 
 
 class RulesManager:
@@ -143,6 +156,8 @@ class RulesManager:
         self.active: RulesVersion | None = None
         self.ruleset: RuleSet | None = None
         self.last_rejection: RulesRejected | None = None
+        # What the rules' tests run with: the engine's signals, set before `initial` (app.py).
+        self.signals: Signals | None = None
         self._fingerprint: tuple[tuple[str, int, int], ...] | None = None
         self._lock = asyncio.Lock()
 
@@ -157,7 +172,8 @@ class RulesManager:
             self._fingerprint = dir_fingerprint(self.rules_dir)
             files = read_rules_dir(self.rules_dir)
             entry = tuple(p for p in files if p.endswith(".vigil"))
-            ruleset = check_rules(*validate_files(files, list(entry) or None), run_tests=self.run_tests)
+            ruleset = check_rules(*validate_files(files, list(entry) or None), run_tests=self.run_tests,
+                                  signals=self.signals)
             current = self.store.active_rules_version()
             if current is None or current.version != ruleset.version:
                 current = self.store.add_rules_version(ruleset.version, files, entry, author=f"disk:{self.rules_dir}",
@@ -183,7 +199,7 @@ class RulesManager:
                      source: str = "api", dry_run: bool = False) -> tuple[RulesVersion | None, RuleSet]:
         """Check a new version and, unless `dry_run`, store and activate it. Raises RulesRejected."""
         try:
-            ruleset = await anyio.to_thread.run_sync(check_rules, files, entry, self.run_tests)
+            ruleset = await anyio.to_thread.run_sync(check_rules, files, entry, self.run_tests, self.signals)
         except RulesRejected as error:
             self.last_rejection = error
             self.on_reload(source, "rejected")

@@ -35,8 +35,9 @@ def ruleset_json(r: RuleSet) -> dict[str, Any]:
             "warnings": [diagnostic_json(d, r.sources) for d in r.warnings]}
 
 
-def rejected(error: RulesRejected) -> ApiError:
-    return ApiError(422, "rules_rejected", error.message,
+def rejected(error: RulesRejected, active: RulesVersion | None) -> ApiError:
+    serving = f"version {active.seq} keeps serving" if active is not None else "no version is active"
+    return ApiError(422, "rules_rejected", f"{error.message}; {serving}",
                     "fix the errors listed (file:line:col) and upload again; `vigil check` shows the same",
                     extra={"diagnostics": error.diagnostics, "test_failures": error.test_failures})
 
@@ -78,7 +79,7 @@ async def upload(request: Request) -> Response:
         stored, ruleset = await svc.rules.upload(files, entry, author=token.name, message=message[:1000],
                                                  dry_run=dry_run)
     except RulesRejected as error:
-        raise rejected(error) from None
+        raise rejected(error, svc.rules.active) from None
     body: dict[str, Any] = version_json(stored) if stored is not None else {"version": ruleset.version,
                                                                             "dry_run": True}
     if stored is not None:
@@ -127,7 +128,7 @@ async def activate(request: Request) -> Response:
         raise ApiError(404, "unknown_version", f"no rules version {seq}", "GET /v1/rules/versions lists them"
                        ) from None
     except RulesRejected as error:
-        raise rejected(error) from None
+        raise rejected(error, svc.rules.active) from None
     return JSONResponse({**version_json(stored), "active": True})
 
 
@@ -140,7 +141,7 @@ async def rollback(request: Request) -> Response:
     except LookupError as error:
         raise ApiError(409, "no_earlier_version", str(error)) from None
     except RulesRejected as error:
-        raise rejected(error) from None
+        raise rejected(error, svc.rules.active) from None
     return JSONResponse({**version_json(stored), "active": True})
 
 

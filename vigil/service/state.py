@@ -18,6 +18,7 @@ from vigil.service.reload import RulesManager
 from vigil.stores.base import RulesStore, StateStore, TokenStore
 
 if TYPE_CHECKING:
+    from vigil.dsl.loader import RuleSet
     from vigil.engine import Engine
     from vigil.hashing.banks import BankStore
     from vigil.hashing.service import HashMatcher
@@ -70,6 +71,8 @@ class Service:
         self.bank_store: BankStore | None = None
         self.matcher: HashMatcher | None = None
         self.stopping = False
+        # The start-up rules and signals, from app.prepare until the lifespan builds the engine on them.
+        self.prepared: tuple[RuleSet, Signals | None] | None = None
 
     @property
     def ingest(self) -> Ingest:
