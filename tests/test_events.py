@@ -69,3 +69,16 @@ def test_oversized_event() -> None:
     assert parse_event(b'{"type": "t", "id": "1", "time": 0, "pad": "xx"}', max_bytes=100).id == "1"
     with pytest.raises(EventError):
         parse_event(b'{"type": "t", "id": "1", "time": 0, "pad": "xx"}', max_bytes=20)
+
+
+def _nested(depth: int) -> bytes:
+    return b'{"type": "post", "id": "e1", "time": 0, "meta": ' + b"[" * (depth - 1) + b"0" + b"]" * (depth - 1) + b"}"
+
+
+def test_nesting_is_bounded() -> None:
+    # The event object is level 1, so 64 levels in all pass and 65 are refused, saying how to fix it.
+    assert parse_event(_nested(64)).data["meta"]
+    with pytest.raises(EventError, match="more than 64 levels deep; flatten"):
+        parse_event(_nested(65))
+    with pytest.raises(EventError, match="more than 10 levels"):
+        parse_event(_nested(11), max_depth=10)

@@ -12,6 +12,9 @@ from vigil.dsl.runtime import FieldTypeError, parse_time
 MAX_EVENT_BYTES = 1 << 20  # 1 MiB: larger events are dead-lettered, not parsed
 MAX_TYPE_LENGTH = 100
 MAX_ID_LENGTH = 200
+# Objects and arrays nested deeper than this are refused: real payloads stay far below it, and deeper
+# values break what reads them later (repr and the JSON encoder recurse; orjson stops at 254 levels).
+MAX_EVENT_DEPTH = 64
 
 
 class EventError(ValueError):
@@ -26,7 +29,28 @@ class Event:
     data: dict[str, Any]
 
 
-def parse_event(raw: bytes | str | dict[str, Any], max_bytes: int = MAX_EVENT_BYTES) -> Event:
+def nesting_depth(value: Any, limit: int) -> int:
+    """How deeply `value` nests objects and arrays, counting stops once it passes `limit` (iterative,
+    so no depth can overflow the stack).
+
+    >>> nesting_depth({"a": [1, {"b": []}]}, 64), nesting_depth("text", 64), nesting_depth([[[[]]]], 2)
+    (3, 0, 3)
+    """
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 1)] if isinstance(value, (dict, list)) else []
+    while stack:
+        container, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if deepest > limit:
+            break
+        for item in container.values() if isinstance(container, dict) else container:
+            if isinstance(item, (dict, list)):
+                stack.append((item, depth + 1))
+    return deepest
+
+
+def parse_event(raw: bytes | str | dict[str, Any], max_bytes: int = MAX_EVENT_BYTES,
+                max_depth: int = MAX_EVENT_DEPTH) -> Event:
     """Validate and parse one event.
 
     >>> parse_event(b'{"type": "post", "id": "e1", "time": "2026-01-01T00:00:00Z", "text": "hi"}').time
@@ -43,6 +67,9 @@ def parse_event(raw: bytes | str | dict[str, Any], max_bytes: int = MAX_EVENT_BY
             raise EventError(f"not valid JSON: {error}") from None
     if not isinstance(data, dict):
         raise EventError(f"an event is a JSON object, got {type(data).__name__}")
+    if nesting_depth(data, max_depth) > max_depth:
+        raise EventError(f"the event nests objects or arrays more than {max_depth} levels deep; "
+                         "flatten the payload")
     etype = data.get("type")
     if not isinstance(etype, str) or not etype or len(etype) > MAX_TYPE_LENGTH:
         raise EventError('missing or invalid "type": give a non-empty string such as "post"')

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import orjson
 
-from .helpers import Running, event, post, wait_for
+from .helpers import Running, event, post, wait_for, write_rules
 
 
 def test_one_event_gets_a_decision_with_its_explanation(svc: Running) -> None:
@@ -156,3 +157,46 @@ def test_unknown_paths_and_methods_are_json_errors(svc: Running) -> None:
     wrong = svc.client.get("/v1/events", headers=svc.headers("ingest"))
     assert wrong.status_code == 405
     assert orjson.loads(wrong.content)["error"]["code"] == "method_not_allowed"
+
+
+def _deep(depth: int) -> str:
+    return "[" * depth + "0" + "]" * depth
+
+
+def test_a_batch_with_one_deeply_nested_item_answers_per_item(svc: Running) -> None:
+    """One item nested 990 levels deep made the whole batch a 500, after the earlier items' labels were
+    applied, and left no dead letter (issue 11.6)."""
+    before = svc.dead_letters()
+    good, bad = post("a badword", user="u9"), post("a badword", user="X")
+    body = "[" + orjson.dumps(good).decode() + "," + orjson.dumps(bad).decode().replace('"X"', _deep(990)) + "]"
+    response = svc.client.post("/v1/events/batch", content=body, headers=svc.headers("ingest"))
+    assert response.status_code == 200
+    first, second = response.json()["results"]
+    assert first["verdict"] == "review"
+    assert second["error"]["code"] == "invalid_event"
+    assert "levels deep" in second["error"]["message"]
+    assert svc.dead_letters() == before + 1
+    assert "levels deep" in svc.store.dead_letters()[-1].reason
+    # The same item alone: a 422 with the reason, and a dead letter.
+    alone = svc.client.post("/v1/events", content=orjson.dumps(bad).decode().replace('"X"', _deep(990)),
+                            headers=svc.headers("ingest"))
+    assert alone.status_code == 422 and "levels deep" in alone.json()["error"]["message"]
+    assert svc.dead_letters() == before + 2
+
+
+def test_a_decision_holding_a_value_too_deep_to_encode_still_renders(
+        rules_dir: Path, make_service: Callable[..., Running]) -> None:
+    """A feature value over 254 levels deep (past orjson's limit) made the decision, and then GET
+    /v1/decisions/{id} forever, a 500 after its label was applied (issue 11.6)."""
+    write_rules(rules_dir, 'use "common.vigil"\nrule "Has meta"\n  when event is "post" and event.meta exists\n'
+                           '  then flag, label user "meta" for 1 day\n')
+    running = make_service(max_depth=1000)
+    deep = post("hi", user="u7")
+    body = orjson.dumps(deep).decode()[:-1] + ', "meta": ' + _deep(300) + "}"
+    response = running.client.post("/v1/events", content=body, headers=running.headers("ingest"))
+    assert response.status_code == 200, response.text
+    assert response.json()["verdict"] == "flag"
+    assert "too deep to show" in response.text
+    again = running.get(f"/v1/decisions/{deep['id']}", scope="ingest")
+    assert again.status_code == 200 and again.json()["decision"]["verdict"] == "flag"
+    assert [label["label"] for label in running.get("/v1/entities/user/u7/labels").json()["labels"]] == ["meta"]

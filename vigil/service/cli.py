@@ -59,6 +59,8 @@ def _loopback(host: str) -> bool:
 @click.option("--max-body", default=1 << 20, show_default=True, help="Largest event body, in bytes.")
 @click.option("--max-batch", default=1000, show_default=True, help="Most events in one batch.")
 @click.option("--max-batch-body", default=4 << 20, show_default=True, help="Largest batch body, in bytes.")
+@click.option("--max-depth", default=64, show_default=True,
+              help="Deepest nesting of objects and arrays in one event (deeper: 422 and a dead letter).")
 @click.option("--rate-limit", default=0.0, show_default=True, help="Requests a second per token (0: no limit).")
 @click.option("--rate-burst", default=100, show_default=True, help="Burst above the rate per token.")
 @click.option("--queue-size", default=10_000, show_default=True, help="Events accepted with mode=async, waiting.")
@@ -68,7 +70,7 @@ def _loopback(host: str) -> bool:
               type=click.Choice(["debug", "info", "warning", "error"]))
 @signal_options
 def serve_command(rules_dir: str | None, host: str, port: int, db: str, max_body: int, max_batch: int,
-                  max_batch_body: int, rate_limit: float, rate_burst: int, queue_size: int, reload_interval: float,
+                  max_batch_body: int, max_depth: int, rate_limit: float, rate_burst: int, queue_size: int, reload_interval: float,
                   no_auth: bool, log_level: str, banks_db: str | None, media_roots: tuple[str, ...],
                   **signal_opts: Any) -> None:
     """Serve the HTTP API: events in, decisions out; labels, rules versions, hash banks, health and metrics.
@@ -88,6 +90,7 @@ def serve_command(rules_dir: str | None, host: str, port: int, db: str, max_body
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = ServiceSettings(host=host, port=port, rules_dir=rules_dir, auth=not no_auth,
                                max_body_bytes=max_body, max_batch=max_batch, max_batch_bytes=max_batch_body,
+                               max_depth=max_depth,
                                rate_limit=rate_limit, rate_burst=rate_burst, queue_size=queue_size,
                                reload_interval=reload_interval, tune_gc=True,
                                banks=_banks(banks_db, db))

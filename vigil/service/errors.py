@@ -4,18 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
+from vigil.service.render import dumps
+
 
 class JSONResponse(Response):
-    """A JSON response rendered with orjson (fast, and strict about what it serialises)."""
+    """A JSON response rendered with orjson (fast); what orjson refuses is rendered plainly, never a 500."""
 
     media_type = "application/json"
 
     def render(self, content: Any) -> bytes:
-        return orjson.dumps(content)
+        return dumps(content)
 
 
 class ApiError(Exception):

@@ -21,9 +21,10 @@ import orjson
 from vigil.dsl.runtime import FieldTypeError
 from vigil.effects import Decision
 from vigil.engine import Engine
-from vigil.events import Event, EventError, parse_event
+from vigil.events import MAX_EVENT_DEPTH, Event, EventError, parse_event
 from vigil.service.errors import ApiError
 from vigil.service.metrics import Metrics
+from vigil.service.render import dumps
 from vigil.stages import SlowStage
 
 log = logging.getLogger("vigil.service.ingest")
@@ -62,9 +63,11 @@ class RecentDecisions:
 
 
 class Ingest:
-    def __init__(self, engine: Engine, metrics: Metrics, *, queue_size: int, recent: int) -> None:
+    def __init__(self, engine: Engine, metrics: Metrics, *, queue_size: int, recent: int,
+                 max_depth: int = MAX_EVENT_DEPTH) -> None:
         self.engine = engine
         self.metrics = metrics
+        self.max_depth = max_depth
         self.queue: asyncio.Queue[Queued] = asyncio.Queue(maxsize=queue_size)
         self.recent = RecentDecisions(recent)
         self.accepting = True
@@ -86,9 +89,11 @@ class Ingest:
 
     def parse_item(self, data: Any, raw: bytes | None, source: str) -> Event:
         try:
-            return parse_event(data) if isinstance(data, dict) else parse_event(orjson.dumps(data))
+            if not isinstance(data, dict):
+                raise EventError(f"an event is a JSON object, got {type(data).__name__}")
+            return parse_event(data, max_depth=self.max_depth)
         except EventError as error:
-            self.reject(raw if raw is not None else _dump(data), str(error), source)
+            self.reject(raw if raw is not None else dumps(data), str(error), source)
             raise EventRejected(422, "invalid_event", str(error),
                                 'an event is {"type": "post", "id": "e1", "time": "2026-01-01T00:00:00Z", ...}'
                                 ) from None
@@ -103,14 +108,14 @@ class Ingest:
         try:
             decision = self.engine.decide(event)
         except FieldTypeError as error:
-            self.reject(raw if raw is not None else _dump(event.data), str(error), source)
+            self.reject(raw if raw is not None else dumps(event.data), str(error), source)
             self.recent.put(event.id, {"event_id": event.id, "status": "dead_letter", "reason": str(error)})
             raise EventRejected(422, "wrong_type", str(error),
                                 "the rules read this field as another type; fix the event's field") from None
         except Exception as error:  # a bug costs one event, never the service: keep it to replay
             log.exception("internal error deciding event %s", event.id)
             reason = f"internal error: {type(error).__name__}: {error}"
-            self.reject(raw if raw is not None else _dump(event.data), reason, source)
+            self.reject(raw if raw is not None else dumps(event.data), reason, source)
             self.recent.put(event.id, {"event_id": event.id, "status": "dead_letter", "reason": reason})
             raise EventRejected(500, "internal", reason, "the event is kept as a dead letter to replay") from None
         self.metrics.decide.observe(time.perf_counter() - started)
@@ -183,9 +188,3 @@ class Ingest:
             return out
         return found
 
-
-def _dump(data: Any) -> bytes:
-    try:
-        return orjson.dumps(data)
-    except TypeError:
-        return repr(data).encode()

@@ -37,6 +37,7 @@ class ServiceSettings:
     max_body_bytes: int = 1 << 20  # one event (the engine's own limit for an event is 1 MiB too)
     max_batch_bytes: int = 4 << 20
     max_batch: int = 1000
+    max_depth: int = 64  # objects and arrays nested in one event (vigil.events.MAX_EVENT_DEPTH)
     max_rules_bytes: int = 8 << 20
     rate_limit: float = 0.0  # 0: no limit
     rate_burst: int = 100
