@@ -110,3 +110,50 @@ def test_unknown_candidate_kind_is_a_usage_error(shared_data: Path) -> None:
                               "--label-column", "S,H,V"],
     )  # fmt: skip
     assert result.exit_code == 2 and "unknown candidate kind" in result.output
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_an_unreachable_endpoint_fails_and_says_why(tmp_path: Path) -> None:
+    data = tmp_path / "d.jsonl"
+    data.write_text("".join(json.dumps({"text": t, "label": y}) + "\n" for t, y in [("a", 1), ("b", 0)]))
+    (tmp_path / "p.md").write_text("# Abuse\nKEYWORD: hate\n")
+    result = CliRunner().invoke(
+        make_eval_command(),
+        [str(data), "-c", f"policy:{tmp_path / 'p.md'}", "--endpoint", f"http://127.0.0.1:{_free_port()}/v1",
+         "--model", "fake", "--timeout", "2", "--out", str(tmp_path / "out")],
+    )  # fmt: skip
+    # Before: precision/recall/F1 0.000 and exit 0, as if the model had answered "safe" to everything.
+    assert result.exit_code == 1, result.output
+    assert "2 of 2 examples got no answer" in result.output and "endpoint" in result.output
+    assert not (tmp_path / "out" / "result.json").exists()
+
+
+def test_a_slice_without_positives_shows_n_a_and_intervals_are_reported(tmp_path: Path) -> None:
+    data = tmp_path / "d.jsonl"
+    rows = [("bad word", 1, "en"), ("fine", 0, "en"), ("bad", 1, "en"), ("hello", 0, "fr"), ("salut", 0, "fr")]
+    data.write_text("".join(json.dumps({"text": t, "label": y, "lang": g}) + "\n" for t, y, g in rows))
+
+    class Keyword:
+        name, version = "kw", "1"
+
+        def predict(self, texts: Sequence[str]) -> list[Prediction]:
+            return [Prediction("bad" in t) for t in texts]
+
+    out = tmp_path / "out"
+    result = CliRunner().invoke(
+        make_eval_command({"kw": lambda spec, ctx: Keyword()}),
+        [str(data), "-c", "kw:x", "--slice", "lang", "--out", str(out)],
+    )
+    assert result.exit_code == 0, result.output
+    saved = json.loads((out / "result.json").read_text())
+    fr = saved["slices"]["lang"]["fr"]
+    assert fr["recall"] is None and fr["precision"] is None and fr["fpr"] == 0.0
+    assert saved["confidence_intervals"]["intervals"]["f1"] == [1.0, 1.0]
+    assert "n/a" in (out / "report.html").read_text()

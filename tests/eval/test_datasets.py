@@ -28,7 +28,19 @@ def test_jsonl_any_of_several_label_columns(tmp_path: Path) -> None:
     ]
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     data = load_dataset(path, text_column="prompt", label_columns=["S", "H", "V"])
-    assert data.labels == [True, False, False, True]
+    # "b" and "c" say nothing about H or V: unlabelled, left out, never counted as negatives.
+    assert [e.text for e in data.examples] == ["a", "d"]
+    assert data.labels == [True, True] and data.unlabelled == 2
+
+
+def test_a_row_is_negative_only_when_every_category_says_so(tmp_path: Path) -> None:
+    path = tmp_path / "d.jsonl"
+    rows = [{"prompt": "a", "S": 0, "H": 0}, {"prompt": "b", "S": 0, "H": None}, {"prompt": "c", "S": 1}]
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    data = load_dataset(path, text_column="prompt", label_columns=["S", "H"])
+    assert [(e.text, e.label) for e in data.examples] == [("a", False), ("c", True)]
+    assert data.unlabelled == 1
+    assert load_dataset(path, text_column="prompt", label_columns=["S"]).unlabelled == 0
 
 
 def test_moderation_set_loads(shared_data: Path) -> None:
@@ -37,7 +49,9 @@ def test_moderation_set_loads(shared_data: Path) -> None:
         text_column="prompt",
         label_columns=["S", "H", "V", "HR", "SH", "S3", "H2", "V2"],
     )
-    assert len(data) == 840 and 0 < sum(data.labels) < 840
+    # The shared data README: a missing key means that category is unlabelled for that row.
+    assert len(data) + data.unlabelled == 840 and data.unlabelled > 0
+    assert 0 < sum(data.labels) < len(data)
 
 
 @pytest.mark.parametrize(

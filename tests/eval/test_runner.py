@@ -92,3 +92,29 @@ def test_classifier_candidate_threshold(dataset: Path) -> None:
     strict = ClassifierCandidate(clf, threshold=1.01).predict(["cheap pills"])
     assert loose[0].label is True and strict[0].label is False
     assert loose[0].score is not None
+
+
+def test_progress_is_reported_in_chunks_and_adds_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from vigil.eval import runner
+
+    monkeypatch.setattr(runner, "PROGRESS_CHUNK", 3)
+    path = tmp_path / "d.jsonl"
+    path.write_text("".join(json.dumps({"text": f"t{i}", "label": i % 2}) + "\n" for i in range(8)))
+    seen: list[int] = []
+    result = evaluate(KeywordCandidate("t1"), load_dataset(path), progress=seen.append)
+    assert seen == [3, 3, 2] and result.overall.n == 8
+
+
+def test_too_many_unanswered_fails_with_the_reasons(dataset: Path) -> None:
+    from vigil.eval.runner import EvaluationFailed
+
+    class Down:
+        name, version = "down", "0"
+
+        def predict(self, texts: Sequence[str]) -> list[Prediction]:
+            return [Prediction(None, rationale="connection refused") for _ in texts]
+
+    with pytest.raises(EvaluationFailed, match=r"8 of 8 examples got no answer \(8× connection refused\)"):
+        evaluate(Down(), load_dataset(dataset), max_unanswered=0.5)
+    # One abstention in eight is within a 20% allowance.
+    assert evaluate(KeywordCandidate("idiot"), load_dataset(dataset), max_unanswered=0.2).overall.unknown == 1

@@ -16,9 +16,10 @@ from vigil.classifiers.llm import Endpoint, PolicyClassifier, endpoint_from_opti
 from vigil.classifiers.policy import load_policy
 from vigil.classifiers.registry import DEFAULT_DIR, ClassifierRegistry
 from vigil.eval.candidates import Candidate, ClassifierCandidate
-from vigil.eval.datasets import DatasetError, load_dataset
-from vigil.eval.report import render_html
-from vigil.eval.runner import compare, evaluate, save_json
+from vigil.eval.datasets import Dataset, DatasetError, load_dataset
+from vigil.eval.metrics import fmt
+from vigil.eval.report import interval, render_html
+from vigil.eval.runner import EvalResult, EvaluationFailed, compare, evaluate, save_json
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +102,13 @@ def make_eval_command(extra_kinds: Mapping[str, CandidateFactory] | None = None)
     @endpoint_options(timeout=60.0)
     @click.option("--concurrency", type=int, default=8, show_default=True, help="Concurrent model requests.")
     @click.option(
+        "--max-unanswered",
+        type=click.FloatRange(0.0, 1.0),
+        default=0.1,
+        show_default=True,
+        help="Fail when more than this share of examples gets no answer (time-outs, errors, dead letters).",
+    )
+    @click.option(
         "--out",
         type=click.Path(file_okay=False, path_type=Path),
         default=None,
@@ -110,12 +118,14 @@ def make_eval_command(extra_kinds: Mapping[str, CandidateFactory] | None = None)
         dataset: Path, specs: tuple[str, ...], text_column: str, label_columns: tuple[str, ...],
         positive: tuple[str, ...], slices: tuple[str, ...], threshold: float | None, limit: int | None,
         seed: int, classifiers_dir: Path, endpoint: str | None, model: str, api_key_env: str | None,
-        timeout: float, concurrency: int, out: Path | None,
+        timeout: float, concurrency: int, max_unanswered: float, out: Path | None,
     ) -> None:  # fmt: skip
         """Evaluate candidates on a labelled DATASET (.jsonl or .csv).
 
         Reports precision, recall, F1, false-positive rate, per-slice figures, latency and tokens,
-        lists misclassified examples, and with two candidates runs McNemar's exact test.
+        with 95% bootstrap intervals, lists misclassified examples, and with two candidates gives the
+        difference of each metric with a paired-bootstrap interval (and McNemar's test of accuracy).
+        Rows missing a label column are unlabelled and left out, not counted as negatives.
         """
         if len(specs) > 2:
             raise click.UsageError("give one candidate, or two for A/B")
@@ -127,8 +137,10 @@ def make_eval_command(extra_kinds: Mapping[str, CandidateFactory] | None = None)
             ep = endpoint_from_options(endpoint, model, api_key_env=api_key_env, timeout_s=timeout,
                                        max_concurrency=concurrency)
             ctx = CandidateContext(classifiers_dir, ep, threshold)
-            results = [evaluate(_build(spec, kinds, ctx), data, slice_by=slices) for spec in specs]
-        except (ClassifierError, DatasetError) as error:
+            if data.unlabelled:
+                click.echo(f"left out {data.unlabelled} unlabelled rows (a label column missing)", err=True)
+            results = [_run(_build(spec, kinds, ctx), data, slices, max_unanswered) for spec in specs]
+        except (ClassifierError, DatasetError, EvaluationFailed) as error:
             raise click.ClickException(str(error)) from error
         comparison = compare(results[0], results[1]) if len(results) == 2 else None
         target = out or Path("vigil-data/eval") / datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
@@ -140,18 +152,37 @@ def make_eval_command(extra_kinds: Mapping[str, CandidateFactory] | None = None)
         for r in results:
             o = r.overall
             click.echo(
-                f"{r.candidate} ({r.version}): precision {o.precision:.3f} recall {o.recall:.3f} F1 {o.f1:.3f} "
-                f"FPR {o.fpr:.3f} coverage {o.coverage:.3f} p50 {r.latency_p50_s * 1000:.1f}ms "
-                f"p99 {r.latency_p99_s * 1000:.1f}ms tokens {r.tokens}"
+                f"{r.candidate} ({r.version}): precision {fmt(o.precision)} recall {fmt(o.recall)} "
+                f"F1 {fmt(o.f1)} {interval(r.ci.intervals['f1'])} FPR {fmt(o.fpr)} coverage {fmt(o.coverage)} "
+                f"p50 {r.latency_p50_s * 1000:.1f}ms p99 {r.latency_p99_s * 1000:.1f}ms tokens {r.tokens}"
             )
+            if r.overall.unknown:
+                top = next(iter(r.unanswered_reasons))
+                click.echo(f"  {r.overall.unknown} examples got no answer (most often: {top})", err=True)
         if comparison is not None:
-            m = comparison.mcnemar
+            deltas, cis = comparison.deltas(), comparison.delta_ci.intervals
             click.echo(
-                f"F1 difference (B-A) {comparison.deltas()['f1']:+.3f}; McNemar exact p = {m.p_value:.4g}"
+                "B-A with 95% paired-bootstrap intervals: "
+                + ", ".join(f"{k} {fmt(deltas[k], '+.3f')} {interval(cis[k], '+.3f')}" for k in ("precision", "recall", "f1"))
             )
+            m = comparison.mcnemar
+            click.echo(f"accuracy: McNemar exact p = {m.p_value:.4g} ({m.a_only_correct} only A right, "
+                       f"{m.b_only_correct} only B)")
         click.echo(f"wrote {target / 'result.json'} and {target / 'report.html'}")
 
     return eval_command
+
+
+def _run(candidate: Candidate, data: Dataset, slices: tuple[str, ...], max_unanswered: float) -> EvalResult:
+    """Evaluate with a progress bar on a terminal (stderr, so the figures on stdout stay clean)."""
+    from rich.console import Console
+    from rich.progress import Progress
+
+    console = Console(stderr=True)
+    with Progress(console=console, transient=True, disable=not console.is_terminal) as bar:
+        task = bar.add_task(f"{candidate.name}", total=len(data))
+        return evaluate(candidate, data, slice_by=slices, max_unanswered=max_unanswered,
+                        progress=lambda n: bar.advance(task, n))
 
 
 def _build(spec: str, kinds: Mapping[str, CandidateFactory], ctx: CandidateContext) -> Candidate:

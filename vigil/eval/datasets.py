@@ -37,6 +37,8 @@ class Dataset:
     examples: tuple[Example, ...]
     text_column: str
     label_columns: tuple[str, ...]
+    # Rows left out because a label column they needed was missing (unlabelled, not negative).
+    unlabelled: int = 0
 
     @property
     def texts(self) -> list[str]:
@@ -56,7 +58,8 @@ class Dataset:
         if n >= len(self.examples):
             return self
         keep = sorted(random.Random(seed).sample(range(len(self.examples)), n))
-        return Dataset(self.path, tuple(self.examples[i] for i in keep), self.text_column, self.label_columns)
+        return Dataset(self.path, tuple(self.examples[i] for i in keep), self.text_column, self.label_columns,
+                       self.unlabelled)
 
     def split(self, n_train: int, seed: int = 0) -> tuple[Dataset, Dataset]:
         """A seeded random split into ``n_train`` examples and the rest."""
@@ -65,8 +68,8 @@ class Dataset:
         train = tuple(self.examples[i] for i in sorted(order[:n_train]))
         test = tuple(self.examples[i] for i in sorted(order[n_train:]))
         return (
-            Dataset(self.path, train, self.text_column, self.label_columns),
-            Dataset(self.path, test, self.text_column, self.label_columns),
+            Dataset(self.path, train, self.text_column, self.label_columns, self.unlabelled),
+            Dataset(self.path, test, self.text_column, self.label_columns, self.unlabelled),
         )
 
 
@@ -101,8 +104,10 @@ def load_dataset(
 
     A row is positive when any of ``label_columns`` holds a value in ``positive`` (or, with no
     ``positive`` given, a true-like value: 1, true, yes). Several label columns mean "any of
-    these categories", as in the OpenAI moderation set; a missing column counts as negative.
-    Every other column is kept in ``meta`` for per-slice breakdowns.
+    these categories", as in the OpenAI moderation set. A missing (or null) column means that
+    category is unlabelled for the row: the row is still positive when another column is, but
+    it is left out, and counted in ``unlabelled``, when it would otherwise be negative, since
+    nobody said it was. Every other column is kept in ``meta`` for per-slice breakdowns.
     """
     rows = read_rows(path)
     if not rows:
@@ -115,8 +120,10 @@ def load_dataset(
         )
     wanted = frozenset(positive)
     examples = []
+    unlabelled = 0
     for number, row in enumerate(rows, 1):
         raw = [_text(row[c]) for c in label_columns if c in row and row[c] is not None]
+        complete = len(raw) == len(label_columns)
         if wanted:
             label = any(value in wanted for value in raw)
         else:
@@ -127,11 +134,16 @@ def load_dataset(
                     f"say which values are positive (--positive)"
                 )
             label = any(v.lower() in _TRUE for v in raw)
+        if not label and not complete:
+            unlabelled += 1
+            continue
         meta = {str(k): _text(v) for k, v in row.items() if k != text_column and v is not None}
         examples.append(
             Example(text=_text(row[text_column]), label=label, raw_label="|".join(raw), meta=meta)
         )
-    return Dataset(str(path), tuple(examples), text_column, tuple(label_columns))
+    if not examples:
+        raise DatasetError(f"{path}: every row lacks a label in {list(label_columns)}")
+    return Dataset(str(path), tuple(examples), text_column, tuple(label_columns), unlabelled)
 
 
 def _text(value: Any) -> str:

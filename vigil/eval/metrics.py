@@ -23,37 +23,40 @@ class Confusion:
         """Examples, abstentions included."""
         return self.tp + self.fp + self.tn + self.fn + self.unknown
 
+    # Each rate is None ("n/a") when its denominator is zero: a slice with no positives has no recall,
+    # and reporting 0.000 there reads as a total failure that never happened.
+
     @property
-    def precision(self) -> float:
-        """TP / (TP + FP); 0 when nothing was flagged."""
+    def precision(self) -> float | None:
+        """TP / (TP + FP); None when nothing was flagged."""
         return _ratio(self.tp, self.tp + self.fp)
 
     @property
-    def recall(self) -> float:
-        """TP / (TP + FN) over answered examples."""
+    def recall(self) -> float | None:
+        """TP / (TP + FN) over answered examples; None without positives."""
         return _ratio(self.tp, self.tp + self.fn)
 
     @property
-    def f1(self) -> float:
-        """Harmonic mean of precision and recall."""
+    def f1(self) -> float | None:
+        """Harmonic mean of precision and recall; None with no positives and nothing flagged."""
         return _ratio(2 * self.tp, 2 * self.tp + self.fp + self.fn)
 
     @property
-    def fpr(self) -> float:
-        """False-positive rate: FP / (FP + TN)."""
+    def fpr(self) -> float | None:
+        """False-positive rate: FP / (FP + TN); None without negatives."""
         return _ratio(self.fp, self.fp + self.tn)
 
     @property
-    def accuracy(self) -> float:
+    def accuracy(self) -> float | None:
         """Correct answers over answered examples."""
         return _ratio(self.tp + self.tn, self.n - self.unknown)
 
     @property
-    def coverage(self) -> float:
+    def coverage(self) -> float | None:
         """Share of examples the candidate answered."""
         return _ratio(self.n - self.unknown, self.n)
 
-    def as_dict(self) -> dict[str, float | int]:
+    def as_dict(self) -> dict[str, float | int | None]:
         """Counts and rates, for JSON."""
         return {
             "n": self.n, "tp": self.tp, "fp": self.fp, "tn": self.tn, "fn": self.fn, "unknown": self.unknown,
@@ -92,7 +95,11 @@ def percentile(values: Sequence[float], q: float) -> float:
 
 @dataclass(frozen=True, slots=True)
 class McNemar:
-    """McNemar's exact test on paired predictions of two candidates over the same examples."""
+    """McNemar's exact test on paired predictions of two candidates over the same examples.
+
+    It tests whether the two *error rates* (accuracy) differ, nothing else: two candidates can be far apart
+    in F1 with p = 1. Differences in precision, recall or F1 are judged by :func:`paired_bootstrap`.
+    """
 
     a_only_correct: int
     b_only_correct: int
@@ -135,5 +142,115 @@ def pr_curve(
     return precision.tolist(), recall.tolist(), float(average_precision_score(y, s))
 
 
-def _ratio(num: int, den: int) -> float:
-    return num / den if den else 0.0
+METRICS = ("precision", "recall", "f1", "fpr", "accuracy")
+
+
+def fmt(value: float | None, spec: str = ".3f") -> str:
+    """A rate for people: ``n/a`` when it is undefined.
+
+    >>> fmt(0.5), fmt(None)
+    ('0.500', 'n/a')
+    """
+    return "n/a" if value is None else format(value, spec)
+
+
+def _ratio(num: int, den: int) -> float | None:
+    return num / den if den else None
+
+
+# --- Bootstrap confidence intervals --------------------------------------------------------------
+# Percentile bootstrap over examples. For an A/B comparison both candidates are resampled with the same
+# indices (a paired bootstrap), so the interval of the difference accounts for their shared examples.
+
+Interval = tuple[float, float] | None
+
+
+@dataclass(frozen=True, slots=True)
+class Bootstrap:
+    """Confidence intervals from ``resamples`` draws at ``level`` (per metric; None when undefined)."""
+
+    level: float
+    resamples: int
+    seed: int
+    intervals: dict[str, Interval]
+
+    def as_dict(self) -> dict[str, object]:
+        """For JSON."""
+        return {"level": self.level, "resamples": self.resamples, "seed": self.seed,
+                "intervals": {k: list(v) if v else None for k, v in self.intervals.items()}}  # fmt: skip
+
+
+def _outcomes(truth: Sequence[bool], predicted: Sequence[bool | None]) -> np.ndarray:
+    """One row per outcome kind (tp, fp, tn, fn) of 0/1 per example; abstentions are in none."""
+    t = np.asarray(truth, dtype=bool)
+    answered = np.array([p is not None for p in predicted], dtype=bool)
+    p = np.array([bool(x) for x in predicted], dtype=bool)
+    return np.stack([answered & p & t, answered & p & ~t, answered & ~p & ~t, answered & ~p & t]).astype(np.int32)
+
+
+def _rates(counts: np.ndarray) -> dict[str, np.ndarray]:
+    """Each metric per resample from counts of shape (4, B); NaN where undefined."""
+    tp, fp, tn, fn = (counts[i].astype(np.float64) for i in range(4))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return {
+            "precision": tp / (tp + fp),
+            "recall": tp / (tp + fn),
+            "f1": 2 * tp / (2 * tp + fp + fn),
+            "fpr": fp / (fp + tn),
+            "accuracy": (tp + tn) / (tp + fp + tn + fn),
+        }
+
+
+def _resampled_counts(outcomes: list[np.ndarray], resamples: int, seed: int) -> list[np.ndarray]:
+    """Counts (4, B) per outcome matrix, all drawn with the same indices; chunked to bound memory."""
+    n = outcomes[0].shape[1]
+    rng = np.random.default_rng(seed)
+    chunk = max(1, min(resamples, 2_000_000 // max(1, n)))
+    parts: list[list[np.ndarray]] = [[] for _ in outcomes]
+    done = 0
+    while done < resamples:
+        size = min(chunk, resamples - done)
+        # Counting how often each example is drawn turns resampling into one matrix product.
+        draws = rng.multinomial(n, np.full(n, 1.0 / n), size=size).T  # (n, size)
+        for k, o in enumerate(outcomes):
+            parts[k].append(o @ draws)
+        done += size
+    return [np.concatenate(p, axis=1) for p in parts]
+
+
+def _interval(values: np.ndarray, level: float) -> Interval:
+    defined = values[~np.isnan(values)]
+    # Fewer than half the resamples defining a metric means the data cannot support an interval.
+    if defined.size < values.size / 2:
+        return None
+    tail = (1 - level) / 2 * 100
+    low, high = np.percentile(defined, [tail, 100 - tail])
+    return float(low), float(high)
+
+
+def bootstrap(truth: Sequence[bool], predicted: Sequence[bool | None], *, resamples: int = 1000,
+              level: float = 0.95, seed: int = 0) -> Bootstrap:
+    """Percentile-bootstrap intervals of each metric.
+
+    >>> b = bootstrap([True, False] * 50, [True, False] * 50)
+    >>> b.intervals["f1"]
+    (1.0, 1.0)
+    """
+    if not len(truth):
+        return Bootstrap(level, resamples, seed, dict.fromkeys(METRICS))
+    (counts,) = _resampled_counts([_outcomes(truth, predicted)], resamples, seed)
+    rates = _rates(counts)
+    return Bootstrap(level, resamples, seed, {m: _interval(rates[m], level) for m in METRICS})
+
+
+def paired_bootstrap(truth: Sequence[bool], a: Sequence[bool | None], b: Sequence[bool | None], *,
+                     resamples: int = 1000, level: float = 0.95, seed: int = 0) -> Bootstrap:
+    """Intervals of B minus A for each metric, both resampled with the same examples.
+
+    An interval that excludes 0 says the difference is unlikely to be chance at that level.
+    """
+    if not len(truth):
+        return Bootstrap(level, resamples, seed, dict.fromkeys(METRICS))
+    ca, cb = _resampled_counts([_outcomes(truth, a), _outcomes(truth, b)], resamples, seed)
+    ra, rb = _rates(ca), _rates(cb)
+    return Bootstrap(level, resamples, seed, {m: _interval(rb[m] - ra[m], level) for m in METRICS})

@@ -11,6 +11,7 @@ import io
 from html import escape
 from typing import Any
 
+from vigil.eval.metrics import Interval, fmt
 from vigil.eval.runner import Comparison, EvalResult
 
 _STYLE = """
@@ -50,37 +51,50 @@ def render_html(
 
 def _summary_table(results: list[EvalResult]) -> str:
     head = "<tr><th>candidate</th><th>version</th><th>precision</th><th>recall</th><th>F1</th><th>FPR</th>"
-    head += "<th>coverage</th><th>AP</th><th>p50 ms</th><th>p99 ms</th><th>tokens</th></tr>"
+    head += "<th>F1 95% interval</th><th>coverage</th><th>AP</th><th>p50 ms</th><th>p99 ms</th><th>tokens</th></tr>"
     rows = []
     for r in results:
         o = r.overall
         ap = f"{r.average_precision:.3f}" if r.average_precision is not None else "–"
         rows.append(
             f"<tr><td class=t>{escape(r.candidate)}</td><td class=t><code>{escape(r.version)}</code></td>"
-            f"<td>{o.precision:.3f}</td><td>{o.recall:.3f}</td><td>{o.f1:.3f}</td><td>{o.fpr:.3f}</td>"
-            f"<td>{o.coverage:.3f}</td><td>{ap}</td><td>{r.latency_p50_s * 1000:.1f}</td>"
+            f"<td>{fmt(o.precision)}</td><td>{fmt(o.recall)}</td><td>{fmt(o.f1)}</td><td>{fmt(o.fpr)}</td>"
+            f"<td>{interval(r.ci.intervals.get('f1'))}</td><td>{fmt(o.coverage)}</td><td>{ap}</td><td>{r.latency_p50_s * 1000:.1f}</td>"
             f"<td>{r.latency_p99_s * 1000:.1f}</td><td>{r.tokens}</td></tr>"
         )
     return "<h2>Summary</h2><table>" + head + "".join(rows) + "</table>"
 
 
 def _comparison_section(c: Comparison) -> str:
-    deltas = "".join(f"<tr><td class=t>{k}</td><td>{v:+.3f}</td></tr>" for k, v in c.deltas().items())
+    level = f"{c.delta_ci.level:.0%}"
+    deltas = "".join(
+        f"<tr><td class=t>{k}</td><td>{fmt(v, '+.3f')}</td><td>{interval(c.delta_ci.intervals.get(k), '+.3f')}</td>"
+        f"</tr>"
+        for k, v in c.deltas().items()
+    )
     m = c.mcnemar
     verdict = "significant at 5%" if m.p_value < 0.05 else "not significant at 5%"
     return (
-        f"<h2>A/B: {escape(c.b.candidate)} minus {escape(c.a.candidate)}</h2><table>{deltas}</table>"
-        f"<p>McNemar exact test: {m.a_only_correct} examples only A got right, {m.b_only_correct} only B; "
+        f"<h2>A/B: {escape(c.b.candidate)} minus {escape(c.a.candidate)}</h2>"
+        f"<table><tr><th>metric</th><th>B − A</th><th>{level} interval (paired bootstrap, "
+        f"{c.delta_ci.resamples} resamples)</th></tr>{deltas}</table>"
+        f"<p>An interval that excludes 0 is a difference unlikely to be chance. McNemar's exact test compares "
+        f"accuracy only: {m.a_only_correct} examples only A got right, {m.b_only_correct} only B; "
         f"p = {m.p_value:.4g} ({verdict}).</p>"
     )
+
+
+def interval(value: Interval, spec: str = ".3f") -> str:
+    """``[low, high]`` or ``n/a``."""
+    return "n/a" if value is None else f"[{value[0]:{spec}}, {value[1]:{spec}}]"
 
 
 def _slices_section(r: EvalResult) -> str:
     out = []
     for column, values in r.slices.items():
         rows = "".join(
-            f"<tr><td class=t>{escape(v) or '(empty)'}</td><td>{c.n}</td><td>{c.precision:.3f}</td>"
-            f"<td>{c.recall:.3f}</td><td>{c.f1:.3f}</td><td>{c.fpr:.3f}</td><td>{c.accuracy:.3f}</td></tr>"
+            f"<tr><td class=t>{escape(v) or '(empty)'}</td><td>{c.n}</td><td>{fmt(c.precision)}</td>"
+            f"<td>{fmt(c.recall)}</td><td>{fmt(c.f1)}</td><td>{fmt(c.fpr)}</td><td>{fmt(c.accuracy)}</td></tr>"
             for v, c in values.items()
         )
         out.append(
@@ -134,7 +148,8 @@ def _pr_plot(results: list[EvalResult]) -> str:
         if r.pr_recall:
             ax.plot(r.pr_recall, r.pr_precision, label=f"{r.candidate} (AP {r.average_precision:.3f})")
         o = r.overall
-        ax.scatter([o.recall], [o.precision], marker="o", label=f"{r.candidate} operating point")
+        if o.recall is not None and o.precision is not None:
+            ax.scatter([o.recall], [o.precision], marker="o", label=f"{r.candidate} operating point")
     ax.set(xlabel="recall", ylabel="precision", xlim=(0, 1.02), ylim=(0, 1.02), title="Precision–recall")
     ax.legend(fontsize=7, loc="lower left")
     return _png(figure)
@@ -174,13 +189,18 @@ def _slice_plot(r: EvalResult, column: str) -> str:
     xs = range(len(names))
     ax.bar(
         [x - 0.2 for x in xs],
-        [values[n].accuracy for n in names],
+        [_nan(values[n].accuracy) for n in names],
         width=0.4,
         label="accuracy",
         color="#4c72b0",
     )
-    ax.bar([x + 0.2 for x in xs], [values[n].f1 for n in names], width=0.4, label="F1", color="#dd8452")
+    ax.bar([x + 0.2 for x in xs], [_nan(values[n].f1) for n in names], width=0.4, label="F1", color="#dd8452")
     ax.set_xticks(list(xs), [n[:24] or "(empty)" for n in names], rotation=60, ha="right", fontsize=7)
     ax.set(ylim=(0, 1), title=f"{r.candidate}: by {column}")
     ax.legend(fontsize=7)
     return _png(figure)
+
+
+def _nan(value: float | None) -> float:
+    # matplotlib draws no bar for NaN, which is what an undefined rate should look like.
+    return float("nan") if value is None else value

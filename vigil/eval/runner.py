@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections import defaultdict
-from collections.abc import Sequence
+from collections import Counter, defaultdict
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -12,9 +12,27 @@ from typing import Any
 
 from vigil.eval.candidates import Candidate, Prediction
 from vigil.eval.datasets import Dataset
-from vigil.eval.metrics import Confusion, McNemar, confusion, mcnemar_exact, percentile, pr_curve
+from vigil.eval.metrics import (
+    Bootstrap,
+    Confusion,
+    McNemar,
+    bootstrap,
+    confusion,
+    mcnemar_exact,
+    paired_bootstrap,
+    percentile,
+    pr_curve,
+)
 
 MAX_ERRORS_LISTED = 50
+# Texts handed to a candidate at a time, so a long run can report progress as it goes.
+PROGRESS_CHUNK = 256
+
+Progress = Callable[[int], None]
+
+
+class EvaluationFailed(RuntimeError):
+    """Too many examples got no answer (an unreachable endpoint, a broken model) for figures to mean anything."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +65,8 @@ class EvalResult:
     pr_precision: list[float]
     pr_recall: list[float]
     misclassified: list[Misclassified]
+    ci: Bootstrap
+    unanswered_reasons: dict[str, int]
     truth: list[bool] = field(repr=False)
     predictions: list[Prediction] = field(repr=False)
 
@@ -58,6 +78,8 @@ class EvalResult:
             "dataset": self.dataset,
             "created_at": self.created_at,
             "overall": self.overall.as_dict(),
+            "confidence_intervals": self.ci.as_dict(),
+            "unanswered_reasons": self.unanswered_reasons,
             "slices": {col: {v: c.as_dict() for v, c in vals.items()} for col, vals in self.slices.items()},
             "latency_p50_s": self.latency_p50_s,
             "latency_p99_s": self.latency_p99_s,
@@ -75,28 +97,53 @@ class Comparison:
     a: EvalResult
     b: EvalResult
     mcnemar: McNemar
+    delta_ci: Bootstrap
 
-    def deltas(self) -> dict[str, float]:
-        """B minus A for the headline rates."""
-        a, b = self.a.overall, self.b.overall
-        return {k: getattr(b, k) - getattr(a, k) for k in ("precision", "recall", "f1", "fpr", "coverage")}
+    def deltas(self) -> dict[str, float | None]:
+        """B minus A for the headline rates (None where either is undefined)."""
+        out: dict[str, float | None] = {}
+        for k in ("precision", "recall", "f1", "fpr", "accuracy", "coverage"):
+            x, y = getattr(self.a.overall, k), getattr(self.b.overall, k)
+            out[k] = None if x is None or y is None else y - x
+        return out
 
     def as_dict(self) -> dict[str, Any]:
-        """JSON-ready: both results, the deltas and the test."""
+        """JSON-ready: both results, the deltas with their intervals, and McNemar's test of accuracy."""
         return {
             "a": self.a.as_dict(),
             "b": self.b.as_dict(),
             "delta_b_minus_a": self.deltas(),
-            "mcnemar": asdict(self.mcnemar),
+            "delta_confidence_intervals": self.delta_ci.as_dict(),
+            "mcnemar_accuracy": asdict(self.mcnemar),
         }
 
 
-def evaluate(candidate: Candidate, dataset: Dataset, *, slice_by: Sequence[str] = ()) -> EvalResult:
-    """Run ``candidate`` over ``dataset`` and measure it, overall and per value of each slice column."""
-    predictions = candidate.predict(dataset.texts)
-    if len(predictions) != len(dataset):
-        raise ValueError(f"{candidate.name} gave {len(predictions)} predictions for {len(dataset)} texts")
-    return score_predictions(candidate.name, candidate.version, dataset, predictions, slice_by=slice_by)
+def evaluate(candidate: Candidate, dataset: Dataset, *, slice_by: Sequence[str] = (),
+             progress: Progress | None = None, max_unanswered: float = 1.0) -> EvalResult:
+    """Run ``candidate`` over ``dataset`` and measure it, overall and per value of each slice column.
+
+    ``progress`` is told how many examples each chunk finished. When more than ``max_unanswered`` of
+    the examples got no answer, :class:`EvaluationFailed` says why instead of reporting empty figures.
+    """
+    texts = dataset.texts
+    predictions: list[Prediction] = []
+    for start in range(0, len(texts), PROGRESS_CHUNK):
+        chunk = texts[start : start + PROGRESS_CHUNK]
+        answers = candidate.predict(chunk)
+        if len(answers) != len(chunk):
+            raise ValueError(f"{candidate.name} gave {len(answers)} predictions for {len(chunk)} texts")
+        predictions.extend(answers)
+        if progress is not None:
+            progress(len(chunk))
+    result = score_predictions(candidate.name, candidate.version, dataset, predictions, slice_by=slice_by)
+    unanswered = result.overall.unknown
+    if len(dataset) and unanswered / len(dataset) > max_unanswered:
+        reasons = "; ".join(f"{n}× {why}" for why, n in list(result.unanswered_reasons.items())[:3])
+        raise EvaluationFailed(
+            f"{candidate.name}: {unanswered} of {len(dataset)} examples got no answer ({reasons}); "
+            f"fix the candidate (is the endpoint reachable?) or allow it with --max-unanswered"
+        )
+    return result
 
 
 def score_predictions(
@@ -126,6 +173,7 @@ def score_predictions(
         if p.label != ex.label
     ]
     latencies = [p.latency_s for p in predictions]
+    reasons = Counter(p.rationale or "no reason given" for p in predictions if p.label is None)
     return EvalResult(
         candidate=name,
         version=version,
@@ -140,6 +188,8 @@ def score_predictions(
         pr_precision=curve[0] if curve else [],
         pr_recall=curve[1] if curve else [],
         misclassified=wrong[:MAX_ERRORS_LISTED],
+        ci=bootstrap(truth, labels),
+        unanswered_reasons=dict(reasons.most_common()),
         truth=list(truth),
         predictions=list(predictions),
     )
@@ -149,8 +199,8 @@ def compare(a: EvalResult, b: EvalResult) -> Comparison:
     """Pair two results on the same dataset and test whether their error rates differ."""
     if a.truth != b.truth:
         raise ValueError("results come from different datasets or orders; cannot pair them")
-    test = mcnemar_exact(a.truth, [p.label for p in a.predictions], [p.label for p in b.predictions])
-    return Comparison(a, b, test)
+    la, lb = [p.label for p in a.predictions], [p.label for p in b.predictions]
+    return Comparison(a, b, mcnemar_exact(a.truth, la, lb), paired_bootstrap(a.truth, la, lb))
 
 
 def save_json(data: dict[str, Any], path: Path) -> None:
