@@ -3,7 +3,9 @@ messages while the running version keeps serving, listed, rolled back, and hot r
 
 from __future__ import annotations
 
+import sqlite3
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from .helpers import COMMON, RULES, Running, post, wait_for, write_rules
@@ -161,3 +163,44 @@ def test_uploads_under_traffic_fail_no_request(svc: Running) -> None:
     assert failures == []
     assert sent > 40
     assert _active(svc)["seq"] == 2
+
+
+DEEP = ('rule "Deep" when event is "post" and event.score' + " + 1" * 250 + " > 0 then flag\n")
+
+
+def _rules_dir_state(svc: Running) -> Any:
+    return svc.get("/readyz").json().get("rules_dir")
+
+
+def test_a_disk_version_that_does_not_load_shows_in_readyz_and_is_retried(
+        make_service: Callable[..., Running]) -> None:
+    svc = make_service(reload_retry_interval=0.1)
+    (svc.rules_dir / "deep.vigil").write_text(DEEP)  # fails to compile (Python's nesting limit) or to check
+    assert wait_for(lambda: _rules_dir_state(svc) is not None)
+    ready = svc.get("/readyz")
+    assert ready.status_code == 200  # the old version still decides events
+    state = ready.json()["rules_dir"]
+    assert state["path"] == str(svc.rules_dir) and state["error"] and state["attempts"] >= 1
+    assert ready.json()["warnings"] and _active(svc)["seq"] == 1
+    assert wait_for(lambda: (_rules_dir_state(svc) or {}).get("attempts", 0) >= 3)  # tried again, unchanged
+    assert svc.post_event(post("hey!!!!!")).json()["verdict"] == "flag"
+    (svc.rules_dir / "deep.vigil").unlink()
+    assert wait_for(lambda: _rules_dir_state(svc) is None)
+    assert "warnings" not in svc.get("/readyz").json()
+
+
+def test_a_disk_load_that_failed_for_a_passing_reason_succeeds_on_retry(
+        make_service: Callable[..., Running]) -> None:
+    svc = make_service(reload_retry_interval=0.1)
+    blocker = sqlite3.connect(svc.store.path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")  # the store refuses writes (busy) while this transaction lasts
+    try:
+        (svc.rules_dir / "extra.vigil").write_text(FLAG_ALL)
+        assert wait_for(lambda: _rules_dir_state(svc) is not None, timeout=30)
+        assert _active(svc)["seq"] == 1
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    assert wait_for(lambda: _active(svc)["seq"] == 2, timeout=30)  # no change on disk since: a retry did it
+    assert _rules_dir_state(svc) is None
+    assert svc.post_event(post("calm")).json()["verdict"] == "flag"

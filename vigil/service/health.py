@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import anyio.to_thread
 from starlette.requests import Request
 from starlette.responses import Response
@@ -32,8 +34,13 @@ async def readyz(request: Request) -> Response:
     if problems:
         return JSONResponse({"status": "not ready", "problems": problems}, status_code=503)
     active = svc.rules.active
-    return JSONResponse({"status": "ready", "rules": {"seq": active.seq, "version": active.version}
-                         if active is not None else None})
+    body: dict[str, Any] = {"status": "ready", "rules": {"seq": active.seq, "version": active.version}
+                            if active is not None else None}
+    problem = svc.rules.disk_problem
+    if problem is not None:  # the old version still decides events, so still ready; but say what is wrong
+        body["warnings"] = [f"rules in {svc.rules.rules_dir} do not load; the active version serves on"]
+        body["rules_dir"] = {"path": str(svc.rules.rules_dir), **problem.json()}
+    return JSONResponse(body)
 
 
 async def metrics(request: Request) -> Response:

@@ -142,12 +142,26 @@ def _beside(signals: Signals | None) -> Signals | None:
     return Signals(classifiers=signals.classifiers, matcher=signals.matcher, media_policy=signals.media_policy)
 
 
+@dataclass(frozen=True, slots=True)
+class DiskProblem:
+    """Why the watched rules directory is not what runs: the error, since when (wall clock), when it was
+    last tried (monotonic) and how many times."""
+
+    error: str
+    since: float
+    tried_at: float
+    attempts: int
+
+    def json(self) -> dict[str, Any]:
+        return {"error": self.error, "since": self.since, "attempts": self.attempts}
+
+
 class RulesManager:
     """Owns which rules version the engine runs. Activations are serialised by an asyncio lock; the
     slow parts (loading, compiling, tests, store I/O) run in worker threads so traffic keeps flowing."""
 
     def __init__(self, store: RulesStore, rules_dir: str | Path | None = None, *, run_tests: bool = True,
-                 on_reload: Callable[[str, str], None] | None = None) -> None:
+                 on_reload: Callable[[str, str], None] | None = None, retry_interval: float = 30.0) -> None:
         self.store = store
         self.rules_dir = Path(rules_dir) if rules_dir is not None else None
         self.run_tests = run_tests
@@ -156,6 +170,8 @@ class RulesManager:
         self.active: RulesVersion | None = None
         self.ruleset: RuleSet | None = None
         self.last_rejection: RulesRejected | None = None
+        self.retry_interval = retry_interval
+        self.disk_problem: DiskProblem | None = None  # the watched directory's last load failed
         # What the rules' tests run with: the engine's signals, set before `initial` (app.py).
         self.signals: Signals | None = None
         self._fingerprint: tuple[tuple[str, int, int], ...] | None = None
@@ -266,29 +282,40 @@ class RulesManager:
                 await self.activate(active.seq, source="store")
             except (RulesRejected, KeyError) as error:
                 log.error("rules version %s, active in the store, does not load here: %s", active.seq, error)
-        if self.rules_dir is None:
-            return
-        fingerprint = await anyio.to_thread.run_sync(dir_fingerprint, self.rules_dir)
-        if fingerprint == self._fingerprint:
+        if self.rules_dir is not None:
+            await self._poll_disk(self.rules_dir)
+
+    async def _poll_disk(self, root: Path) -> None:
+        """Load the watched directory when it changed, or when its last load failed and `retry_interval`
+        has passed (a list file that was missing or a store that was briefly down may be fine now). A
+        failure of any kind is kept in `disk_problem` (shown by /readyz) until a load succeeds."""
+        fingerprint = await anyio.to_thread.run_sync(dir_fingerprint, root)
+        problem = self.disk_problem
+        retry = problem is not None and time.monotonic() - problem.tried_at >= self.retry_interval
+        if fingerprint == self._fingerprint and not retry:
             return
         self._fingerprint = fingerprint
         try:
-            files = await anyio.to_thread.run_sync(read_rules_dir, self.rules_dir)
+            files = await anyio.to_thread.run_sync(read_rules_dir, root)
             files, entry = validate_files(files, None)
-        except (OSError, UnicodeDecodeError, ValueError, TypeError) as error:
-            log.error("rules directory %s not reloaded: %s", self.rules_dir, error)
-            self.on_reload("disk", "rejected")
+            if self.ruleset is not None and self._same_content(files):
+                self.disk_problem = None
+                return
+            stored, _ = await self.upload(files, entry, author=f"disk:{root}", message="changed on disk",
+                                          source="disk")
+        except Exception as error:  # noqa: BLE001 - whatever failed, the running version serves on; say so
+            if not isinstance(error, RulesRejected):
+                self.on_reload("disk", "rejected")
+            message = str(error) if isinstance(error, (RulesRejected, OSError, ValueError, TypeError)) else (
+                f"{type(error).__name__}: {error}")
+            serving = f"version {self.active.seq} keeps serving" if self.active else "no version is active"
+            log.error("rules in %s not loaded (%s; retried every %g s and on any change):\n%s", root, serving,
+                      self.retry_interval, message)
+            first = problem.since if problem is not None else time.time()
+            self.disk_problem = DiskProblem(message, first, time.monotonic(), (problem.attempts if problem else 0) + 1)
             return
-        if self.ruleset is not None and self._same_content(files):
-            return
-        try:
-            stored, _ = await self.upload(files, entry, author=f"disk:{self.rules_dir}",
-                                          message="changed on disk", source="disk")
-        except RulesRejected as error:
-            log.error("rules in %s rejected; version %s keeps serving:\n%s", self.rules_dir,
-                      self.active.seq if self.active else "-", error)
-            return
-        log.info("rules reloaded from %s as version %s", self.rules_dir, stored.seq if stored else "-")
+        self.disk_problem = None
+        log.info("rules reloaded from %s as version %s", root, stored.seq if stored else "-")
 
     def _same_content(self, files: dict[str, str]) -> bool:
         return self.active is not None and self.active.files == files

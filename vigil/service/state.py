@@ -44,6 +44,7 @@ class ServiceSettings:
     queue_size: int = 10_000
     recent_decisions: int = 10_000
     reload_interval: float = 1.0
+    reload_retry_interval: float = 30.0  # a rules directory that failed to load is tried again this often
     run_rule_tests: bool = True  # run the rules' own tests before activating a version
     token_cache_seconds: float = 5.0
     # SQLite file of hash banks (None: no banks; the bank and hash routes answer 503). Rules that match
@@ -65,6 +66,7 @@ class Service:
         self.metrics = Metrics()
         self.tokens = TokenCache(token_store, settings.token_cache_seconds)
         self.rules = RulesManager(rules_store, settings.rules_dir, run_tests=settings.run_rule_tests,
+                                  retry_interval=settings.reload_retry_interval,
                                   on_reload=lambda source, result: self.metrics.reloads.labels(source, result).inc())
         self.signals = signals  # classifiers and media policy for the engine; the lifespan adds the matcher
         self.engine: Engine | None = None
