@@ -2,7 +2,10 @@ from __future__ import annotations
 
 import base64
 import http.server
+import ipaddress
+import socket
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import ClassVar
@@ -12,6 +15,7 @@ import pytest
 from vigil.hashing.media import MediaError, MediaPolicy, fetch_url, load_media
 
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(200))
+LOOPBACK = ipaddress.ip_network("127.0.0.0/8")
 
 
 def test_bytes_and_base64() -> None:
@@ -95,6 +99,7 @@ def _policy(**changes: object) -> MediaPolicy:
         "allowed_schemes": frozenset({"http"}),
         "max_bytes": 5000,
         "timeout_seconds": 2.0,
+        "allowed_networks": (LOOPBACK,),
     }
     return MediaPolicy(**(base | changes))  # type: ignore[arg-type]
 
@@ -121,3 +126,73 @@ def test_unreachable_url_is_a_media_error() -> None:
     policy = _policy(allowed_hosts=frozenset({"127.0.0.1"}), timeout_seconds=0.5)
     with pytest.raises(MediaError, match="failed"):
         fetch_url("http://127.0.0.1:9/x.png", policy)  # discard port: connection refused
+
+
+class _DripServer:
+    """A real server on loopback that sends a response one byte at a time, each byte well within any
+    per-read time-out: headers first and then the body, or the headers themselves byte by byte."""
+
+    def __init__(self, *, drip_headers: bool, interval: float = 0.05, body_size: int = 200) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.interval = interval
+        self.body_size = body_size
+        self.drip_headers = drip_headers
+        self.sent = 0
+        self.finished = threading.Event()  # the server sent everything (the client never gave up)
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        connection, _ = self.listener.accept()
+        with connection:
+            connection.recv(65536)
+            head = f"HTTP/1.1 200 OK\r\nContent-Type: image/png\r\nContent-Length: {self.body_size}\r\n\r\n"
+            try:
+                if not self.drip_headers:
+                    connection.sendall(head.encode())
+                    head = ""
+                for byte in head.encode() + b"x" * self.body_size:
+                    connection.sendall(bytes([byte]))
+                    self.sent += 1
+                    time.sleep(self.interval)
+                self.finished.set()
+            except OSError:
+                pass  # the client hung up: what the deadline is for
+
+    def close(self) -> None:
+        self.listener.close()
+        self.thread.join(timeout=30)
+
+
+@pytest.mark.parametrize("drip_headers", [False, True], ids=["body", "headers"])
+def test_a_drip_server_is_cut_off_at_the_total_deadline(drip_headers: bool) -> None:
+    """Each byte arrives within the per-read time-out, so only a total deadline stops the fetch: the
+    whole response would take ~10 s, the limit is 0.5 s."""
+    server = _DripServer(drip_headers=drip_headers)
+    try:
+        with pytest.raises(MediaError, match=r"did not finish within 0.5 s \(the total time limit"):
+            fetch_url(f"http://127.0.0.1:{server.port}/drip.png", _policy(timeout_seconds=0.5))
+        assert not server.finished.is_set()
+    finally:
+        server.close()
+    assert server.sent < 200  # it gave up long before the response was complete
+
+
+def test_names_resolving_to_non_public_addresses_are_refused(server: str) -> None:
+    port = server.rsplit(":", 1)[1]
+    # localhost is on the allowlist by name, but resolves to a loopback address
+    policy = _policy(allowed_hosts=frozenset({"localhost"}), allowed_networks=())
+    with pytest.raises(MediaError, match=r"host 'localhost' resolves to (127\.0\.0\.1|::1), a loopback address"):
+        fetch_url(f"http://localhost:{port}/img.png", policy)
+    with pytest.raises(MediaError, match="resolves to 127.0.0.1, a loopback address"):
+        fetch_url(f"{server}/img.png", _policy(allowed_networks=()))
+    metadata = _policy(allowed_hosts=frozenset({"169.254.169.254"}), allowed_networks=())
+    with pytest.raises(MediaError, match="169.254.169.254, a link-local address"):
+        fetch_url("http://169.254.169.254/latest/meta-data/", metadata)
+    private = _policy(allowed_hosts=frozenset({"10.0.0.7"}), allowed_networks=())
+    with pytest.raises(MediaError, match="10.0.0.7, a private address"):
+        fetch_url("http://10.0.0.7/x.png", private)
+    # explicitly allowed: the loopback network
+    loopback = _policy(allowed_hosts=frozenset({"localhost"}), allowed_networks=(LOOPBACK, ipaddress.ip_network("::1/128")))
+    assert fetch_url(f"http://localhost:{port}/img.png", loopback) == PNG
