@@ -135,3 +135,13 @@ def test_result_location_is_the_test() -> None:
     [result] = run_tests(ruleset(RULES + '\ntest "t" given "post" expect allow'))
     assert result.location.startswith("r.vigil:")
     assert int(result.location.split(":")[1]) == len(RULES.splitlines()) + 2
+
+
+def test_label_expectations_of_composite_keys_with_the_separator() -> None:
+    # The runner looks the label up under the engine's own key: ("a|b", "c") is not ("a", "b|c").
+    got = results("""
+test "a pipe inside a part"
+  given 3 "msg" events from pair ("a|b", "c") within 10 minutes
+  expect block, label pair "pestering"
+""")
+    assert got["a pipe inside a part"].passed, got["a pipe inside a part"].failures

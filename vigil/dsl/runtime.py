@@ -66,8 +66,23 @@ def as_list(value: Any, path: str) -> list[Any] | None:
     raise FieldTypeError(path, "list", value)
 
 
+# A composite entity's key is its parts, each with `\` and `|` escaped by a backslash, joined by `|`: distinct
+# tuples never share a key (parts such as user agents are attacker-controlled), and parts without `|` or `\`
+# keep the plain `a|b` form. The one place keys are made: counters, labels and every store use them as is.
+_KEY_ESCAPES = str.maketrans({"\\": "\\\\", "|": "\\|"})
+
+
+def encode_key(parts: Iterable[str]) -> str:
+    """The stored key of a composite entity's parts.
+
+    >>> encode_key(["a|b", "c"]), encode_key(["a", "b|c"]), encode_key(["u1", "u2"])
+    ('a\\\\|b|c', 'a|b\\\\|c', 'u1|u2')
+    """
+    return "|".join(part.translate(_KEY_ESCAPES) for part in parts)
+
+
 def entity_key(*parts: Any) -> str | None:
-    """An entity's key: its id, or for a composite entity the ids joined by '|'. Unknown if any is missing."""
+    """An entity's key: its id, or for a composite entity the ids by `encode_key`. Unknown if any is missing."""
     out = []
     for part in parts:
         if part is None or part == "":
@@ -75,7 +90,7 @@ def entity_key(*parts: Any) -> str | None:
         if type(part) not in (str, int):
             raise FieldTypeError("(entity key)", "string or integer id", part)
         out.append(str(part))
-    return out[0] if len(out) == 1 else "|".join(out)
+    return out[0] if len(out) == 1 else encode_key(out)
 
 
 def parse_time(value: Any) -> float | None:

@@ -9,6 +9,7 @@ from typing import Any
 
 from vigil.dsl import ast
 from vigil.dsl.loader import RuleSet
+from vigil.dsl.runtime import encode_key
 from vigil.effects import Decision, OutputEffect
 
 # Tests start at a fixed moment so that `today` windows and expiry are reproducible.
@@ -110,7 +111,7 @@ def _failures(engine: Any, ruleset: RuleSet, exp: ast.Expectation, decision: Dec
             for part in f.path:
                 value = value.get(part) if isinstance(value, dict) else None
             parts.append(str(value))
-        key = "|".join(parts)
+        key = encode_key(parts) if len(parts) > 1 else parts[0]
         has = engine.labels.has(exp.entity, key, exp.value, decision.time)
         if exp.kind == "label" and not has:
             return [f'{exp.span}: expected {exp.entity} "{key}" to have label "{exp.value}"']

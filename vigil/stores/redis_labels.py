@@ -109,7 +109,7 @@ class RedisLabels:
             for record, expected, _args in todo:
                 keys += [self._hash(record.entity_type, record.key),
                          f"{self.prefix}:h:{record.entity_type}\0{record.key}"]
-                args += [record.label, f"{record.entity_type}\0{record.key}\0{record.label}", expected,
+                args += [record.label, orjson.dumps([record.entity_type, record.key, record.label]), expected,
                          _encode(record)]
             result = self._commit(keys=keys, args=args)
             if result and int(result[0]) <= 0:
