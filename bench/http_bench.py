@@ -95,7 +95,7 @@ class Server:
                 raise SystemExit(f"vigil serve exited: {self.proc.stderr.read().decode() if self.proc.stderr else ''}")
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
-                    s.sendall(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                    s.sendall(b"GET /readyz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
                     if b" 200 " in s.recv(1024):
                         return
             except OSError:

@@ -38,7 +38,7 @@ def make_service(tmp_path: Path, rules_dir: Path) -> Iterator[Callable[..., Runn
             secrets[scopes.replace(",", "+")] = secret.value
         settings = ServiceSettings(rules_dir=str(rules_dir) if with_rules else None, reload_interval=0.1,
                                    token_cache_seconds=0.0, **overrides)
-        client = TestClient(create_app(settings, store))
+        client = TestClient(create_app(settings, store), base_url="http://localhost")
         client.__enter__()
         stack.append(client)
         return Running(client, store, rules_dir, secrets)

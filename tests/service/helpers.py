@@ -77,7 +77,7 @@ class Running:
     secrets: dict[str, str] = field(default_factory=dict)
 
     def headers(self, scope: str = "admin") -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.secrets[scope]}"}
+        return {"Authorization": f"Bearer {self.secrets[scope]}", "Content-Type": "application/json"}
 
     def post_event(self, body: Any, scope: str = "ingest", **kwargs: Any) -> Any:
         return self.client.post("/v1/events", json=body, headers=self.headers(scope), **kwargs)

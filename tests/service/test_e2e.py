@@ -48,7 +48,7 @@ def server(tmp_path: Path, rules_dir: Path) -> Iterator[tuple[str, dict[str, str
 
 def test_serving_over_a_socket(server: tuple[str, dict[str, str], Path]) -> None:
     base, secrets, db = server
-    ingest = {"Authorization": f"Bearer {secrets['ingest']}"}
+    ingest = {"Authorization": f"Bearer {secrets['ingest']}", "Content-Type": "application/json"}
     admin = {"Authorization": f"Bearer {secrets['admin']}"}
     failures: list[str] = []
     sent = 0

@@ -45,7 +45,7 @@ def test_the_second_stage_upgrades_the_verdict_on_the_same_event(tmp_path: Path,
                             endpoint=fake.base_url, timeout_s=5.0)
     settings = ServiceSettings(rules_dir=str(tmp_path / "rules"), auth=False, reload_interval=0.5)
     store = SqliteStore(tmp_path / "vigil.sqlite")
-    with TestClient(create_app(settings, store, signals=signals)) as client:
+    with TestClient(create_app(settings, store, signals=signals), base_url="http://localhost") as client:
         # Now: the labels API judges expiry against the clock.
         event = {"type": "message", "id": "m1", "time": time.time(), "actor": {"id": "u1"}, "text": "you idiot"}
         first = client.post("/v1/events", json=event).json()

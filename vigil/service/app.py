@@ -26,6 +26,7 @@ from vigil.engine import Engine
 from vigil.service import events, health, labels, rules
 from vigil.service.auth import AuthMiddleware
 from vigil.service.errors import ApiError, api_error_handler, http_error_handler, internal_error_handler
+from vigil.service.guard import RequestGuard, served_names
 from vigil.service.ingest import Ingest
 from vigil.service.limits import TokenBuckets
 from vigil.service.metrics import EngineCollector, MetricsMiddleware
@@ -84,6 +85,7 @@ def create_app(settings: ServiceSettings, store: StateStore, *, rules_store: Rul
     app = Starlette(
         routes=[*events.routes, *labels.routes, *rules.routes, *_bank_routes(), *health.routes],
         middleware=[Middleware(MetricsMiddleware, metrics=svc.metrics),
+                    Middleware(RequestGuard, names=served_names(settings.host, settings.allowed_hosts)),
                     Middleware(AuthMiddleware, tokens=svc.tokens if settings.auth else None,
                                buckets=buckets, on_reject=lambda code: svc.metrics.rejected.labels(code).inc())],
         exception_handlers={ApiError: api_error_handler, HTTPException: http_error_handler,

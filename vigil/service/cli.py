@@ -53,6 +53,9 @@ def _loopback(host: str) -> bool:
                    "Without it, the store's active version is served.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (loopback by default).")
 @click.option("--port", default=8470, show_default=True)
+@click.option("--allowed-host", "allowed_hosts", multiple=True, metavar="NAME",
+              help="A name clients may give in Host, beyond the address served (repeatable; * for any). "
+                   "Loopback serves localhost, 127.0.0.1 and ::1; 0.0.0.0 any name unless some are given.")
 @click.option("--db", default=DEFAULT_DB, envvar="VIGIL_STORE", show_default=True,
               help="SQLite path, sqlite:/// or postgresql:// URL for state, rules versions and tokens (env VIGIL_STORE); "
                    "`memory` keeps everything in memory (with --no-auth).")
@@ -69,7 +72,7 @@ def _loopback(host: str) -> bool:
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]))
 @signal_options
-def serve_command(rules_dir: str | None, host: str, port: int, db: str, max_body: int, max_batch: int,
+def serve_command(rules_dir: str | None, host: str, port: int, allowed_hosts: tuple[str, ...], db: str, max_body: int, max_batch: int,
                   max_batch_body: int, max_depth: int, rate_limit: float, rate_burst: int, queue_size: int, reload_interval: float,
                   no_auth: bool, log_level: str, banks_db: str | None, media_roots: tuple[str, ...],
                   **signal_opts: Any) -> None:
@@ -88,7 +91,7 @@ def serve_command(rules_dir: str | None, host: str, port: int, db: str, max_body
     if db in ("memory", "memory:") and not no_auth:
         raise click.ClickException("an in-memory store holds no tokens: add --no-auth, or give --db a file")
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    settings = ServiceSettings(host=host, port=port, rules_dir=rules_dir, auth=not no_auth,
+    settings = ServiceSettings(host=host, port=port, allowed_hosts=allowed_hosts, rules_dir=rules_dir, auth=not no_auth,
                                max_body_bytes=max_body, max_batch=max_batch, max_batch_bytes=max_batch_body,
                                max_depth=max_depth,
                                rate_limit=rate_limit, rate_burst=rate_burst, queue_size=queue_size,

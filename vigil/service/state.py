@@ -32,6 +32,8 @@ class ServiceSettings:
 
     host: str = "127.0.0.1"
     port: int = 8470
+    # Names requests may give in Host beyond those of `host` (guard.served_names); "*" allows any.
+    allowed_hosts: tuple[str, ...] = ()
     rules_dir: str | None = None
     auth: bool = True
     max_body_bytes: int = 1 << 20  # one event (the engine's own limit for an event is 1 MiB too)
