@@ -71,9 +71,17 @@ _dir_option = click.option(
     show_default=True,
     help="Inverse regularisation strength of the logistic-regression head.",
 )
+@click.option(
+    "--threshold-for",
+    "threshold_target",
+    default=local.DEFAULT_THRESHOLD_TARGET,
+    show_default=True,
+    help="Choose the decision threshold from cross-validation: 'balanced' (recall minus false-positive "
+    "rate), best 'f1', or the most recall under a false-positive bound 'fpr<=0.05'.",
+)
 def train_command(
     name: str, data: Path, text_column: str, label_column: str, positive: str | None, featurizer: str,
-    root: Path, regularization_c: float,
+    root: Path, regularization_c: float, threshold_target: str,
 ) -> None:  # fmt: skip
     """Train classifier NAME from labelled examples in DATA (.jsonl or .csv).
 
@@ -95,6 +103,7 @@ def train_command(
             featurizer=chosen,
             positive_label=positive,
             regularization_c=regularization_c,
+            threshold_target=threshold_target,
         )
         path = classifier.save(root)
     except (ClassifierError, DatasetError) as error:
@@ -110,6 +119,10 @@ def train_command(
         if m.f1 is not None:
             line += f", precision {m.precision:.3f}, recall {m.recall:.3f}, F1 {m.f1:.3f}"
         click.echo(line)
+        if m.threshold is not None:
+            half = f"; F1 at 0.5 was {m.f1_at_half:.3f}" if m.f1_at_half is not None else ""
+            click.echo(f"threshold {m.threshold:.4f}, chosen from the folds for {m.threshold_target} "
+                       f"(figures above are at it, and lean optimistic){half}")
     click.echo(f"saved to {path}")
 
 

@@ -82,6 +82,13 @@ def make_eval_command(extra_kinds: Mapping[str, CandidateFactory] | None = None)
     )
     @click.option("--positive", multiple=True, help="Label value(s) meaning positive (default: 1/true/yes).")
     @click.option(
+        "--missing-label",
+        type=click.Choice(["unlabelled", "negative"]),
+        default="unlabelled",
+        show_default=True,
+        help="A row lacking a label column: left out as unlabelled, or read as not in that category.",
+    )
+    @click.option(
         "--slice", "slices", multiple=True, help="Metadata column to break results down by (repeatable)."
     )
     @click.option(
@@ -116,7 +123,8 @@ def make_eval_command(extra_kinds: Mapping[str, CandidateFactory] | None = None)
     )
     def eval_command(
         dataset: Path, specs: tuple[str, ...], text_column: str, label_columns: tuple[str, ...],
-        positive: tuple[str, ...], slices: tuple[str, ...], threshold: float | None, limit: int | None,
+        positive: tuple[str, ...], missing_label: str, slices: tuple[str, ...], threshold: float | None,
+        limit: int | None,
         seed: int, classifiers_dir: Path, endpoint: str | None, model: str, api_key_env: str | None,
         timeout: float, concurrency: int, max_unanswered: float, out: Path | None,
     ) -> None:  # fmt: skip
@@ -125,13 +133,15 @@ def make_eval_command(extra_kinds: Mapping[str, CandidateFactory] | None = None)
         Reports precision, recall, F1, false-positive rate, per-slice figures, latency and tokens,
         with 95% bootstrap intervals, lists misclassified examples, and with two candidates gives the
         difference of each metric with a paired-bootstrap interval (and McNemar's test of accuracy).
-        Rows missing a label column are unlabelled and left out, not counted as negatives.
+        Rows missing a label column are unlabelled and left out, not counted as negatives (see
+        --missing-label).
         """
         if len(specs) > 2:
             raise click.UsageError("give one candidate, or two for A/B")
         columns = tuple(c for spec in (label_columns or ("label",)) for c in spec.split(",") if c)
         try:
-            data = load_dataset(dataset, text_column=text_column, label_columns=columns, positive=positive)
+            data = load_dataset(dataset, text_column=text_column, label_columns=columns, positive=positive,
+                                missing=missing_label)
             if limit is not None:
                 data = data.sample(limit, seed)
             ep = endpoint_from_options(endpoint, model, api_key_env=api_key_env, timeout_s=timeout,

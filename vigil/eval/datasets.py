@@ -99,6 +99,7 @@ def load_dataset(
     text_column: str = "text",
     label_columns: Sequence[str] = ("label",),
     positive: Sequence[str] = (),
+    missing: str = "unlabelled",
 ) -> Dataset:
     """Load a labelled dataset.
 
@@ -107,8 +108,12 @@ def load_dataset(
     these categories", as in the OpenAI moderation set. A missing (or null) column means that
     category is unlabelled for the row: the row is still positive when another column is, but
     it is left out, and counted in ``unlabelled``, when it would otherwise be negative, since
-    nobody said it was. Every other column is kept in ``meta`` for per-slice breakdowns.
+    nobody said it was. ``missing="negative"`` instead reads a missing category as "not this
+    category" (the judgement of whoever prepared data that way). Every other column is kept in
+    ``meta`` for per-slice breakdowns.
     """
+    if missing not in ("unlabelled", "negative"):
+        raise DatasetError(f"missing={missing!r}: use 'unlabelled' or 'negative'")
     rows = read_rows(path)
     if not rows:
         raise DatasetError(f"{path} has no rows")
@@ -123,7 +128,7 @@ def load_dataset(
     unlabelled = 0
     for number, row in enumerate(rows, 1):
         raw = [_text(row[c]) for c in label_columns if c in row and row[c] is not None]
-        complete = len(raw) == len(label_columns)
+        complete = len(raw) == len(label_columns) or (missing == "negative" and bool(raw))
         if wanted:
             label = any(value in wanted for value in raw)
         else:
