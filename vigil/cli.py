@@ -148,6 +148,14 @@ class VigilGroup(click.Group):
         spec = SUBCOMMANDS.get(cmd_name)
         return spec.load(cmd_name) if spec is not None else None
 
+    def invoke(self, ctx: click.Context) -> Any:
+        from vigil.stores.base import StoreUnavailable
+
+        try:
+            return super().invoke(ctx)
+        except StoreUnavailable as error:  # says what is wrong and what to do: no traceback
+            raise click.ClickException(str(error)) from None
+
 
 @click.group(cls=VigilGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="vigil")

@@ -12,6 +12,11 @@ from vigil.effects import DeadLetter
 if TYPE_CHECKING:
     from vigil.dsl.compile import CounterSpec
 
+class StoreUnavailable(Exception):
+    """The durable store cannot be used at all (a file that is not a database, one that cannot be
+    written): the message says what is wrong and what to do. Front doors show it as one line."""
+
+
 # (counter id, entity key, second, value for distinct counters or "", amount)
 CounterRow = tuple[str, str, int, str, float]
 

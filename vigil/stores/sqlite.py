@@ -9,6 +9,7 @@ killed process; only a power loss can take the last commits.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 from collections.abc import Iterable
@@ -17,7 +18,7 @@ from pathlib import Path
 import orjson
 
 from vigil.effects import DeadLetter
-from vigil.stores.base import ApiToken, CounterRow, LabelRecord, RulesVersion
+from vigil.stores.base import ApiToken, CounterRow, LabelRecord, RulesVersion, StoreUnavailable
 
 # Versioned schema: each entry migrates from the version before it.
 MIGRATIONS: list[str] = [
@@ -79,18 +80,52 @@ def migrate(conn: sqlite3.Connection) -> int:
     return len(MIGRATIONS)
 
 
+def _unusable(path: str, error: BaseException) -> StoreUnavailable:
+    """What is wrong with a SQLite file that cannot be opened, and what to do about it."""
+    text = str(error)
+    code = getattr(error, "sqlite_errorname", "")
+    file = Path(path)
+    # WAL needs -wal and -shm files beside the database: on a read-only file system or directory the
+    # open itself fails (SQLITE_CANTOPEN), so look at what cannot be written.
+    read_only = file.exists() and not (os.access(file, os.W_OK) and os.access(file.parent, os.W_OK))
+    if (read_only or code.startswith(("SQLITE_READONLY", "SQLITE_PERM")) or "readonly" in text
+            or isinstance(error, PermissionError)):
+        return StoreUnavailable(
+            f"the SQLite store {path} cannot be written ({text}): Vigil writes the file and, beside it, its "
+            "-wal and -shm files; give the user running Vigil write access to the file and its directory, "
+            "or point --db (VIGIL_STORE) at a writable path")
+    if code.startswith(("SQLITE_NOTADB", "SQLITE_CORRUPT")) or "not a database" in text or "malformed" in text:
+        return StoreUnavailable(
+            f"the SQLite store {path} is not a SQLite database or is damaged ({text}): restore it from a "
+            f"backup, or move it aside (Vigil then starts with an empty store); `sqlite3 {path} .recover` may "
+            "rescue its rows")
+    return StoreUnavailable(f"the SQLite store {path} cannot be opened ({text}): check that the path is right "
+                            "and its directory exists and is writable, or point --db (VIGIL_STORE) elsewhere")
+
+
 class SqliteStore:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        if str(path) != ":memory:":
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        # One connection, one writer: the engine thread and the counter flusher share it under a lock.
-        self._conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        try:
+            if str(path) != ":memory:":
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            # One connection, one writer: the engine thread and the counter flusher share it under a lock.
+            self._conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        except (OSError, sqlite3.Error) as error:
+            raise _unusable(str(path), error) from error
         self._lock = threading.Lock()
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=NORMAL")
-        self._conn.execute("PRAGMA busy_timeout=5000")
-        migrate(self._conn)
+        try:
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+            self._conn.execute("PRAGMA busy_timeout=5000")
+            migrate(self._conn)
+            # Every later write would fail the same way: find out now, while there is someone to tell.
+            self._conn.execute("BEGIN IMMEDIATE")
+            self._conn.execute("ROLLBACK")
+            self._conn.execute("PRAGMA quick_check(1)").fetchone()
+        except sqlite3.Error as error:
+            self._conn.close()
+            raise _unusable(str(path), error) from error
 
     def _write(self, sql: str, rows: Iterable[tuple[object, ...]]) -> None:
         with self._lock:
