@@ -103,3 +103,28 @@ def test_migrations_are_versioned_and_idempotent(postgres: Server) -> None:
         assert migrate(conn) == len(MIGRATIONS)
         assert migrate(conn) == len(MIGRATIONS)
         assert conn.execute("SELECT version FROM schema_version").fetchall() == [(len(MIGRATIONS),)]
+
+
+def test_dead_letters_keep_a_bounded_prefix_and_are_capped_and_expire(store_url: str) -> None:
+    import hashlib
+
+    from vigil.stores.base import DeadLetterLimits
+
+    store = open_store(store_url)
+    try:
+        body = b"{" + b"x" * (1 << 20)  # a 1 MiB malformed body
+        store.add_dead_letter(DeadLetter("not valid JSON", body, "http:t", 1000.0))
+        (kept,) = store.dead_letters()
+        assert kept.raw == body[:64 << 10]
+        assert kept.details == {"raw_size": len(body), "raw_sha256": hashlib.sha256(body).hexdigest(),
+                                "raw_truncated": True}
+        store.letter_limits = DeadLetterLimits(max_raw_bytes=10, max_letters=5, retention_seconds=100.0,
+                                               trim_every=1)
+        for i in range(12):
+            store.add_dead_letter(DeadLetter(f"bad {i}", b"short", "s", 1001.0 + i))
+        assert store.count_dead_letters() == 5  # the cap: the oldest went first
+        assert [d.reason for d in store.dead_letters()] == [f"bad {i}" for i in range(7, 12)]
+        store.add_dead_letter(DeadLetter("late", b"0123456789abc", "s", 1200.0))
+        assert [(d.reason, d.raw) for d in store.dead_letters()] == [("late", b"0123456789")]  # retention
+    finally:
+        store.close()

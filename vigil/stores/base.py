@@ -3,6 +3,8 @@ PostgreSQL and Redis implement the same interface."""
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -15,6 +17,29 @@ if TYPE_CHECKING:
 class StoreUnavailable(Exception):
     """The durable store cannot be used at all (a file that is not a database, one that cannot be
     written): the message says what is wrong and what to do. Front doors show it as one line."""
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterLimits:
+    """How much of each dead letter a store keeps, and for how long. A dead letter is for finding out what
+    went wrong and replaying it, so the store keeps the first `max_raw_bytes` of the raw body with its size
+    and SHA-256 (details "raw_size", "raw_sha256", "raw_truncated"), at most `max_letters` letters
+    (the oldest go first) and none older than `retention_seconds`. Trimming runs every `trim_every` adds."""
+
+    max_raw_bytes: int = 64 << 10
+    max_letters: int = 100_000
+    retention_seconds: float = 30 * 86400.0
+    trim_every: int = 100
+
+
+def bounded_letter(letter: DeadLetter, limits: DeadLetterLimits) -> DeadLetter:
+    """`letter` with its raw body cut to the limit; the whole body's size and hash are in its details."""
+    raw = letter.raw
+    if len(raw) <= limits.max_raw_bytes:
+        return letter
+    details = {**letter.details, "raw_size": len(raw), "raw_sha256": hashlib.sha256(raw).hexdigest(),
+               "raw_truncated": True}
+    return dataclasses.replace(letter, raw=raw[:limits.max_raw_bytes], details=details)
 
 
 # (counter id, entity key, second, value for distinct counters or "", amount)

@@ -6,11 +6,19 @@ import dataclasses
 from collections.abc import Iterable
 
 from vigil.effects import DeadLetter
-from vigil.stores.base import ApiToken, CounterRow, LabelRecord, RulesVersion
+from vigil.stores.base import (
+    ApiToken,
+    CounterRow,
+    DeadLetterLimits,
+    LabelRecord,
+    RulesVersion,
+    bounded_letter,
+)
 
 
 class MemoryStore:
-    def __init__(self) -> None:
+    def __init__(self, *, dead_letters: DeadLetterLimits | None = None) -> None:
+        self.letter_limits = dead_letters if dead_letters is not None else DeadLetterLimits()
         self.counter_rows: list[CounterRow] = []
         self.labels: dict[tuple[str, str, str], LabelRecord] = {}
         self.history: list[LabelRecord] = []
@@ -42,7 +50,12 @@ class MemoryStore:
         return [r for r in self.history if r.entity_type == entity_type and r.key == key]
 
     def add_dead_letter(self, letter: DeadLetter) -> None:
-        self.letters.append(letter)
+        self.letters.append(bounded_letter(letter, self.letter_limits))
+        limits = self.letter_limits
+        if len(self.letters) > limits.max_letters:
+            del self.letters[:len(self.letters) - limits.max_letters]
+        while self.letters and self.letters[0].time < letter.time - limits.retention_seconds:
+            self.letters.pop(0)
 
     def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
         return self.letters[-limit:]

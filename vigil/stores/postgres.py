@@ -12,7 +12,14 @@ from collections.abc import Iterable
 from typing import Any
 
 from vigil.effects import DeadLetter
-from vigil.stores.base import ApiToken, CounterRow, LabelRecord, RulesVersion
+from vigil.stores.base import (
+    ApiToken,
+    CounterRow,
+    DeadLetterLimits,
+    LabelRecord,
+    RulesVersion,
+    bounded_letter,
+)
 
 MIGRATIONS: list[str] = [
     """
@@ -79,9 +86,12 @@ def run_migrations(conn: Any, migrations: list[str], version_table: str, lock_id
 
 
 class PostgresStore:
-    def __init__(self, url: str, *, min_size: int = 1, max_size: int = 4) -> None:
+    def __init__(self, url: str, *, min_size: int = 1, max_size: int = 4,
+                 dead_letters: DeadLetterLimits | None = None) -> None:
         from psycopg_pool import ConnectionPool
 
+        self.letter_limits = dead_letters if dead_letters is not None else DeadLetterLimits()
+        self._letters_added = 0
         self.pool = ConnectionPool(url, min_size=min_size, max_size=max_size, open=True,
                                    kwargs={"autocommit": True})
         with self.pool.connection() as conn:
@@ -153,8 +163,20 @@ class PostgresStore:
     def add_dead_letter(self, letter: DeadLetter) -> None:
         from psycopg.types.json import Jsonb
 
+        letter = bounded_letter(letter, self.letter_limits)
         self._write("INSERT INTO dead_letters (time, source, reason, raw, details) VALUES (%s, %s, %s, %s, %s)",
                     [(letter.time, letter.source, letter.reason, letter.raw, Jsonb(letter.details))])
+        self._letters_added += 1
+        if (self._letters_added - 1) % self.letter_limits.trim_every == 0:  # the first add, then every n
+            self.trim_dead_letters(letter.time)
+
+    def trim_dead_letters(self, now: float) -> None:
+        """Drop letters past the retention, then the oldest beyond the cap (shared by every process)."""
+        limits = self.letter_limits
+        with self.pool.connection() as conn, conn.transaction():
+            conn.execute("DELETE FROM dead_letters WHERE time < %s", (now - limits.retention_seconds,))
+            conn.execute("DELETE FROM dead_letters WHERE id <= (SELECT id FROM dead_letters ORDER BY id DESC"
+                         " LIMIT 1 OFFSET %s)", (limits.max_letters,))
 
     def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
         rows = self._read("SELECT time, source, reason, raw, details FROM dead_letters ORDER BY id DESC LIMIT %s",

@@ -18,7 +18,15 @@ from pathlib import Path
 import orjson
 
 from vigil.effects import DeadLetter
-from vigil.stores.base import ApiToken, CounterRow, LabelRecord, RulesVersion, StoreUnavailable
+from vigil.stores.base import (
+    ApiToken,
+    CounterRow,
+    DeadLetterLimits,
+    LabelRecord,
+    RulesVersion,
+    StoreUnavailable,
+    bounded_letter,
+)
 
 # Versioned schema: each entry migrates from the version before it.
 MIGRATIONS: list[str] = [
@@ -104,8 +112,10 @@ def _unusable(path: str, error: BaseException) -> StoreUnavailable:
 
 
 class SqliteStore:
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, dead_letters: DeadLetterLimits | None = None) -> None:
         self.path = Path(path)
+        self.letter_limits = dead_letters if dead_letters is not None else DeadLetterLimits()
+        self._letters_added = 0
         try:
             if str(path) != ":memory:":
                 self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -217,8 +227,20 @@ class SqliteStore:
 
     # ---- dead letters ----
     def add_dead_letter(self, letter: DeadLetter) -> None:
+        letter = bounded_letter(letter, self.letter_limits)
         self._write("INSERT INTO dead_letters (time, source, reason, raw, details) VALUES (?, ?, ?, ?, ?)",
                     [(letter.time, letter.source, letter.reason, letter.raw, json.dumps(letter.details))])
+        self._letters_added += 1
+        if (self._letters_added - 1) % self.letter_limits.trim_every == 0:  # the first add, then every n
+            self.trim_dead_letters(letter.time)
+
+    def trim_dead_letters(self, now: float) -> None:
+        """Drop letters past the retention, then the oldest beyond the cap."""
+        limits = self.letter_limits
+        with self._lock:
+            self._conn.execute("DELETE FROM dead_letters WHERE time < ?", (now - limits.retention_seconds,))
+            self._conn.execute("DELETE FROM dead_letters WHERE id <= (SELECT id FROM dead_letters ORDER BY id DESC"
+                               " LIMIT 1 OFFSET ?)", (limits.max_letters,))
 
     def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
         rows = self._read("SELECT time, source, reason, raw, details FROM dead_letters ORDER BY id DESC LIMIT ?",
@@ -306,10 +328,10 @@ class SqliteStore:
             self._conn.close()
 
 
-def open_store(url: str) -> SqliteStore:
+def open_store(url: str, *, dead_letters: DeadLetterLimits | None = None) -> SqliteStore:
     """A store from a URL: `sqlite:///path/to/file.sqlite`, a plain path, or `memory:`."""
     if url.startswith("sqlite:///"):
-        return SqliteStore(url[len("sqlite:///"):])
+        return SqliteStore(url[len("sqlite:///"):], dead_letters=dead_letters)
     if url.startswith("sqlite://"):
-        return SqliteStore(url[len("sqlite://"):])
-    return SqliteStore(url)
+        return SqliteStore(url[len("sqlite://"):], dead_letters=dead_letters)
+    return SqliteStore(url, dead_letters=dead_letters)
