@@ -12,7 +12,7 @@ import asyncio
 import logging
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +26,7 @@ from vigil.service.errors import ApiError
 from vigil.service.metrics import Metrics
 from vigil.service.render import dumps
 from vigil.stages import SlowStage
+from vigil.stores.base import EventJournal
 
 log = logging.getLogger("vigil.service.ingest")
 
@@ -40,6 +41,7 @@ class Queued:
     raw: bytes
     source: str
     accepted_at: float
+    journal_id: int | None = None  # its row in the store's journal, deleted once decided
 
 
 class RecentDecisions:
@@ -72,6 +74,9 @@ class Ingest:
         self.recent = RecentDecisions(recent)
         self.accepting = True
         self._worker: asyncio.Task[None] | None = None
+        # The store's journal of accepted events, where it has one (SQLite, PostgreSQL, memory).
+        self.journal: EventJournal | None = engine.store if hasattr(engine.store, "journal_event") else None  # type: ignore[assignment]
+        self._replay: deque[Queued] = deque()
         # Rules that wait for a policy model run in the second stage, in a thread of their own; their
         # decision joins the first one in the recent decisions (GET /v1/decisions/{id}).
         self.slow = SlowStage(engine, self._second_stage_done)
@@ -139,28 +144,60 @@ class Ingest:
 
     # ---- asynchronous mode ----
     def enqueue(self, event: Event, raw: bytes | None, source: str) -> None:
+        """Accept an event to decide in the background. It is in the store's journal before this returns
+        (so before the 202), and leaves the journal once decided: a killed process replays it on start."""
         if not self.accepting:
             raise ApiError(503, "shutting_down", "the service is shutting down", "retry on another instance")
-        try:
-            self.queue.put_nowait(Queued(event, raw or b"", source, time.perf_counter()))
-        except asyncio.QueueFull:
+        if self.queue.full():
             raise ApiError(503, "queue_full", f"the asynchronous queue is full ({self.queue.maxsize} events)",
-                           "retry shortly, or send synchronously", headers={"Retry-After": "1"}) from None
+                           "retry shortly, or send synchronously", headers={"Retry-After": "1"})
+        body = raw if raw else dumps(event.data)
+        journal_id = self.journal.journal_event(source, body, time.time()) if self.journal is not None else None
+        self.queue.put_nowait(Queued(event, body, source, time.perf_counter(), journal_id))
         self.recent.put(event.id, {"event_id": event.id, "status": "queued"})
 
     def start(self) -> None:
+        self._replay_journal()
         self._worker = asyncio.get_running_loop().create_task(self._drain(), name="vigil-async-events")
         self.slow.start()
 
+    def _replay_journal(self) -> None:
+        """Events accepted by an earlier process and never decided: decided first, oldest first."""
+        if self.journal is None:
+            return
+        pending = self.journal.journal_pending()
+        for journal_id, source, raw in pending:
+            try:
+                event = parse_event(raw)
+            except EventError as error:  # accepted once, so it parsed then; keep it rather than lose it
+                self.reject(raw, f"journalled event no longer parses: {error}", source)
+                self.journal.journal_done(journal_id)
+                continue
+            self._replay.append(Queued(event, raw, source, time.perf_counter(), journal_id))
+            self.recent.put(event.id, {"event_id": event.id, "status": "queued"})
+        if pending:
+            log.info("replaying %d events accepted before the last stop and not yet decided", len(pending))
+
+    def _decide_queued(self, item: Queued) -> None:
+        try:
+            self.decide(item.event, item.raw or None, item.source)
+        except EventRejected:
+            pass  # dead-lettered and recorded
+        finally:
+            self.metrics.queue_lag.observe(time.perf_counter() - item.accepted_at)
+        if item.journal_id is not None and self.journal is not None:
+            self.journal.journal_done(item.journal_id)
+
     async def _drain(self) -> None:
+        while self._replay:
+            self._decide_queued(self._replay.popleft())
+            if len(self._replay) % 64 == 0:
+                await asyncio.sleep(0)
         while True:
             item = await self.queue.get()
             try:
-                self.decide(item.event, item.raw or None, item.source)
-            except EventRejected:
-                pass  # dead-lettered and recorded
+                self._decide_queued(item)
             finally:
-                self.metrics.queue_lag.observe(time.perf_counter() - item.accepted_at)
                 self.queue.task_done()
             if self.queue.empty() or self.queue.qsize() % 64 == 0:
                 await asyncio.sleep(0)  # let requests in between long runs of queued events

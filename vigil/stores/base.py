@@ -93,6 +93,16 @@ class StateStore(Protocol):
     def close(self) -> None: ...
 
 
+class EventJournal(Protocol):
+    """Events accepted for later decision (HTTP 202), durable before the answer, until they are decided."""
+
+    def journal_event(self, source: str, raw: bytes, now: float) -> int: ...
+
+    def journal_done(self, journal_id: int) -> None: ...
+
+    def journal_pending(self) -> list[tuple[int, str, bytes]]: ...
+
+
 class CounterBackend(Protocol):
     """Where the windowed counters live: in process (`WindowCounters`, journalled to a StateStore) or in
     a shared server (`RedisCounters`) that several workers update together.

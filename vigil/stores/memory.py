@@ -25,6 +25,8 @@ class MemoryStore:
         self.letters: list[DeadLetter] = []
         self.versions: list[RulesVersion] = []
         self.tokens: dict[str, ApiToken] = {}
+        self.journal: dict[int, tuple[str, bytes]] = {}
+        self._journal_seq = 0
 
     def write_counter_rows(self, rows: list[CounterRow]) -> None:
         self.counter_rows.extend(rows)
@@ -62,6 +64,18 @@ class MemoryStore:
 
     def count_dead_letters(self) -> int:
         return len(self.letters)
+
+    # ---- the journal of accepted events (lost with the process, like everything here) ----
+    def journal_event(self, source: str, raw: bytes, now: float) -> int:
+        self._journal_seq += 1
+        self.journal[self._journal_seq] = (source, raw)
+        return self._journal_seq
+
+    def journal_done(self, journal_id: int) -> None:
+        self.journal.pop(journal_id, None)
+
+    def journal_pending(self) -> list[tuple[int, str, bytes]]:
+        return [(jid, source, raw) for jid, (source, raw) in sorted(self.journal.items())]
 
     # ---- rules versions ----
     def add_rules_version(self, version: str, files: dict[str, str], entry: tuple[str, ...], *,

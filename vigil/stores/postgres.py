@@ -57,6 +57,12 @@ MIGRATIONS: list[str] = [
         scopes JSONB NOT NULL, created_at DOUBLE PRECISION NOT NULL, revoked BOOLEAN NOT NULL
     );
     """,
+    # 3: events accepted asynchronously (HTTP 202), kept until decided so that a killed process replays them.
+    """
+    CREATE TABLE event_journal (
+        id BIGSERIAL PRIMARY KEY, source TEXT NOT NULL, raw BYTEA NOT NULL, accepted_at DOUBLE PRECISION NOT NULL
+    );
+    """,
 ]
 
 _LOCK = 0x76696769  # advisory lock id for migrations ("vigi")
@@ -185,6 +191,19 @@ class PostgresStore:
 
     def count_dead_letters(self) -> int:
         return int(self._read("SELECT COUNT(*) FROM dead_letters")[0][0])
+
+    # ---- the journal of events accepted but not yet decided (EventJournal) ----
+    def journal_event(self, source: str, raw: bytes, now: float) -> int:
+        row = self._read("INSERT INTO event_journal (source, raw, accepted_at) VALUES (%s, %s, %s) RETURNING id",
+                         (source, raw, now))
+        return int(row[0][0])
+
+    def journal_done(self, journal_id: int) -> None:
+        self._write("DELETE FROM event_journal WHERE id = %s", [(journal_id,)])
+
+    def journal_pending(self) -> list[tuple[int, str, bytes]]:
+        rows = self._read("SELECT id, source, raw FROM event_journal ORDER BY id")
+        return [(int(r[0]), r[1], bytes(r[2])) for r in rows]
 
     # ---- rules versions (RulesStore) ----
     _VERSION_COLUMNS = "seq, version, files, entry, created_at, author, message, active"

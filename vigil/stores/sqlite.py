@@ -77,6 +77,12 @@ MIGRATIONS: list[str] = [
         FROM counter_log GROUP BY cid;
     DROP TABLE counter_log;
     """,
+    # 4: events accepted asynchronously (HTTP 202), kept until decided so that a killed process replays them.
+    """
+    CREATE TABLE event_journal (
+        id INTEGER PRIMARY KEY, source TEXT NOT NULL, raw BLOB NOT NULL, accepted_at REAL NOT NULL
+    );
+    """,
 ]
 
 
@@ -251,6 +257,23 @@ class SqliteStore:
     def count_dead_letters(self) -> int:
         count: int = self._read("SELECT COUNT(*) FROM dead_letters")[0][0]  # type: ignore[assignment]
         return count
+
+    # ---- the journal of events accepted but not yet decided (EventJournal) ----
+    def journal_event(self, source: str, raw: bytes, now: float) -> int:
+        """Keep an accepted event until `journal_done`; committed before this returns."""
+        with self._lock:
+            cursor = self._conn.execute("INSERT INTO event_journal (source, raw, accepted_at) VALUES (?, ?, ?)",
+                                        (source, raw, now))
+            return int(cursor.lastrowid or 0)
+
+    def journal_done(self, journal_id: int) -> None:
+        with self._lock:
+            self._conn.execute("DELETE FROM event_journal WHERE id = ?", (journal_id,))
+
+    def journal_pending(self) -> list[tuple[int, str, bytes]]:
+        """Events accepted and never decided (the process stopped first), oldest first."""
+        rows = self._read("SELECT id, source, raw FROM event_journal ORDER BY id")
+        return [(int(r[0]), str(r[1]), bytes(r[2])) for r in rows]  # type: ignore[call-overload]
 
     # ---- rules versions (RulesStore) ----
     _VERSION_COLUMNS = "seq, version, files, entry, created_at, author, message, active"
