@@ -176,12 +176,14 @@ def check(rules: tuple[str, ...]) -> None:
 
 @main.command()
 @click.argument("rules", nargs=-1, required=True, type=click.Path(exists=True))
+@click.option("--time-limit", default=60.0, show_default=True,
+              help="Seconds all the tests may run; a test still running then fails, as do those after it.")
 @signal_options
-def test(rules: tuple[str, ...], **signal_opts: Any) -> None:
+def test(rules: tuple[str, ...], time_limit: float, **signal_opts: Any) -> None:
     """Run the tests written beside RULES; exit 1 if any fails."""
     from vigil.dsl.testing import run_tests
 
-    results = run_tests(_load(rules), _signals(signal_opts))
+    results = run_tests(_load(rules), _signals(signal_opts), time_limit=time_limit)
     failed = [r for r in results if not r.passed]
     for r in results:
         mark = click.style("PASS", fg="green") if r.passed else click.style("FAIL", fg="red")

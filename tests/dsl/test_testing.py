@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import HEADER, ruleset
+from conftest import HEADER, errors_of, ruleset
 
 from vigil.dsl import testing
 from vigil.dsl.testing import TEST_EPOCH, run_tests
@@ -104,9 +104,10 @@ test "label gone after its hour"
 def test_events_of_a_test() -> None:
     rules = ruleset(RULES + 'test "t"\n  given 3 "post" from user "u1" within 30 seconds with n = 2\n'
                     '  given "msg" from pair ("a", "b") after 1 minute\n  expect allow')
-    events = testing.test_events(rules, rules.program.tests[0])
+    events = list(testing.test_events(rules, rules.program.tests[0]))
+    # `after 1 minute` is exactly a minute after the last post (it was 61 s: a second was added on top)
     assert [(e["type"], e["time"] - TEST_EPOCH) for e in events] == [
-        ("post", 0.0), ("post", 10.0), ("post", 20.0), ("msg", 81.0)]
+        ("post", 0.0), ("post", 10.0), ("post", 20.0), ("msg", 80.0)]
     assert events[0]["user"] == "u1" and events[0]["n"] == 2
     assert (events[3]["user"], events[3]["target"]) == ("a", "b")
     assert len({e["id"] for e in events}) == 4
@@ -145,3 +146,87 @@ test "a pipe inside a part"
   expect block, label pair "pestering"
 """)
     assert got["a pipe inside a part"].passed, got["a pipe inside a part"].failures
+
+
+def _times(givens: str, start: str = "") -> list[float]:
+    rules = ruleset(RULES + f'test "t"{start}\n{givens}\n  expect allow')
+    return [e["time"] - TEST_EPOCH for e in testing.test_events(rules, rules.program.tests[0])]
+
+
+def test_times_are_what_the_language_reference_says() -> None:
+    # N events within D: one every D/N seconds, so all N fit in any window of D
+    assert _times('  given 4 "post" from user "u1" within 1 minute') == [0.0, 15.0, 30.0, 45.0]
+    # without `within`: one a second; the next `given` one second after the last event
+    assert _times('  given 2 "post" from user "u1"\n  given "post" from user "u1"') == [0.0, 1.0, 2.0]
+    # `after` on the first `given` counts from the test's start
+    assert _times('  given "post" from user "u1" after 10 seconds') == [10.0]
+    assert _times('  given "post" from user "u1"\n  given "post" from user "u1" after 1 hour') == [0.0, 3600.0]
+
+
+def test_n_events_within_a_window_are_all_counted_in_it() -> None:
+    got = results("""
+test "four posts within the one-minute window"
+  given 4 "post" events from user "u1" within 1 minute
+  expect review, rule "burst"
+test "a post exactly a minute after the last one starts afresh"
+  given 4 "post" events from user "u1" within 1 minute
+  given 3 "post" events from user "u1" after 1 minute
+  expect allow
+""")
+    assert {n: r.failures for n, r in got.items()} == {n: () for n in got}
+
+
+def test_a_test_can_set_its_start_time() -> None:
+    start = ' starting at "2026-03-01T23:59:30+01:00"'
+    assert [t + TEST_EPOCH for t in _times('  given 2 "post" from user "u1"', start)] == [
+        1772405970.0, 1772405971.0]
+    got = results("""
+define spent = sum of event.amount for user where (event is "buy") today
+rule "big day" when event is "buy" and spent > 100 then flag
+test "spending resets at midnight" starting at "2026-03-01T23:59:00Z"
+  given "buy" from user "u1" with amount = 80
+  given "buy" from user "u1" after 2 minutes with amount = 80
+  expect allow
+test "and adds up before it" starting at "2026-03-01T23:50:00Z"
+  given "buy" from user "u1" with amount = 80
+  given "buy" from user "u1" after 2 minutes with amount = 80
+  expect flag
+""")
+    assert {n: r.failures for n, r in got.items()} == {n: () for n in got}
+
+
+def test_a_start_that_is_not_a_time_is_a_check_error() -> None:
+    [error] = errors_of(RULES + 'test "t" starting at "tomorrow"\n  given "post" from user "u"\n  expect allow')
+    assert error.message == "`starting at` needs an RFC 3339 time, not 'tomorrow'"
+    assert error.hint == 'e.g. `starting at "2026-03-01T23:59:00Z"`'
+
+
+def test_the_events_a_rules_set_s_tests_give_are_bounded() -> None:
+    # this test's events grew `vigil serve` to 22.8 GB during an upload's checks (issue 11.2)
+    [error] = errors_of(RULES + 'test "t"\n  given 999999999999999999 "post" from user "u"\n  expect allow')
+    assert error.message == "a `given` gives at most 10,000 events, not 999,999,999,999,999,999"
+    many = "".join(f'test "t{i}"\n  given 10000 "post" from user "u"\n  expect review\n' for i in range(11))
+    [error] = errors_of(RULES + many)
+    assert error.message == "the tests of this rules set give more than 100,000 events in all"
+    assert error.span.line == RULES.count("\n") + 31  # the eleventh test, the one past the bound
+
+
+def test_tests_stop_at_their_time_budget() -> None:
+    rules = ruleset(RULES + 'test "a"\n  given 3 "post" from user "u1"\n  expect allow\n'
+                    'test "b"\n  given "post" from user "u1"\n  expect allow\n')
+    first, second = run_tests(rules, time_limit=0.0)
+    assert not first.passed and not second.passed
+    assert first.failures == (("not run: the tests of this rules set ran past their time budget of 0 s "
+                               "(give fewer events, or raise the limit)"),)
+    assert second.failures == first.failures
+    assert all(r.passed for r in run_tests(rules, time_limit=60.0))
+
+
+def test_a_test_past_the_deadline_stops_before_its_next_event() -> None:
+    import time
+
+    rules = ruleset(RULES + 'test "a"\n  given 3 "post" from user "u1"\n  expect allow\n')
+    result = testing.run_test(rules, rules.program.tests[0], deadline=time.monotonic(), time_limit=5)
+    assert result.failures == (("stopped before event test-1: the tests of this rules set ran past their time "
+                                "budget of 5 s (give fewer events, or raise the limit)"),)
+    assert result.decision is None

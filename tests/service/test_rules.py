@@ -204,3 +204,28 @@ def test_a_disk_load_that_failed_for_a_passing_reason_succeeds_on_retry(
     assert wait_for(lambda: _active(svc)["seq"] == 2, timeout=30)  # no change on disk since: a retry did it
     assert _rules_dir_state(svc) is None
     assert svc.post_event(post("calm")).json()["verdict"] == "flag"
+
+
+def test_an_upload_whose_tests_ask_for_too_many_events_is_refused_before_they_run(svc: Running) -> None:
+    # `given 999999999999999999` grew the server to 22.8 GB until the kernel killed it (issue 11.2)
+    huge = FLAG_ALL + 'test "huge" given 999999999999999999 "post" with text = "x" expect flag\n'
+    for query in ("?dry_run=true", ""):
+        response = svc.client.post(f"/v1/rules{query}", json={"files": {"main.vigil": huge}},
+                                   headers=svc.headers("admin"))
+        assert response.status_code == 422
+        [diagnostic] = [d for d in response.json()["error"]["diagnostics"] if d["severity"] == "error"]
+        assert diagnostic["message"] == "a `given` gives at most 10,000 events, not 999,999,999,999,999,999"
+    assert _active(svc)["seq"] == 1
+
+
+def test_the_gate_stops_the_tests_at_its_time_budget() -> None:
+    import pytest
+
+    from vigil.service.reload import RulesRejected, check_rules
+
+    files = {"main.vigil": FLAG_ALL + 'test "t" given 3 "post" with text = "x" expect flag\n'}
+    assert check_rules(files, ("main.vigil",), test_time_limit=60.0).program.tests
+    with pytest.raises(RulesRejected) as info:
+        check_rules(files, ("main.vigil",), test_time_limit=0.0)
+    [failure] = info.value.test_failures
+    assert failure["failures"][0].startswith("not run: the tests of this rules set ran past their time budget")

@@ -351,6 +351,7 @@ class Test:
     givens: tuple[Given, ...]
     expectations: tuple[Expectation, ...]
     span: Span = _span()
+    start: str | None = None  # `starting at "RFC 3339 time"`: when the first event happens
 
 
 Item = Union[Use, EntityDecl, Define, ListDecl, Schema, Rule, Test]

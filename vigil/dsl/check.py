@@ -15,12 +15,16 @@ import re2
 
 from vigil.diagnostics import Diagnostic, Severity, Span
 from vigil.dsl import ast
+from vigil.dsl.runtime import FieldTypeError, parse_time
 
 NUMBER, STRING, BOOL, LIST, ANY = "number", "string", "bool", "list", "any"
 SEVERITIES = ("low", "medium", "high", "critical")
 SCHEMA_TYPES = {"string": STRING, "number": NUMBER, "bool": BOOL, "list": LIST, "timestamp": ANY, "any": ANY}
 # Fields every event has, whatever its schema.
 BUILTIN_FIELDS: dict[tuple[str, ...], str] = {("type",): STRING, ("id",): STRING, ("time",): NUMBER}
+# What the tests of one rules set may ask for, so no rules text (an upload too) can exhaust the service.
+MAX_GIVEN_EVENTS = 10_000
+MAX_TEST_EVENTS = 100_000
 
 
 _Decl = TypeVar("_Decl", ast.EntityDecl, ast.Define, ast.ListDecl, ast.Schema)
@@ -91,8 +95,14 @@ class Checker:
             self._define_type(name, define.span)
         for rule in self.program.rules:
             self._check_rule(rule)
+        total_events = 0
         for test in self.program.tests:
             self._check_test(test)
+            total_events += sum(min(g.count, MAX_GIVEN_EVENTS + 1) for g in test.givens)
+            if total_events > MAX_TEST_EVENTS:
+                self.error(f"the tests of this rules set give more than {MAX_TEST_EVENTS:,} events in all",
+                           test.span, "test each threshold with a few events more and fewer than it", code="value")
+                break
         for name, define in self.program.defines.items():
             if name not in self._used_defines:
                 self.warning(f"definition `{name}` is never used", define.span,
@@ -183,6 +193,12 @@ class Checker:
                                f"the test gives {len(given.keys)}", given.span, code="value")
             if given.count < 1:
                 self.error("a test gives at least one event", given.span, code="value")
+            elif given.count > MAX_GIVEN_EVENTS:
+                self.error(f"a `given` gives at most {MAX_GIVEN_EVENTS:,} events, not {given.count:,}", given.span,
+                           "a threshold needs only a few events more than it", code="value")
+        if test.start is not None and not _is_time(test.start):
+            self.error(f"`starting at` needs an RFC 3339 time, not {test.start!r}", test.span,
+                       'e.g. `starting at "2026-03-01T23:59:00Z"`', code="value")
         rule_names = {r.name for r in self.program.rules}
         for exp in test.expectations:
             if exp.kind in ("rule", "no_rule") and exp.value not in rule_names:
@@ -393,6 +409,14 @@ class Checker:
                            _did_you_mean(c.name, self.program.lists) or f'declare it: list "{c.name}" from "FILE"',
                            code="name")
             self._used_lists.add(c.name)
+
+
+def _is_time(text: str) -> bool:
+    try:
+        parse_time(text)
+    except FieldTypeError:
+        return False
+    return True
 
 
 def check(modules: list[ast.Module]) -> tuple[Program, list[Diagnostic]]:

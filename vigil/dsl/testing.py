@@ -1,19 +1,29 @@
-"""`vigil test`: run the tests written beside the rules, each on a fresh in-memory engine."""
+"""`vigil test`: run the tests written beside the rules, each on a fresh in-memory engine.
+
+The checker bounds how many events the tests of a rules set may give (check.MAX_GIVEN_EVENTS,
+MAX_TEST_EVENTS), and `run_tests` stops at a time budget, so an uploaded rules set's tests cannot
+exhaust the service that runs them before activation.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from vigil.dsl import ast
 from vigil.dsl.loader import RuleSet
-from vigil.dsl.runtime import encode_key
+from vigil.dsl.runtime import encode_key, parse_time
 from vigil.effects import Decision, OutputEffect
 
-# Tests start at a fixed moment so that `today` windows and expiry are reproducible.
+# Tests start at a fixed moment, unless they say `starting at`, so that `today` windows and expiry are
+# reproducible.
 TEST_EPOCH = dt.datetime(2026, 1, 1, tzinfo=dt.UTC).timestamp()
+# Seconds all the tests of one rules set may run (`vigil test --time-limit`, the service's settings).
+TEST_TIME_LIMIT = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,30 +51,37 @@ def _literal(value: ast.Literal) -> Any:
     return value.value
 
 
-def test_events(ruleset: RuleSet, test: ast.Test) -> list[dict[str, Any]]:
-    """The events a test's `given` steps describe, in order, with times from TEST_EPOCH."""
-    events: list[dict[str, Any]] = []
-    now = TEST_EPOCH
+def test_events(ruleset: RuleSet, test: ast.Test) -> Iterator[dict[str, Any]]:
+    """The events a test's `given` steps describe, in order (generated one at a time: a test may give
+    thousands). The first `given` starts at the test's start (`starting at`, else TEST_EPOCH); each
+    later one starts 1 second after the previous one's last event, or exactly `after D` after it (`after`
+    on the first `given` counts from the start). `N events within D` come one every D/N seconds, so all N
+    fall inside any window of D; without `within`, one a second."""
+    start = TEST_EPOCH if test.start is None else parse_time(test.start)
+    if start is None:  # the checker refuses such a test
+        raise ValueError(f"test {test.name!r} has no start time")
+    number = 0
+    last: float | None = None
     for given in test.givens:
-        if given.after is not None:
-            now += given.after.seconds
+        gap = given.after.seconds if given.after is not None else (0.0 if last is None else 1.0)
+        first = (start if last is None else last) + gap
         step = given.within.seconds / given.count if given.within is not None else 1.0
         for i in range(given.count):
-            event: dict[str, Any] = {"type": given.event_type, "id": f"test-{len(events) + 1}", "time": now}
+            number += 1
+            last = first + i * step
+            event: dict[str, Any] = {"type": given.event_type, "id": f"test-{number}", "time": last}
             if given.entity is not None:
                 decl = ruleset.program.entities[given.entity]
                 for f, key in zip(decl.fields, given.keys):
                     _set(event, f.path, key)
             for path, value in given.assignments:
                 _set(event, path, _literal(value))
-            events.append(event)
-            if i < given.count - 1:
-                now += step
-        now += 1.0
-    return events
+            yield event
 
 
-def run_test(ruleset: RuleSet, test: ast.Test, signals: Any = None) -> TestResult:
+def run_test(ruleset: RuleSet, test: ast.Test, signals: Any = None, deadline: float | None = None,
+             time_limit: float = TEST_TIME_LIMIT) -> TestResult:
+    """Run one test; stop (failed) once time.monotonic() passes `deadline`."""
     from vigil.engine import Engine  # the engine imports the DSL; tests sit above both
     from vigil.events import parse_event
     from vigil.stages import SlowStage
@@ -77,6 +94,10 @@ def run_test(ruleset: RuleSet, test: ast.Test, signals: Any = None) -> TestResul
     failures: list[str] = []
     last: dict[str, Any] = {}
     for event in test_events(ruleset, test):
+        if deadline is not None and time.monotonic() >= deadline:
+            failures.append(_over_budget(time_limit, f"stopped before event {event['id']}"))
+            decision = None
+            break
         result = engine.process(event)
         if not isinstance(result, Decision):
             failures.append(f"event {event['id']} was dead-lettered: {result.reason}")
@@ -126,6 +147,20 @@ def _failures(engine: Any, ruleset: RuleSet, exp: ast.Expectation, decision: Dec
     return []
 
 
-def run_tests(ruleset: RuleSet, signals: Any = None) -> list[TestResult]:
-    return [run_test(ruleset, t, signals) for t in ruleset.program.tests]
+def _over_budget(time_limit: float, where: str) -> str:
+    return (f"{where}: the tests of this rules set ran past their time budget of {time_limit:g} s "
+            "(give fewer events, or raise the limit)")
+
+
+def run_tests(ruleset: RuleSet, signals: Any = None, time_limit: float = TEST_TIME_LIMIT) -> list[TestResult]:
+    """Run every test of the rules set within `time_limit` seconds in all; a test that is still running
+    at the limit fails, and those after it fail without running."""
+    deadline = time.monotonic() + time_limit
+    results: list[TestResult] = []
+    for test in ruleset.program.tests:
+        if time.monotonic() >= deadline:
+            results.append(TestResult(test.name, str(test.span), False, (_over_budget(time_limit, "not run"),), None))
+        else:
+            results.append(run_test(ruleset, test, signals, deadline, time_limit))
+    return results
 

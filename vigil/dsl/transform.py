@@ -148,7 +148,8 @@ class ToAst(Transformer[Token, ast.Module]):
     def given(self, meta: Meta, c: list[Any]) -> ast.Given:
         count = 1
         if isinstance(c[0], Token) and c[0].type == "NUMBER":
-            count = int(float(c.pop(0)))
+            text = str(c.pop(0))
+            count = int(text) if text.isdigit() else int(float(text))  # int(): exact, however large
         event_type = string_value(c[0])
         opts: dict[str, Any] = dict(x for x in c[1:] if isinstance(x, tuple))
         entity, keys = opts.get("from", (None, ()))
@@ -178,7 +179,11 @@ class ToAst(Transformer[Token, ast.Module]):
     def test(self, meta: Meta, c: list[Any]) -> ast.Test:
         givens = tuple(x for x in c[1:] if isinstance(x, ast.Given))
         expectations = tuple(x for x in c[1:] if isinstance(x, ast.Expectation))
-        return ast.Test(string_value(c[0]), givens, expectations, self._span(meta))
+        start = next((x[1] for x in c[1:] if isinstance(x, tuple) and x[0] == "start"), None)
+        return ast.Test(string_value(c[0]), givens, expectations, self._span(meta), start)
+
+    def start_opt(self, meta: Meta, c: list[Token]) -> tuple[str, str]:
+        return ("start", string_value(c[0]))
 
     # ---- expressions ----
     def or_(self, meta: Meta, c: list[Any]) -> ast.Or:

@@ -68,12 +68,15 @@ def _loopback(host: str) -> bool:
 @click.option("--rate-burst", default=100, show_default=True, help="Burst above the rate per token.")
 @click.option("--queue-size", default=10_000, show_default=True, help="Events accepted with mode=async, waiting.")
 @click.option("--reload-interval", default=1.0, show_default=True, help="Seconds between reload checks.")
+@click.option("--rule-tests-time-limit", default=60.0, show_default=True,
+              help="Seconds a new rules version's tests may run before it is refused.")
 @click.option("--no-auth", is_flag=True, help="No API tokens (allowed on a loopback address only).")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]))
 @signal_options
-def serve_command(rules_dir: str | None, host: str, port: int, allowed_hosts: tuple[str, ...], db: str, max_body: int, max_batch: int,
-                  max_batch_body: int, max_depth: int, rate_limit: float, rate_burst: int, queue_size: int, reload_interval: float,
+def serve_command(rules_dir: str | None, host: str, port: int, allowed_hosts: tuple[str, ...], db: str,
+                  max_body: int, max_batch: int, max_batch_body: int, max_depth: int, rate_limit: float,
+                  rate_burst: int, queue_size: int, reload_interval: float, rule_tests_time_limit: float,
                   no_auth: bool, log_level: str, banks_db: str | None, media_roots: tuple[str, ...],
                   **signal_opts: Any) -> None:
     """Serve the HTTP API: events in, decisions out; labels, rules versions, hash banks, health and metrics.
@@ -95,7 +98,8 @@ def serve_command(rules_dir: str | None, host: str, port: int, allowed_hosts: tu
                                max_body_bytes=max_body, max_batch=max_batch, max_batch_bytes=max_batch_body,
                                max_depth=max_depth,
                                rate_limit=rate_limit, rate_burst=rate_burst, queue_size=queue_size,
-                               reload_interval=reload_interval, tune_gc=True,
+                               reload_interval=reload_interval, rule_tests_time_limit=rule_tests_time_limit,
+                               tune_gc=True,
                                banks=_banks(banks_db, db))
     app = create_app(settings, _store(db), signals=_signals(signal_opts, media_roots))
     try:

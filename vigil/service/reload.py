@@ -24,6 +24,7 @@ import anyio.to_thread
 
 from vigil.diagnostics import Diagnostic, DiagnosticError
 from vigil.dsl.loader import RuleSet, load_ruleset
+from vigil.dsl.testing import TEST_TIME_LIMIT
 from vigil.engine import Engine
 from vigil.signals.providers import Signals
 from vigil.stores.base import RulesStore, RulesVersion
@@ -111,11 +112,12 @@ def dir_fingerprint(root: Path) -> tuple[tuple[str, int, int], ...]:
 
 
 def check_rules(files: dict[str, str], entry: tuple[str, ...], run_tests: bool = True,
-                signals: Signals | None = None) -> RuleSet:
+                signals: Signals | None = None, test_time_limit: float = TEST_TIME_LIMIT) -> RuleSet:
     """The gate every version passes: the checker, then the rules' own tests, run with `signals` (the
     engine's own classifiers and banks, so a test passes here exactly when it passes under `vigil test`
-    with the same options). Raises RulesRejected; its message says what failed, not what happens next
-    (callers add that: at start-up nothing is serving yet)."""
+    with the same options), bounded in events by the checker and in time by `test_time_limit`. Raises
+    RulesRejected; its message says what failed, not what happens next (callers add that: at start-up
+    nothing is serving yet)."""
     try:
         ruleset = load_ruleset(list(entry), files=files)
     except DiagnosticError as error:
@@ -125,7 +127,7 @@ def check_rules(files: dict[str, str], entry: tuple[str, ...], run_tests: bool =
     if run_tests:
         from vigil.dsl.testing import run_tests as run
 
-        failed = [r for r in run(ruleset, _beside(signals)) if not r.passed]
+        failed = [r for r in run(ruleset, _beside(signals), time_limit=test_time_limit) if not r.passed]
         if failed:
             raise RulesRejected(
                 f"{len(failed)} of the rules' {len(ruleset.program.tests)} tests failed",
@@ -161,10 +163,12 @@ class RulesManager:
     slow parts (loading, compiling, tests, store I/O) run in worker threads so traffic keeps flowing."""
 
     def __init__(self, store: RulesStore, rules_dir: str | Path | None = None, *, run_tests: bool = True,
+                 test_time_limit: float = TEST_TIME_LIMIT,
                  on_reload: Callable[[str, str], None] | None = None, retry_interval: float = 30.0) -> None:
         self.store = store
         self.rules_dir = Path(rules_dir) if rules_dir is not None else None
         self.run_tests = run_tests
+        self.test_time_limit = test_time_limit
         self.on_reload = on_reload or (lambda source, result: None)
         self.engine: Engine | None = None
         self.active: RulesVersion | None = None
@@ -189,7 +193,7 @@ class RulesManager:
             files = read_rules_dir(self.rules_dir)
             entry = tuple(p for p in files if p.endswith(".vigil"))
             ruleset = check_rules(*validate_files(files, list(entry) or None), run_tests=self.run_tests,
-                                  signals=self.signals)
+                                  signals=self.signals, test_time_limit=self.test_time_limit)
             current = self.store.active_rules_version()
             if current is None or current.version != ruleset.version:
                 current = self.store.add_rules_version(ruleset.version, files, entry, author=f"disk:{self.rules_dir}",
@@ -215,7 +219,8 @@ class RulesManager:
                      source: str = "api", dry_run: bool = False) -> tuple[RulesVersion | None, RuleSet]:
         """Check a new version and, unless `dry_run`, store and activate it. Raises RulesRejected."""
         try:
-            ruleset = await anyio.to_thread.run_sync(check_rules, files, entry, self.run_tests, self.signals)
+            ruleset = await anyio.to_thread.run_sync(check_rules, files, entry, self.run_tests, self.signals,
+                                                     self.test_time_limit)
         except RulesRejected as error:
             self.last_rejection = error
             self.on_reload(source, "rejected")

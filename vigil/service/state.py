@@ -48,6 +48,7 @@ class ServiceSettings:
     reload_interval: float = 1.0
     reload_retry_interval: float = 30.0  # a rules directory that failed to load is tried again this often
     run_rule_tests: bool = True  # run the rules' own tests before activating a version
+    rule_tests_time_limit: float = 60.0  # seconds those tests may run in all (the checker bounds their events)
     token_cache_seconds: float = 5.0
     # SQLite file of hash banks (None: no banks; the bank and hash routes answer 503). Rules that match
     # banks and the /v1/banks routes share one matcher, which rereads a bank at most this often.
@@ -69,6 +70,7 @@ class Service:
         self.tokens = TokenCache(token_store, settings.token_cache_seconds)
         self.rules = RulesManager(rules_store, settings.rules_dir, run_tests=settings.run_rule_tests,
                                   retry_interval=settings.reload_retry_interval,
+                                  test_time_limit=settings.rule_tests_time_limit,
                                   on_reload=lambda source, result: self.metrics.reloads.labels(source, result).inc())
         self.signals = signals  # classifiers and media policy for the engine; the lifespan adds the matcher
         self.engine: Engine | None = None
