@@ -235,3 +235,29 @@ def test_an_import_error_inside_vigil_is_not_swallowed() -> None:
     done = _vigil("import sys; sys.modules['vigil.hashing.banks'] = None", "hash", "x")
     assert done.returncode == 1
     assert "ModuleNotFoundError: import of vigil.hashing.banks halted" in done.stderr
+
+
+def test_dead_letters_are_reported_on_stderr_when_nothing_is_a_terminal(rules: Path, tmp_path: Path) -> None:
+    # they vanished: no line, nothing on stderr, exit 0 (issue 10.11)
+    events = tmp_path / "events.jsonl"
+    good = json.dumps({"type": "post", "id": "1", "time": 0, "user": "u"})
+    events.write_text(f"{good}\nnot json\n" + json.dumps({"type": "post", "id": "3", "user": "u"}) + "\n")
+    code, out, err = invoke("run", str(rules), "--events", str(events))
+    assert code == 0 and len(out.splitlines()) == 1
+    lines = err.splitlines()
+    assert lines[0] == "vigil run: 2 of 3 events dead-lettered, not kept (state in memory): add --db FILE to keep them"
+    assert lines[1].startswith("  event 2 of the input: ")
+    assert lines[2].startswith('  event 3 of the input: missing "time"')
+    code, _, err = invoke("run", str(rules), "--events", str(events), "--fail-on-dead-letters",
+                          "--db", str(tmp_path / "s.sqlite"))
+    assert code == 3
+    assert err.splitlines()[0] == ("vigil run: 2 of 3 events dead-lettered, kept in the store: "
+                                   "`vigil dead-letters list --db ...`")
+
+
+def test_a_run_without_dead_letters_says_so_and_succeeds_with_the_flag(rules: Path, tmp_path: Path) -> None:
+    events = tmp_path / "events.jsonl"
+    events.write_text(json.dumps({"type": "post", "id": "1", "time": 0, "user": "u"}) + "\n")
+    code, _, err = invoke("run", str(rules), "--events", str(events), "--fail-on-dead-letters")
+    assert code == 0
+    assert err == "vigil run: 1 events, no dead letters\n"

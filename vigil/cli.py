@@ -21,6 +21,8 @@ from vigil.dsl.loader import RuleSet, load_ruleset
 from vigil.effects import Decision
 
 DEFAULT_DB = "vigil-data/vigil.sqlite"
+DEAD_LETTER_REASONS_SHOWN = 5
+DEAD_LETTER_EXIT = 3  # `vigil run --fail-on-dead-letters`: 1 is taken by errors in the rules
 
 
 def _console() -> Console:
@@ -211,13 +213,16 @@ def compile_command(rules: tuple[str, ...]) -> None:
 @click.option("--all/--hits-only", "write_all", default=True, show_default=True,
               help="Write a decision for every event, or only for events where a rule fired.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: on a terminal).")
+@click.option("--fail-on-dead-letters", is_flag=True,
+              help="Exit 3 when any event was dead-lettered (the count and first reasons are always on stderr).")
 @signal_options
 def run(rules: tuple[str, ...], events_path: str, out_path: str, db: str | None, write_all: bool,
-        progress: bool | None, **signal_opts: Any) -> None:
+        progress: bool | None, fail_on_dead_letters: bool, **signal_opts: Any) -> None:
     """Decide every event in a JSONL file with RULES; decisions out as JSONL, a summary at the end.
 
     Rules that need a policy model run in a second stage: their decisions follow the first ones in the
-    output with "stage": 2 and the same event id."""
+    output with "stage": 2 and the same event id. Events that cannot be decided are dead letters: their
+    count and first reasons go to stderr, and into the --db store (see `vigil dead-letters`)."""
     import threading
 
     from vigil.engine import Engine
@@ -236,6 +241,7 @@ def run(rules: tuple[str, ...], events_path: str, out_path: str, db: str | None,
     slow.start()
     show_progress = progress if progress is not None else sys.stderr.isatty()
     started = time.perf_counter()
+    first_reasons: list[str] = []
     try:
         lines: Any = _read_lines(events_path)
         if show_progress:
@@ -243,13 +249,15 @@ def run(rules: tuple[str, ...], events_path: str, out_path: str, db: str | None,
 
             size = None if events_path == "-" else sum(1 for _ in _read_lines(events_path))
             lines = track(lines, total=size, description="deciding", console=_console(), transient=True)
-        for line in lines:
+        for number, line in enumerate(lines, 1):
             result = engine.process(line, source=events_path)
             if isinstance(result, Decision):
                 if write_all or result.hits or result.pending:
                     write(result)
                 if result.pending:
                     slow.submit(parse_event(line), result)
+            elif len(first_reasons) < DEAD_LETTER_REASONS_SHOWN:
+                first_reasons.append(f"event {number} of the input: {result.reason}")
         slow.close()
     finally:
         if out is not sys.stdout.buffer:
@@ -260,6 +268,24 @@ def run(rules: tuple[str, ...], events_path: str, out_path: str, db: str | None,
     elapsed = time.perf_counter() - started
     if sys.stderr.isatty() or os.environ.get("VIGIL_SUMMARY"):
         _summary(engine.stats, elapsed)
+    stats = engine.stats
+    _report_dead_letters(stats.events + stats.dead_letters, stats.dead_letters, first_reasons, db)
+    if fail_on_dead_letters and engine.stats.dead_letters:
+        raise SystemExit(DEAD_LETTER_EXIT)
+
+
+def _report_dead_letters(events: int, dead: int, reasons: list[str], db: str | None) -> None:
+    """One line on stderr, whatever stdout is: dead letters must never pass unnoticed in a pipeline."""
+    if not dead:
+        click.echo(f"vigil run: {events} events, no dead letters", err=True)
+        return
+    kept = ("kept in the store: `vigil dead-letters list --db ...`" if db not in (None, "memory")
+            else "not kept (state in memory): add --db FILE to keep them")
+    click.echo(f"vigil run: {dead} of {events} events dead-lettered, {kept}", err=True)
+    for reason in reasons:
+        click.echo(f"  {reason}", err=True)
+    if dead > len(reasons):
+        click.echo(f"  … and {dead - len(reasons)} more", err=True)
 
 
 def _summary(stats: Any, elapsed: float) -> None:
