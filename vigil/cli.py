@@ -135,6 +135,7 @@ SUBCOMMANDS: dict[str, SubCommand] = {
     "serve": SubCommand("vigil.service.cli", "serve_command", "serve"),
     "token": SubCommand("vigil.service.cli", "token_group", "serve"),
     "worker": SubCommand("vigil.workers.cli", "worker_command", "serve"),
+    "dead-letters": SubCommand("vigil.stores.cli", "dead_letters_group", None),
 }
 
 

@@ -1,0 +1,121 @@
+"""`vigil dead-letters …`: list, export and replay the events a store keeps because they could not be
+decided (SQLite or PostgreSQL: the `--db` of `vigil run`, `vigil serve` and the workers)."""
+
+from __future__ import annotations
+
+import base64
+import sys
+import time
+from typing import Any
+
+import click
+import orjson
+
+from vigil.effects import DeadLetter
+
+DEFAULT_DB = "vigil-data/vigil.sqlite"
+db_option = click.option("--db", default=DEFAULT_DB, envvar="VIGIL_STORE", show_default=True,
+                         help="The store: a SQLite path, sqlite:/// or postgresql:// URL (env VIGIL_STORE).")
+limit_option = click.option("--limit", default=1000, show_default=True, help="The most recent N letters.")
+
+
+def _letters(db: str, limit: int) -> list[DeadLetter]:
+    from vigil.stores.open import open_store
+
+    store = open_store(db)
+    try:
+        letters: list[DeadLetter] = store.dead_letters(limit)
+    finally:
+        store.close()
+    return letters
+
+
+def letter_json(letter: DeadLetter) -> dict[str, Any]:
+    """One letter as JSON: the raw body as text where it is UTF-8, else base64."""
+    out: dict[str, Any] = {"time": letter.time, "source": letter.source, "reason": letter.reason}
+    try:
+        out["raw"] = letter.raw.decode("utf-8")
+    except UnicodeDecodeError:
+        out["raw_base64"] = base64.b64encode(letter.raw).decode()
+    if letter.details:
+        out["details"] = letter.details
+    return out
+
+
+@click.group("dead-letters")
+def dead_letters_group() -> None:
+    """Events that could not be decided, kept in the store with the reason: list, export, replay."""
+
+
+@dead_letters_group.command("list")
+@db_option
+@limit_option
+def list_command(db: str, limit: int) -> None:
+    """One line per letter, oldest first: time, source, size and reason."""
+    letters = _letters(db, limit)
+    for letter in letters:
+        when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(letter.time))
+        size = letter.details.get("raw_size", len(letter.raw))
+        click.echo(f"{when}  {letter.source or '-'}  {size} B  {letter.reason}")
+    click.echo(f"{len(letters)} dead letters", err=True)
+
+
+@dead_letters_group.command("export")
+@db_option
+@limit_option
+@click.option("--out", "out_path", default="-", show_default=True, help="JSONL file; - is stdout.")
+def export_command(db: str, limit: int, out_path: str) -> None:
+    """Write letters as JSONL (time, source, reason, raw or raw_base64, details), oldest first."""
+    letters = _letters(db, limit)
+    out = sys.stdout.buffer if out_path == "-" else open(out_path, "wb")  # noqa: SIM115
+    try:
+        for letter in letters:
+            out.write(orjson.dumps(letter_json(letter)) + b"\n")
+    finally:
+        if out is sys.stdout.buffer:
+            out.flush()
+        else:
+            out.close()
+    click.echo(f"exported {len(letters)} dead letters", err=True)
+
+
+@dead_letters_group.command("replay")
+@click.argument("rules", nargs=-1, required=True, type=click.Path(exists=True))
+@db_option
+@limit_option
+@click.option("--out", "out_path", default="-", show_default=True, help="Where decisions go (JSONL); - is stdout.")
+def replay_command(rules: tuple[str, ...], db: str, limit: int, out_path: str) -> None:
+    """Decide the letters' events again with RULES (after a fix to the rules or the events' producer),
+    on the store's state; decisions out as JSONL. A letter whose body was cut to the store's limit is
+    skipped; one that fails again is dead-lettered again with its new reason. Exit 3 if any failed."""
+    from vigil.cli import _load
+    from vigil.engine import Engine
+    from vigil.stores.open import open_store
+
+    ruleset = _load(rules)
+    letters = _letters(db, limit)
+    engine = Engine(ruleset, open_store(db))
+    out = sys.stdout.buffer if out_path == "-" else open(out_path, "wb")  # noqa: SIM115
+    decided = failed = skipped = 0
+    try:
+        for letter in letters:
+            if letter.details.get("raw_truncated"):
+                skipped += 1
+                continue
+            result = engine.process(letter.raw, source=f"replay:{letter.source}")
+            if isinstance(result, DeadLetter):
+                failed += 1
+                click.echo(f"still dead: {result.reason}", err=True)
+            else:
+                decided += 1
+                out.write(orjson.dumps(result.to_json()) + b"\n")
+    finally:
+        if out is sys.stdout.buffer:
+            out.flush()
+        else:
+            out.close()
+        engine.close()
+    click.echo(f"replayed {len(letters)} dead letters: {decided} decided, {failed} dead again, "
+               f"{skipped} skipped (body cut to the store's limit)", err=True)
+    if failed:
+        raise SystemExit(3)
