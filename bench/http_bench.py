@@ -131,6 +131,7 @@ class Result:
     late: list[float] = field(default_factory=list)  # launch - due: the client's own timer lateness
     achieved: float = 0.0
     server_cpu: float = 0.0
+    started: float = 0.0  # perf_counter at the first due time: `finished` counts from here
 
     def pct(self, q: float) -> float:
         if not self.latencies:
@@ -175,12 +176,13 @@ async def _connect(port: int) -> Connection:
 
 
 async def run_rate(port: int, token: str, bodies: list[bytes], rate: int, seconds: float,
-                   server: Server | None = None, connections: int = 64) -> Result:
+                   server: Server | None = None, connections: int = 64, result: Result | None = None) -> Result:
     """Send `rate` requests a second for `seconds`, open loop, over a pool of keep-alive connections
     opened beforehand. A request's latency runs from when it was launched (its due time, give or take
-    the event loop's millisecond timer) to its response, waiting for a free connection included."""
+    the event loop's millisecond timer) to its response, waiting for a free connection included. A
+    `result` given is filled in as requests finish (read it after cancelling a run)."""
     loop = asyncio.get_running_loop()
-    result = Result(rate, seconds)
+    result = result if result is not None else Result(rate, seconds)
     head = (b"POST /v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer " + token.encode()
             + b"\r\nContent-Type: application/json\r\nContent-Length: ")
     pool: asyncio.Queue[Connection] = asyncio.Queue()
@@ -212,6 +214,7 @@ async def run_rate(port: int, token: str, bodies: list[bytes], rate: int, second
     cpu0 = server.cpu_seconds() if server else 0.0
     # perf_counter, not loop.time(): uvloop's clock ticks in whole milliseconds.
     start = time.perf_counter() + 0.02
+    result.started = start
     i = 0
     while i < n:
         now = time.perf_counter()

@@ -229,3 +229,23 @@ def test_the_gate_stops_the_tests_at_its_time_budget() -> None:
         check_rules(files, ("main.vigil",), test_time_limit=0.0)
     [failure] = info.value.test_failures
     assert failure["failures"][0].startswith("not run: the tests of this rules set ran past their time budget")
+
+
+def test_a_large_version_is_loaded_in_a_worker_process_and_activates(svc: Running) -> None:
+    words = ", ".join(f'"bw{i}q"' for i in range(30_000))  # over 256 KiB: loaded off the serving process
+    big = (f'entity user = event.actor.id\nlist "big" of words = [{words}]\n'
+           'rule "Big list" when event is "post" and event.text contains any of list "big" then block\n'
+           'rule "Pattern" when event is "post" and event.text matches /^x+y$/i then flag\n'
+           'test "a listed word blocks"\n  given "post" from user "u" with text = "hello bw29999q"\n  expect block\n')
+    assert svc.client.app.state.service.rules.loader.wanted({"main.vigil": big})
+    response = _upload(svc, {"main.vigil": big})
+    assert response.status_code == 201, response.text
+    assert svc.post_event(post("so bw12345q there")).json()["verdict"] == "block"
+    assert svc.post_event(post("XXXY")).json()["verdict"] == "flag"  # the regex came across too
+    assert svc.post_event(post("bw12345")).json()["verdict"] == "allow"
+    broken = _upload(svc, {"main.vigil": big.replace('"big" then block', '"bigg" then block')})
+    assert broken.status_code == 422
+    assert "did you mean" in broken.text or "bigg" in broken.text
+    failing = _upload(svc, {"main.vigil": big.replace("expect block", "expect allow")})
+    assert failing.status_code == 422 and failing.json()["error"]["test_failures"]
+    assert _active(svc)["seq"] == 2

@@ -180,6 +180,7 @@ class Regex:
     """
 
     def __init__(self, pattern: str, flags: str) -> None:
+        self.pattern, self.flags = pattern, flags
         options = re2.Options()
         options.case_sensitive = "i" not in flags
         options.dot_nl = "s" in flags
@@ -192,6 +193,10 @@ class Regex:
         self._match = regexp.Match if regexp is not None and anchor is not None else None
         self._anchor = anchor
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled as its source (RE2 objects do not pickle): a rules set compiled in another process."""
+        return Regex, (self.pattern, self.flags)
+
     def search(self, text: str) -> bool:
         if self._match is None:  # a future re2 without the internals: the public API still works
             return self.compiled.search(text) is not None
@@ -201,6 +206,15 @@ class Regex:
 
 def compile_regex(pattern: str, flags: str) -> Regex:
     return Regex(pattern, flags)
+
+
+def _term_list(name: str, kind: str, members: frozenset[str], patterns: list[str]) -> TermList:
+    """A TermList from its parts, without normalising every item again (unpickling)."""
+    made = TermList.__new__(TermList)
+    made.name, made.kind, made.members, made.patterns = name, kind, members, patterns
+    made._matcher = (ahocorasick_rs.AhoCorasick(patterns, matchkind=ahocorasick_rs.MatchKind.LeftmostLongest)
+                     if patterns else None)
+    return made
 
 
 class TermList:
@@ -220,6 +234,10 @@ class TermList:
 
     def __len__(self) -> int:
         return len(self.members)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled as what it was built from (the automaton does not pickle)."""
+        return _term_list, (self.name, self.kind, self.members, self.patterns)
 
     def member(self, value: Any) -> bool | None:
         """`value in list`: for a list value, whether any item is a member."""

@@ -153,6 +153,7 @@ def _open_banks(svc: Service, path: str) -> Signals:
 
 
 def _close(engine: Engine, svc: Service) -> None:
+    svc.rules.close()  # the worker process of large rules loads, if one started
     engine.close()  # flushes counters, closes the state store
     if svc.bank_store is not None:
         svc.bank_store.close()

@@ -26,6 +26,7 @@ from vigil.diagnostics import Diagnostic, DiagnosticError
 from vigil.dsl.loader import RuleSet, load_ruleset
 from vigil.dsl.testing import TEST_TIME_LIMIT
 from vigil.engine import Engine
+from vigil.service.compiler import DEFAULT_MIN_BYTES, LoadOffProcess
 from vigil.signals.providers import Signals
 from vigil.stores.base import RulesStore, RulesVersion
 
@@ -125,15 +126,21 @@ def check_rules(files: dict[str, str], entry: tuple[str, ...], run_tests: bool =
         n = len(error.errors)
         raise RulesRejected(f"the rules have {n} error{'s' if n != 1 else ''}", diagnostics) from None
     if run_tests:
-        from vigil.dsl.testing import run_tests as run
-
-        failed = [r for r in run(ruleset, _beside(signals), time_limit=test_time_limit) if not r.passed]
-        if failed:
-            raise RulesRejected(
-                f"{len(failed)} of the rules' {len(ruleset.program.tests)} tests failed",
-                [diagnostic_json(d, ruleset.sources) for d in ruleset.warnings],
-                [{"name": r.name, "location": r.location, "failures": list(r.failures)} for r in failed])
+        test_rules(ruleset, signals, test_time_limit)
     return ruleset
+
+
+def test_rules(ruleset: RuleSet, signals: Signals | None = None, time_limit: float = TEST_TIME_LIMIT) -> None:
+    """The second half of the gate: the rules' own tests, with `signals`, within `time_limit` seconds in
+    all. Raises RulesRejected."""
+    from vigil.dsl.testing import run_tests as run
+
+    failed = [r for r in run(ruleset, _beside(signals), time_limit=time_limit) if not r.passed]
+    if failed:
+        raise RulesRejected(
+            f"{len(failed)} of the rules' {len(ruleset.program.tests)} tests failed",
+            [diagnostic_json(d, ruleset.sources) for d in ruleset.warnings],
+            [{"name": r.name, "location": r.location, "failures": list(r.failures)} for r in failed])
 
 
 def _beside(signals: Signals | None) -> Signals | None:
@@ -164,7 +171,8 @@ class RulesManager:
 
     def __init__(self, store: RulesStore, rules_dir: str | Path | None = None, *, run_tests: bool = True,
                  test_time_limit: float = TEST_TIME_LIMIT,
-                 on_reload: Callable[[str, str], None] | None = None, retry_interval: float = 30.0) -> None:
+                 on_reload: Callable[[str, str], None] | None = None, retry_interval: float = 30.0,
+                 off_process_bytes: int = DEFAULT_MIN_BYTES) -> None:
         self.store = store
         self.rules_dir = Path(rules_dir) if rules_dir is not None else None
         self.run_tests = run_tests
@@ -175,6 +183,7 @@ class RulesManager:
         self.ruleset: RuleSet | None = None
         self.last_rejection: RulesRejected | None = None
         self.retry_interval = retry_interval
+        self.loader = LoadOffProcess(off_process_bytes)
         self.disk_problem: DiskProblem | None = None  # the watched directory's last load failed
         # What the rules' tests run with: the engine's signals, set before `initial` (app.py).
         self.signals: Signals | None = None
@@ -219,8 +228,7 @@ class RulesManager:
                      source: str = "api", dry_run: bool = False) -> tuple[RulesVersion | None, RuleSet]:
         """Check a new version and, unless `dry_run`, store and activate it. Raises RulesRejected."""
         try:
-            ruleset = await anyio.to_thread.run_sync(check_rules, files, entry, self.run_tests, self.signals,
-                                                     self.test_time_limit)
+            ruleset = await self._check(files, entry, self.run_tests)
         except RulesRejected as error:
             self.last_rejection = error
             self.on_reload(source, "rejected")
@@ -233,6 +241,20 @@ class RulesManager:
         self.on_reload(source, "activated")
         return stored, ruleset
 
+    async def _check(self, files: dict[str, str], entry: tuple[str, ...], run_tests: bool) -> RuleSet:
+        """The gate, beside traffic: a large version is loaded in a worker process (compiler.py), a small
+        one in a thread; the tests run in a thread with the engine's signals."""
+        if not self.loader.wanted(files):
+            return await anyio.to_thread.run_sync(check_rules, files, entry, run_tests, self.signals,
+                                                  self.test_time_limit)
+        ruleset = await self.loader.load(files, entry)
+        if run_tests:
+            await anyio.to_thread.run_sync(test_rules, ruleset, self.signals, self.test_time_limit)
+        return ruleset
+
+    def close(self) -> None:
+        self.loader.close()
+
     def _add(self, version: str, files: dict[str, str], entry: tuple[str, ...], author: str,
              message: str) -> RulesVersion:
         return self.store.add_rules_version(version, files, entry, author=author, message=message, now=time.time())
@@ -243,7 +265,7 @@ class RulesManager:
         if stored is None:
             raise KeyError(seq)
         try:
-            ruleset = await anyio.to_thread.run_sync(check_rules, stored.files, stored.entry, False)
+            ruleset = await self._check(stored.files, stored.entry, False)
         except RulesRejected as error:
             self.on_reload(source, "rejected")
             self.last_rejection = error

@@ -47,6 +47,9 @@ class ServiceSettings:
     recent_decisions: int = 10_000
     reload_interval: float = 1.0
     reload_retry_interval: float = 30.0  # a rules directory that failed to load is tried again this often
+    # Rules versions at least this large (bytes of text) are checked and compiled in a worker process,
+    # so that traffic does not wait for the GIL meanwhile; 0 keeps every load in a thread.
+    off_process_bytes: int = 256 << 10
     run_rule_tests: bool = True  # run the rules' own tests before activating a version
     rule_tests_time_limit: float = 60.0  # seconds those tests may run in all (the checker bounds their events)
     token_cache_seconds: float = 5.0
@@ -71,6 +74,7 @@ class Service:
         self.rules = RulesManager(rules_store, settings.rules_dir, run_tests=settings.run_rule_tests,
                                   retry_interval=settings.reload_retry_interval,
                                   test_time_limit=settings.rule_tests_time_limit,
+                                  off_process_bytes=settings.off_process_bytes,
                                   on_reload=lambda source, result: self.metrics.reloads.labels(source, result).inc())
         self.signals = signals  # classifiers and media policy for the engine; the lifespan adds the matcher
         self.engine: Engine | None = None
