@@ -116,3 +116,26 @@ def test_doctest_style_bytes_input(make_engine: MakeEngine) -> None:
     engine = make_engine('rule "Any post" when event is "post" then flag')
     d = engine.process(b'{"type": "post", "id": "1", "time": 0}')
     assert isinstance(d, Decision) and d.verdict == "flag" and d.event_id == "1"
+
+
+def test_large_values_in_explanations_are_summarised(make_engine: MakeEngine) -> None:
+    # a 4.6 KB JPEG made a 6.9 KB decision: the base64 was echoed in the explanation (issue 10.16)
+    import base64
+    import hashlib
+
+    import orjson
+
+    engine = make_engine(HEADER + 'rule "image" when event is "post" and length(event.image) > 0 '
+                         'and length(event.tags) > 1 then flag')
+    image = base64.b64encode(bytes(range(256)) * 18).decode()  # 4.6 KB, as base64
+    tags = [f"t{i}" for i in range(50)]
+    decision = engine.process(event("post", user="u", image=image, tags=tags))
+    assert isinstance(decision, Decision) and decision.verdict == "flag"
+    features = decision.hits[0].features
+    assert features["event.image"] == {
+        "summarized": "string", "chars": len(image), "bytes": len(image),
+        "sha256": hashlib.sha256(image.encode()).hexdigest(), "prefix": image[:64]}
+    assert features["event.tags"] == {"summarized": "list", "items": 50, "first": tags[:20]}
+    assert len(orjson.dumps(decision.to_json())) < 1500
+    small = engine.process(event("post", user="u", image="abc", tags=["a", "b"])).hits[0].features  # type: ignore[union-attr]
+    assert (small["event.image"], small["event.tags"]) == ("abc", ["a", "b"])

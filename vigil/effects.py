@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,6 +44,46 @@ class OutputEffect:
 
 
 Effect = LabelEffect | OutputEffect
+
+
+# Explanations show the values rules used; a value larger than this (a base64 image, a long text, a
+# long list) is shown as a summary: its type, size, SHA-256 and a prefix, so a decision never echoes a
+# whole payload (a 4.6 KB JPEG made a 6.9 KB decision).
+MAX_EXPLAINED_CHARS = 1024
+EXPLAINED_PREFIX_CHARS = 64
+MAX_EXPLAINED_ITEMS = 20
+
+
+def explained_value(value: Any) -> Any:
+    """`value` as an explanation shows it: JSON, with every large part summarised.
+
+    >>> explained_value("x" * 2000)["summarized"], explained_value("x" * 2000)["chars"]
+    ('string', 2000)
+    >>> explained_value([1, "a", None])
+    [1, 'a', None]
+    """
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    if isinstance(value, str):
+        if len(value) <= MAX_EXPLAINED_CHARS:
+            return value
+        data = value.encode("utf-8", "surrogatepass")
+        return {"summarized": "string", "chars": len(value), "bytes": len(data),
+                "sha256": hashlib.sha256(data).hexdigest(), "prefix": value[:EXPLAINED_PREFIX_CHARS]}
+    if isinstance(value, (bytes, bytearray)):
+        return {"summarized": "bytes", "bytes": len(value), "sha256": hashlib.sha256(value).hexdigest(),
+                "prefix": bytes(value[:EXPLAINED_PREFIX_CHARS // 2]).hex()}
+    if isinstance(value, (list, tuple)):
+        items = [explained_value(v) for v in value[:MAX_EXPLAINED_ITEMS]]
+        if len(value) <= MAX_EXPLAINED_ITEMS:
+            return items
+        return {"summarized": "list", "items": len(value), "first": items}
+    if isinstance(value, dict):
+        shown = {str(k): explained_value(v) for k, v in list(value.items())[:MAX_EXPLAINED_ITEMS]}
+        if len(value) <= MAX_EXPLAINED_ITEMS:
+            return shown
+        return {"summarized": "object", "keys": len(value), "first": shown}
+    return explained_value(str(value))
 
 
 @dataclass(frozen=True, slots=True)

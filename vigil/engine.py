@@ -20,6 +20,7 @@ from vigil.effects import (
     LabelEffect,
     OutputEffect,
     RuleHit,
+    explained_value,
     strongest,
 )
 from vigil.events import Event, EventError, parse_event
@@ -206,7 +207,7 @@ class Engine:
                 mode = "live" if key is not None and in_rollout(info.name, key, info.rollout_percent) else "shadow"
             effects = self._effects(info.actions, keyed, event.time)
             hits.append(RuleHit(info.name, mode, info.severity, info.verdict, effects,
-                                {k: _json_value(v) for k, v in features.items() if v is not runtime.UNSET}))
+                                {k: explained_value(v) for k, v in features.items() if v is not runtime.UNSET}))
             counts = self.stats.rule_hits if mode == "live" else self.stats.shadow_hits
             counts[info.name] = counts.get(info.name, 0) + 1
             if mode != "live":
@@ -246,13 +247,3 @@ class Engine:
     def close(self) -> None:
         self.counters.close()
         self.store.close()
-
-
-def _json_value(value: Any) -> Any:
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    if isinstance(value, (list, tuple)):
-        return [_json_value(v) for v in value[:20]]
-    if isinstance(value, dict):
-        return {str(k): _json_value(v) for k, v in list(value.items())[:20]}
-    return str(value)
