@@ -757,3 +757,60 @@ def test_wrong_type_in_an_unused_branch_still_dead_letters(make_engine: MakeEngi
     # Fields are read before any rule runs, so the same event never half-applies.
     engine = make_engine('rule "r" when event.a > 1 or event.t contains "x" then block')
     assert isinstance(engine.process(event(a=5, t=1)), DeadLetter)
+
+
+# ---- text functions and lists through the engine (issue 10, Text and URLs) ----------------------
+
+
+def test_words_list_finds_a_word_under_a_rejected_longer_candidate(make_engine: MakeEngine) -> None:
+    engine = make_engine('list "w" of words = ["free nitro", "nitro"]\n'
+                         'rule "r" when event.t contains any of list "w" then block')
+    assert verdict(engine, t="carefree nitro giveaway") == "block"
+    assert verdict(engine, t="carefree nitroglycerin") == "allow"
+
+
+def test_lists_match_through_the_normalisation(make_engine: MakeEngine) -> None:
+    engine = make_engine('list "w" of words = ["free nitro", "send 100 btc"]\n'
+                         'rule "r" when normalized(event.t) contains any of list "w" then block')
+    for text in ["F.R.E.E n1tr0", "f r e e  n i t r o", "Frée-Nîtro", "s3nd 100 BTC", "send 100\u200b btc"]:
+        assert verdict(engine, t=text) == "block", text
+    assert verdict(engine, t="send 1oo btc") == "allow"  # letters do not become digits
+
+
+def test_urls_are_found_in_any_case(make_engine: MakeEngine) -> None:
+    engine = make_engine('rule "r" when length(urls(event.t)) > 0 then block')
+    for text in ["HTTP://WWW.X.TEST", "Https://example.com", "WWW.EXAMPLE.COM"]:
+        assert verdict(engine, t=text) == "block", text
+
+
+def test_host_hosts_and_the_default_suffix_rule(make_engine: MakeEngine) -> None:
+    engine = make_engine('list "bad" of domains = ["evil-pills.example", "xn--mnchen-3ya.de"]\n'
+                         'rule "one" when host(event.u) == "shop.evil-pills.example" then flag\n'
+                         'rule "links" when hosts(event.t) in list "bad" then block\n'
+                         'rule "dom" when domain(event.u) == "evil-pills.example" then review')
+    assert verdict(engine, u="HTTPS://Shop.Evil-Pills.Example/x") == "review"
+    assert verdict(engine, t="buy at http://a.evil-pills.example/x") == "block"
+    assert verdict(engine, t="buy at evil-pills.example") == "allow"  # hosts() takes URLs only
+    assert verdict(engine, t="see https://www.münchen.de/") == "block"
+
+
+def test_without_links_for_copy_paste_fingerprints(make_engine: MakeEngine) -> None:
+    engine = make_engine('rule "r" when normalized(without_links(event.t)) == "win big !" then block')
+    assert verdict(engine, t="WIN big @alice https://a.test/1 !") == "block"
+    assert verdict(engine, t="win BIG #ad www.b.test/2 !") == "block"
+
+
+def test_example_scam_rules_catch_crypto_asks_with_amounts() -> None:
+    from pathlib import Path
+
+    from vigil.dsl.loader import load_ruleset
+
+    engine = Engine(load_ruleset(str(Path(__file__).parents[2] / "examples" / "rules")))
+    try:
+        for text in ["send me 100 btc", "transfer 500 usdt now", "Please s3nd me 2 BTC today"]:
+            event = {"type": "message", "id": text, "time": 1_700_000_000, "text": text,
+                     "actor": {"id": "u1", "created_at": "2020-01-01T00:00:00Z"}, "target": {"id": "u2"}}
+            decision = engine.process(event)
+            assert isinstance(decision, Decision) and decision.verdict == "review", text
+    finally:
+        engine.close()

@@ -40,12 +40,15 @@ class Builtin:
 
 
 BUILTINS: dict[str, Builtin] = {
-    "normalized": Builtin((STRING,), STRING, "case, Unicode NFKC, homoglyph and leetspeak folding"),
+    "normalized": Builtin((STRING,), STRING, "the text's canonical form for matching (docs/language.md, Text)"),
+    "without_links": Builtin((STRING,), STRING, "the text without URLs, e-mail addresses, domains, @mentions, #tags"),
     "lower": Builtin((STRING,), STRING, "lower case"),
     "length": Builtin((ANY,), NUMBER, "characters in a string, or items in a list"),
     "urls": Builtin((STRING,), LIST, "URLs in a text"),
     "domains": Builtin((STRING,), LIST, "registrable domains of URLs and host names in a text"),
     "domain": Builtin((STRING,), STRING, "registrable domain of one URL, host or e-mail address"),
+    "host": Builtin((STRING,), STRING, "host name of one URL, lower case, IDNA"),
+    "hosts": Builtin((STRING,), LIST, "host names of the URLs in a text"),
     "age": Builtin((ANY,), NUMBER, "seconds from a timestamp (RFC 3339 or epoch) to the event's time"),
     "language": Builtin((STRING,), STRING, "ISO 639-1 code of the text's language (the `language` classifier)"),
     "profanity": Builtin((STRING,), NUMBER, "offensive-language probability 0–1 (the `profanity` classifier)"),

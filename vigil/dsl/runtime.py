@@ -148,6 +148,18 @@ def domain(value: str | None) -> str | None:
     return text_signals.registered_domain(value.rsplit("@", 1)[-1])
 
 
+def host(value: str | None) -> str | None:
+    return None if value is None else text_signals.url_host(value)
+
+
+def hosts(value: str | None) -> list[str] | None:
+    return None if value is None else text_signals.extract_hosts(value)
+
+
+def without_links(value: str | None) -> str | None:
+    return None if value is None else text_signals.without_links(value)
+
+
 def text_op(op: str, left: str | None, right: str | None) -> bool | None:
     """contains / starts with / ends with, case-insensitively."""
     if left is None or right is None:
@@ -212,9 +224,19 @@ def _term_list(name: str, kind: str, members: frozenset[str], patterns: list[str
     """A TermList from its parts, without normalising every item again (unpickling)."""
     made = TermList.__new__(TermList)
     made.name, made.kind, made.members, made.patterns = name, kind, members, patterns
-    made._matcher = (ahocorasick_rs.AhoCorasick(patterns, matchkind=ahocorasick_rs.MatchKind.LeftmostLongest)
-                     if patterns else None)
+    made._matcher = _phrase_automaton(patterns)
     return made
+
+
+def _phrase_automaton(patterns: list[str]) -> ahocorasick_rs.AhoCorasick | None:
+    # Standard match kind: `_find_in` asks for overlapping matches, which the other kinds cannot give.
+    return ahocorasick_rs.AhoCorasick(patterns, matchkind=ahocorasick_rs.MatchKind.Standard) if patterns else None
+
+
+def _member_form(kind: str, item: str) -> str:
+    if kind == "domains":
+        return text_signals.canonical_host(item) or item.casefold()
+    return item.casefold()
 
 
 class TermList:
@@ -225,12 +247,10 @@ class TermList:
         self.name = name
         self.kind = kind
         raw = [i.strip() for i in items if i.strip() and not i.strip().startswith("#")]
-        self.members = frozenset(i.casefold() for i in raw)
+        # Domains compare in the form hosts take (IDNA A-labels), so "münchen.de" matches either spelling.
+        self.members = frozenset(_member_form(kind, i) for i in raw)
         self.patterns = sorted({text_signals.normalize(i) for i in raw} - {""})
-        self._matcher = (
-            ahocorasick_rs.AhoCorasick(self.patterns, matchkind=ahocorasick_rs.MatchKind.LeftmostLongest)
-            if self.patterns else None
-        )
+        self._matcher = _phrase_automaton(self.patterns)
 
     def __len__(self) -> int:
         return len(self.members)
@@ -245,7 +265,7 @@ class TermList:
             return None
         if isinstance(value, list):
             return any(self.member(v) for v in value if v is not None)
-        text = str(value).casefold()
+        text = _member_form(self.kind, str(value))
         if text in self.members:
             return True
         if self.kind == "domains":
@@ -266,8 +286,11 @@ class TermList:
         if self._matcher is None:
             return []
         found = []
-        for index, start, end in self._matcher.find_matches_as_indexes(text):
-            if self.kind == "words" and (
+        # Overlapping matches: a whole word can hide under a longer candidate that is not one
+        # ("nitro" inside "carefree nitro", where "free nitro" starts mid-word).
+        whole_words = self.kind == "words"
+        for index, start, end in self._matcher.find_matches_as_indexes(text, overlapping=whole_words):
+            if whole_words and (
                 (start > 0 and text[start - 1].isalnum()) or (end < len(text) and text[end].isalnum())
             ):
                 continue
