@@ -45,6 +45,7 @@ def test_normalize(text: str, expected: str) -> None:
         ("transfer 500 USDT", "transfer 500 usdt"),
         ("within 48 hours", "within 48 hours"),
         ("only $24.99!", "only $24.99!"),
+        ("1,000,000 or 5,000 usdt, 1,5 and 10,0000", "1000000 or 5000 usdt, 1,5 and 10,0000"),
         ("+1 555 123 4567", "+1 555 123 4567"),
         ("call 555-1234 at 10:30am", "call 555-1234 at 10:30am"),
         ("go to wincheap60.top now", "go to wincheap60.top now"),

@@ -105,10 +105,13 @@ _MAX_LEET_WORD = 24  # longer mixed words are wallets, hashes and ids, never lee
 # Punctuation, symbols or "_" between two letters, or a letter and a digit ("f.r.e.e", "free-nitro");
 # between two digits they stay ("24.99", "555-1234"). Marked with \0 first, spaces at the end.
 _INNER_SEPARATOR = re.compile(r"(?<=[^\W\d_])(?:[^\w\s]|_)+(?=[^\W_])|(?<=\d)(?:[^\w\s]|_)+(?=[^\W\d_])")
+# A comma grouping thousands ("5,000" reads "5000", as amounts are compared).
+_THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
 # Three or more single letters, each separated by one space or one inner separator ("d o u b l e").
 _SPACED_LETTERS = re.compile(r"(?<![\w\0])[^\W\d_](?:( |\0)[^\W\d_])(?:\1[^\W\d_])+(?![\w\0])")
-# Tokens that may be links: those with ".", "@", "#", ":" or "/" in them (scanned once from their start).
-_LINK_CANDIDATE = re.compile(r"(?<!\S)(?=[^\s.@#:/]*[.@#:/])\S+")
+# Tokens that may be links: those with "@", "#" or a "." before a letter or digit (scanned once from
+# their start; a sentence's final "." makes no candidate).
+_LINK_CANDIDATE = re.compile(r"(?<!\S)(?=[^\s@#.]*(?:[@#]|\.\w))\S+")
 _MENTION = re.compile(r"[@#][^\W_][\w.-]*")
 _WALLET = re.compile(r"(?<!\S)(?=[a-z]*\d)(?=\d*[a-z])[a-z0-9]{25,}(?!\S)")
 
@@ -127,6 +130,7 @@ def _join_letters(match: re.Match[str]) -> str:
 def _fold_words(segment: str) -> str:
     """Leetspeak, separators inside words and spaced-out letters, in text that holds no link."""
     segment = _LEET_WORD.sub(_fold_leet, segment)
+    segment = _THOUSANDS.sub("", segment)
     segment = _INNER_SEPARATOR.sub("\0", segment)
     segment = _SPACED_LETTERS.sub(_join_letters, segment)
     return segment.replace("\0", " ")
@@ -204,8 +208,8 @@ def normalize(text: str) -> str:
     'buy cheap followers now!!'
     >>> normalize("pаypаl")  # Cyrillic 'а'
     'paypal'
-    >>> normalize("send me 100 BTC at wincheap60.top, $24.99")
-    'send me 100 btc at wincheap60.top, $24.99'
+    >>> normalize("send me 100 BTC at wincheap60.top, $24.99 or $1,000")
+    'send me 100 btc at wincheap60.top, $24.99 or $1000'
     >>> normalize("Frée n1tr0: f.r.e.e g i f t")
     'free nitro: free gift'
     """
