@@ -262,3 +262,14 @@ def test_a_run_without_dead_letters_says_so_and_succeeds_with_the_flag(rules: Pa
     code, _, err = invoke("run", str(rules), "--events", str(events), "--fail-on-dead-letters")
     assert code == 0
     assert err == "vigil run: 1 events, no dead letters\n"
+
+
+def test_an_invalid_regex_gives_only_the_checker_s_diagnostic(tmp_path: Path) -> None:
+    # RE2 logged "WARNING: All log messages before absl::InitializeLog()…" and its own error above it
+    bad = tmp_path / "bad.vigil"
+    bad.write_text('rule "r" when event.text matches /a(b/ then flag\n')
+    done = _vigil("", "check", str(bad))
+    assert done.returncode == 1
+    assert done.stderr.splitlines()[0] == (f"{bad}:1:15: error: invalid regular expression /a(b/: missing ): a(b "
+                                           "(hint: the RE2 syntax has no look-around or back-references)")
+    assert "absl" not in done.stderr and "re2.cc" not in done.stderr

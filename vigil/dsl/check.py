@@ -15,7 +15,7 @@ import re2
 
 from vigil.diagnostics import Diagnostic, Severity, Span
 from vigil.dsl import ast
-from vigil.dsl.runtime import FieldTypeError, parse_time
+from vigil.dsl.runtime import FieldTypeError, parse_time, quiet_re2_options
 
 NUMBER, STRING, BOOL, LIST, ANY = "number", "string", "bool", "list", "any"
 SEVERITIES = ("low", "medium", "high", "critical")
@@ -341,7 +341,7 @@ class Checker:
         if isinstance(e, ast.Matches):
             self.expect(e.left, STRING, "`matches`")
             try:
-                re2.compile(e.pattern)
+                re2.compile(e.pattern, quiet_re2_options())
             except re2.error as error:
                 reason = error.args[0].decode(errors="replace") if error.args and isinstance(
                     error.args[0], bytes) else str(error)

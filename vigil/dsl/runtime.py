@@ -184,6 +184,14 @@ def arith(op: str, left: float | None, right: float | None) -> float | None:
     return None if right == 0 else left / right
 
 
+def quiet_re2_options() -> Any:
+    """RE2 options that do not log: RE2 writes an invalid pattern's error (and absl's "All log messages
+    before absl::InitializeLog()" warning) straight to stderr, above the checker's own diagnostic."""
+    options = re2.Options()
+    options.log_errors = False
+    return options
+
+
 class Regex:
     """A rule's regular expression: RE2, so matching is linear in the text whatever the pattern.
 
@@ -193,7 +201,7 @@ class Regex:
 
     def __init__(self, pattern: str, flags: str) -> None:
         self.pattern, self.flags = pattern, flags
-        options = re2.Options()
+        options = quiet_re2_options()
         options.case_sensitive = "i" not in flags
         options.dot_nl = "s" in flags
         if "m" in flags:
