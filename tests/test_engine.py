@@ -10,6 +10,7 @@ from conftest import HEADER, T0, event, ruleset
 from vigil.effects import DeadLetter, Decision
 from vigil.engine import Engine, in_rollout
 from vigil.events import MAX_EVENT_BYTES
+from vigil.stores.base import bounded_letter
 from vigil.stores.memory import MemoryStore
 
 MakeEngine = Callable[..., Engine]
@@ -41,7 +42,11 @@ def test_malformed_and_oversized_json_is_dead_lettered(make_engine: MakeEngine, 
     assert isinstance(result, DeadLetter)
     assert fragment in result.reason
     assert result.raw == raw and result.source == "test-source"
-    assert seen == [result] and store.letters == [result]
+    # the store keeps a bounded prefix of a large body, with its size and hash (issue 11.11)
+    assert seen == [result] and store.letters == [bounded_letter(result, store.letter_limits)]
+    (kept,) = store.letters
+    assert kept.raw == raw[:store.letter_limits.max_raw_bytes]
+    assert kept.details.get("raw_size", len(raw)) == len(raw)
     assert engine.stats.dead_letters == 1 and engine.stats.events == 0
 
 
