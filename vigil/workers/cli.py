@@ -63,11 +63,36 @@ def worker_command(stream_url: str | None, bootstrap: str | None, topic: str | N
     elif settings.redis is None and stream_redis is not None:
         settings = replace(settings, redis=Secret(stream_redis))
     consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
-    stats = run_worker(settings, rules=list(rules), stream_redis=stream_redis, stream=stream, bootstrap=bootstrap,
-                       topic=topic, group=group, consumer=consumer, output=output, max_events=max_events,
-                       idle_exit=idle_exit)
+    if log_level != "debug":
+        logging.getLogger("vigil.workers.librdkafka").setLevel(logging.CRITICAL)
+    try:
+        stats = run_worker(settings, rules=list(rules), stream_redis=stream_redis, stream=stream,
+                           bootstrap=bootstrap, topic=topic, group=group, consumer=consumer, output=output,
+                           max_events=max_events, idle_exit=idle_exit)
+    except Exception as error:
+        message = unreachable_message(error)
+        if message is None:
+            raise
+        raise click.ClickException(message) from None
     click.echo(f"worker {consumer}: {stats.decided} decided, {stats.dead} dead-lettered, {stats.failures} "
                f"failures, {stats.reloads} reloads", err=True)
+
+
+def unreachable_message(error: BaseException) -> str | None:
+    """One line saying which broker or store did not answer and what to do; None for any other error."""
+    from vigil.workers.kafka import BrokerUnreachable
+
+    if isinstance(error, BrokerUnreachable):
+        return str(error)
+    try:
+        from redis.exceptions import ConnectionError as RedisConnectionError
+        from redis.exceptions import TimeoutError as RedisTimeoutError
+    except ImportError:
+        return None
+    if isinstance(error, (RedisConnectionError, RedisTimeoutError)):
+        return (f"cannot reach Redis ({error}): start it, or give --stream (or --redis) the right "
+                "redis://HOST:PORT URL")
+    return None
 
 
 def run_worker(settings: Any, *, rules: list[str], stream_redis: str | None, stream: str | None,

@@ -9,6 +9,7 @@ batch to another member of the group, whose effects are idempotent by event id.
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -17,11 +18,32 @@ import orjson
 from vigil.effects import Decision
 from vigil.workers.loop import Message
 
+# librdkafka's own log lines (a connection refused, every few milliseconds, per client) go to this logger,
+# not to stderr: a worker says once that the broker cannot be reached, and `--log-level debug` shows them.
+librdkafka_log = logging.getLogger("vigil.workers.librdkafka")
+CONNECT_TIMEOUT = 10.0  # seconds a worker waits for the broker at start-up before it gives up
+
+
+class BrokerUnreachable(Exception):
+    """The broker a worker was given does not answer: one line saying what to do."""
+
 
 def consumer_config(bootstrap: str, group: str, **extra: Any) -> dict[str, Any]:
     return {"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False,
             "auto.offset.reset": "earliest", "session.timeout.ms": 10_000, "heartbeat.interval.ms": 1000,
-            "max.poll.interval.ms": 300_000, **extra}
+            "max.poll.interval.ms": 300_000, "logger": librdkafka_log, **extra}
+
+
+def check_reachable(client: Any, bootstrap: str, timeout: float = CONNECT_TIMEOUT) -> None:
+    """Raise BrokerUnreachable unless the broker answers a metadata request within `timeout`."""
+    from confluent_kafka import KafkaException
+
+    try:
+        client.list_topics(timeout=timeout)
+    except KafkaException as error:
+        why = error.args[0].str() if error.args and hasattr(error.args[0], "str") else str(error)
+        raise BrokerUnreachable(f"cannot reach the Kafka broker at {bootstrap} ({why}): start it, or give "
+                                "--kafka the right HOST:PORT") from None
 
 
 class KafkaSource:
@@ -35,7 +57,13 @@ class KafkaSource:
         self.name = f"kafka:{topic}"
         self.dead_topic = dead_topic or f"{topic}.dead"
         self.consumer = Consumer(consumer_config(bootstrap, group, **(config or {})))
-        self.producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": False, "linger.ms": 5})
+        try:
+            check_reachable(self.consumer, bootstrap)
+        except BrokerUnreachable:
+            self.consumer.close()
+            raise
+        self.producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": False, "linger.ms": 5,
+                                  "logger": librdkafka_log})
         self.consumer.subscribe([topic])
         self.assigned = False
 
@@ -86,7 +114,7 @@ class KafkaOutput:
         from confluent_kafka import Producer
 
         self.topic = topic
-        self.producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
+        self.producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, "logger": librdkafka_log})
 
     def write(self, decisions: list[Decision]) -> None:
         for d in decisions:
