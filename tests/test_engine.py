@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 import pytest
@@ -144,3 +145,21 @@ def test_large_values_in_explanations_are_summarised(make_engine: MakeEngine) ->
     assert len(orjson.dumps(decision.to_json())) < 1500
     small = engine.process(event("post", user="u", image="abc", tags=["a", "b"])).hits[0].features  # type: ignore[union-attr]
     assert (small["event.image"], small["event.tags"]) == ("abc", ["a", "b"])
+
+
+def test_an_activation_that_fails_leaves_the_running_version_and_its_counters(make_engine: MakeEngine) -> None:
+    """All or nothing (issue 11.1): a rules set whose code cannot run is refused before the running
+    functions or any counter binding change. It used to bind the new counters first, so posts were
+    then counted into the new version's login counter by the old functions."""
+    engine = make_engine(HEADER + 'rule "burst" when count of "post" by user in the last 1 hour >= 3 then block')
+    engine.process(event(user="u"))
+    engine.process(event(user="u"))
+    logins = ruleset(HEADER + 'rule "logins" when count of "login" by user in the last 1 hour >= 1 then flag')
+    broken = dataclasses.replace(logins, code=None, version="broken",
+                                 compiled=dataclasses.replace(logins.compiled, source="def decide_0(:\n"))
+    with pytest.raises(SyntaxError):
+        engine.activate(broken)
+    assert engine.version != "broken"
+    d = engine.process(event(user="u"))
+    assert isinstance(d, Decision) and d.verdict == "block"
+    assert engine.process(event("login", user="w")).verdict == "allow"

@@ -77,11 +77,16 @@ class Engine:
     def activate(self, ruleset: RuleSet) -> None:
         """Switch to another rules set atomically: an event is decided wholly by one version."""
         compiled = ruleset.compiled
+        # Everything that can fail happens before the running version or a counter is touched: the
+        # loader compiled the code; running it only defines the functions, in a namespace of their own.
+        code = ruleset.code or compile(compiled.source, f"<rules {ruleset.version}>", "exec")
+        namespace = self._namespace(compiled.constants)
+        exec(code, namespace)  # noqa: S102 - generated from checked rules; literals emitted with repr
         with self._lock:
             self.counters.bind(compiled.counters)
-            namespace = self._namespace(compiled.constants)
-            code = compile(compiled.source, f"<rules {ruleset.version}>", "exec")
-            exec(code, namespace)  # noqa: S102 - generated from checked rules; literals emitted with repr
+            # The functions read their counters from the namespace when called, so binding comes last.
+            for index, peek in enumerate(self.counters.peekers):
+                namespace[f"_peek_{index}"] = peek
             self.ruleset = ruleset
             self._rules = compiled.rules
             self._dispatch: dict[str, Callable[[Event], list[Any]]] = namespace["DISPATCH"]
@@ -121,8 +126,6 @@ class Engine:
         }
         ns["_add_many"] = self.counters.add_many
         ns["_NO_RESULTS"] = {}
-        for index, peek in enumerate(self.counters.peekers):
-            ns[f"_peek_{index}"] = peek
         ns.update(constants)
         return ns
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
-from conftest import HEADER, errors_of, ruleset
+from conftest import HEADER, errors_of, event, ruleset
 
 from vigil.diagnostics import Diagnostic, DiagnosticError, Severity
 from vigil.dsl.loader import load_ruleset
+from vigil.engine import Engine
 
 
 def only_error(text: str, files: dict[str, str] | None = None) -> Diagnostic:
@@ -349,3 +352,56 @@ def test_error_rules_never_compile(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(loader, "compile_program", fail)
     with pytest.raises(DiagnosticError):
         load_ruleset("r.vigil", files={"r.vigil": 'rule "r" when foo > 1 then block'})
+
+
+# ---- nesting: deep expressions are diagnostics, flat chains of any length work (issue 11.8, 11.1) ----
+
+@pytest.mark.parametrize("condition", [
+    "not " * 1000 + "event.a == 1",
+    "lower(" * 250 + "event.a" + ")" * 250 + ' == "x"',
+    "event.score" + " + 1" * 250 + " > 0",
+    "(event.a == 1 and (event.b == 1 or " * 20 + "event.c == 1" + "))" * 20,
+], ids=["not x1000", "250 nested calls", "250 additions", "alternating and/or"])
+def test_deep_nesting_is_a_diagnostic(condition: str) -> None:
+    error = only_error(f'rule "deep" when {condition} then flag')
+    assert error.code == "nesting"
+    assert error.message.startswith('rule "deep": its condition nests ')
+    assert "(at most 32" in error.message
+    assert str(error.span) in ("r.vigil:1:18", "r.vigil:1:19")  # the condition, inside its parentheses
+    assert error.hint is not None and "flat at any length" in error.hint
+
+
+def test_a_chain_of_definitions_counts_towards_nesting() -> None:
+    chain = "\n".join(f"define d{i} = lower(d{i - 1})" for i in range(1, 40))
+    error = only_error(f'define d0 = lower(event.a)\n{chain}\nrule "r" when d39 == "x" then flag')
+    assert error.code == "nesting"
+    assert error.message.startswith("definition `d16` nests 34 levels deep")
+    assert str(error.span) == "r.vigil:17:1"
+
+
+def test_nesting_at_the_limit_compiles_and_runs(make_engine: Callable[..., Engine]) -> None:
+    engine = make_engine('rule "r" when ' + "lower(" * 30 + "event.a" + ")" * 30 + ' == "x" then flag\n'
+                         'rule "p" when ' + "(" * 300 + "event.b == 1" + ")" * 300 + " then review")
+    assert engine.process(event(a="X")).verdict == "flag"
+    assert engine.process(event(b=1)).verdict == "review"
+
+
+def test_a_thousand_term_and_chain_compiles_and_runs(make_engine: Callable[..., Engine]) -> None:
+    condition = " and ".join(f"event.a{i} == {i}" for i in range(1000))
+    engine = make_engine(f'rule "generated" when {condition} then flag\n'
+                         f'rule "or" when {condition.replace(" and ", " or ")} then review')
+    fields = {f"a{i}": i for i in range(1000)}
+    assert engine.process(event(**fields)).verdict == "review"
+    fields["a999"] = 0
+    decision = engine.process(event(**fields))
+    assert [hit.rule for hit in decision.hits] == ["or"]
+
+
+def test_python_refusing_the_generated_code_is_a_diagnostic(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The backstop behind the nesting limit: were the checker to pass what Python's compiler refuses,
+    loading fails with a diagnostic, never the activation."""
+    monkeypatch.setattr("vigil.dsl.check.MAX_NESTING", 1000)
+    error = only_error('rule "r" when ' + "lower(" * 80 + "event.a" + ")" * 80 + ' == "x" then flag')
+    assert error.code == "nesting"
+    assert error.message.startswith("the rules compile to Python that Python cannot compile (")
+    assert str(error.span) == "r.vigil:1:1"

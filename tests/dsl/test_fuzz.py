@@ -139,3 +139,19 @@ def test_files_using_each_other(files: dict[str, str]) -> None:
         load_ruleset(sorted(files), files=files)
     except DiagnosticError as error:
         assert error.errors
+
+
+# Deep nesting (issue 11.8): every way to nest, to any depth, gives a diagnostic or a rules set that runs.
+_WRAPPERS = ["not ({})", "lower({})", "({} + 1)", "(1 * {})", "({} == 1 and event.n > 0)",
+             "({} or event.n > 0)", "length(urls({}))", "(({}))"]
+
+
+@settings(max_examples=60, deadline=None, database=None)
+@given(st.lists(st.sampled_from(_WRAPPERS), min_size=1, max_size=400), st.integers(0, 40))
+def test_deep_nesting_never_crashes(wrappers: list[str], chain: int) -> None:
+    expr = "event.n"
+    for wrapper in wrappers:
+        expr = wrapper.format(expr)
+    definitions = "define d0 = event.n\n" + "".join(f"define d{i} = d{i - 1} + 1\n" for i in range(1, chain + 1))
+    check_load(f'{definitions}rule "deep" when {expr} == d{chain} then flag\n'
+               f'rule "flat" when {" and ".join(["event.n > 0"] * 300)} then review')

@@ -249,3 +249,22 @@ def test_a_large_version_is_loaded_in_a_worker_process_and_activates(svc: Runnin
     failing = _upload(svc, {"main.vigil": big.replace("expect block", "expect allow")})
     assert failing.status_code == 422 and failing.json()["error"]["test_failures"]
     assert _active(svc)["seq"] == 2
+
+
+def test_a_version_python_cannot_compile_is_refused_everywhere(svc: Running) -> None:
+    """Issue 11.1: 250 additions passed the checker, then a 500 SyntaxError half-replaced the running
+    version (every event 500 while /v1/rules showed the old one). Now the checker refuses it: dry run,
+    upload and a change on disk alike, and the old version keeps deciding."""
+    for query in ("?dry_run=true", ""):
+        response = svc.client.post(f"/v1/rules{query}", json={"files": {"main.vigil": DEEP}},
+                                   headers=svc.headers("admin"))
+        assert response.status_code == 422, response.text
+        [diagnostic] = [d for d in response.json()["error"]["diagnostics"] if d["severity"] == "error"]
+        assert "nests 253 levels deep" in diagnostic["text"]
+    assert _active(svc)["seq"] == 1
+    assert svc.post_event(post("hey!!!!!")).json()["verdict"] == "flag"
+    (svc.rules_dir / "deep.vigil").write_text(DEEP)
+    assert wait_for(lambda: 'vigil_rules_reloads_total{result="rejected",source="disk"} 1.0'
+                    in svc.client.get("/metrics").text)
+    assert _active(svc)["seq"] == 1
+    assert svc.post_event(post("hey!!!!!")).json()["verdict"] == "flag"

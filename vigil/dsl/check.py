@@ -15,6 +15,7 @@ import re2
 
 from vigil.diagnostics import Diagnostic, Severity, Span
 from vigil.dsl import ast
+from vigil.dsl.depth import MAX_NESTING, definition_order, expression_depth, references
 from vigil.dsl.runtime import FieldTypeError, parse_time, quiet_re2_options
 
 NUMBER, STRING, BOOL, LIST, ANY = "number", "string", "bool", "list", "any"
@@ -83,6 +84,7 @@ class Checker:
         self._used_defines: set[str] = set()
         self._used_lists: set[str] = set()
         self._define_stack: list[str] = []
+        self._too_deep: set[int] = set()  # id() of rules whose condition nests too deeply to check
 
     # ---- reporting ----
     def error(self, message: str, span: Span, hint: str | None = None, code: str = "error") -> None:
@@ -94,6 +96,7 @@ class Checker:
     # ---- entry point ----
     def check(self, modules: list[ast.Module]) -> Program:
         self._collect(modules)
+        self._limit_nesting()
         for name, define in self.program.defines.items():
             self._define_type(name, define.span)
         for rule in self.program.rules:
@@ -166,9 +169,48 @@ class Checker:
         else:
             table[name] = item
 
+    def _limit_nesting(self) -> None:
+        """Report definition cycles and expressions nested more than MAX_NESTING levels, before the
+        recursive checks (and the compiler) see them; what is reported here is typed `any` and skipped."""
+        p = self.program
+        order, cycles = definition_order(p.defines, children)
+        for cycle in cycles:
+            self.error(f"definitions refer to each other in a cycle: {' → '.join(cycle)}",
+                       p.defines[cycle[0]].span, code="cycle")
+            p.define_types.update(dict.fromkeys(cycle, ANY))
+        depths: dict[str, int] = {}
+        hint = ("a chain of `and` or `or` is flat at any length; nest calls, `not`, arithmetic and "
+                "definitions less deeply")
+        poisoned: set[str] = set()  # in a cycle or too deep, or using one: reported once, typed `any`
+        for name in order:
+            if p.define_types.get(name) == ANY or poisoned.intersection(references(p.defines[name].expr,
+                                                                                 children)):
+                p.define_types[name] = ANY
+                poisoned.add(name)
+                depths[name] = 0
+                continue
+            depth = expression_depth(p.defines[name].expr, lambda n: depths.get(n, 0), children)
+            if depth > MAX_NESTING:
+                self.error(f"definition `{name}` nests {depth} levels deep (at most {MAX_NESTING}, "
+                           "counting the definitions it uses)", p.defines[name].span, hint, code="nesting")
+                p.define_types[name] = ANY
+                poisoned.add(name)
+                depth = 0  # reported once, here: not again for each rule that uses it
+            depths[name] = depth
+        for name in poisoned:  # not checked, so their references count as uses: no "never used" warnings
+            self._used_defines.update(references(p.defines[name].expr, children))
+        for rule in p.rules:
+            depth = expression_depth(rule.condition, lambda n: depths.get(n, 0), children)
+            if depth > MAX_NESTING:
+                self.error(f"rule \"{rule.name}\": its condition nests {depth} levels deep (at most "
+                           f"{MAX_NESTING}, counting the definitions it uses)", rule.condition.span, hint,
+                           code="nesting")
+                self._too_deep.add(id(rule))
+                self._used_defines.update(references(rule.condition, children))
+
     # ---- rules & tests ----
     def _check_rule(self, rule: ast.Rule) -> None:
-        cond_type = self.expr(rule.condition)
+        cond_type = ANY if id(rule) in self._too_deep else self.expr(rule.condition)
         if cond_type not in (BOOL, ANY):
             self.error(f"a rule's condition must be true or false, not a {cond_type}", rule.condition.span,
                        "compare it, e.g. `... > 10`", code="type")

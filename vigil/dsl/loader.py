@@ -8,6 +8,7 @@ import os
 import posixpath
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from types import CodeType
 
 from vigil.diagnostics import Diagnostic, DiagnosticError, Severity, Span
 from vigil.dsl import ast
@@ -29,7 +30,9 @@ class RuleSet:
     sources: dict[str, str]
     warnings: list[Diagnostic] = field(default_factory=list)
     list_items: dict[str, tuple[str, ...]] = field(default_factory=dict)
-
+    # The compiled source as Python bytecode: compiled here, with the checks, so that activating a
+    # rules set cannot fail half-way (Engine.activate only runs it).
+    code: CodeType | None = None
 
 
 class _Reader:
@@ -113,7 +116,23 @@ def load_ruleset(paths: list[str] | str, files: dict[str, str] | None = None) ->
     compiled = compile_program(program, list_items)
     names = {p: p for p in sources} if files is not None else _relative_names(sources, roots)
     version = content_version({names[path]: text for path, text in sources.items()}, list_items)
-    return RuleSet(program, compiled, version, sources, diagnostics, list_items)
+    code = python_code(compiled, version, program, diagnostics, sources)
+    return RuleSet(program, compiled, version, sources, diagnostics, list_items, code)
+
+
+def python_code(compiled: CompiledRules, version: str, program: Program, diagnostics: list[Diagnostic],
+                sources: dict[str, str]) -> CodeType:
+    """Python's own compiler over the generated source. The checker's nesting limit keeps every rules
+    set it passes within Python's limits; should one still be refused, it is a diagnostic like any other
+    (vigil check, dry runs, uploads, reloads and workers all refuse it), never an error at activation."""
+    try:
+        return compile(compiled.source, f"<rules {version}>", "exec")
+    except (SyntaxError, RecursionError, MemoryError, ValueError) as error:
+        where = program.rules[0].span if program.rules else Span(next(iter(sources), "<rules>"), 1, 1)
+        message = getattr(error, "msg", None) or str(error) or type(error).__name__
+        diagnostics.append(Diagnostic(f"the rules compile to Python that Python cannot compile ({message})",
+                                      where, hint="nest expressions less deeply", code="nesting"))
+        raise DiagnosticError(diagnostics, sources) from None
 
 
 def _relative_names(sources: dict[str, str], roots: list[str]) -> dict[str, str]:

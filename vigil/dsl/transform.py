@@ -5,8 +5,9 @@ from __future__ import annotations
 import ast as python_ast
 from typing import Any
 
-from lark import Token, Transformer, v_args
+from lark import Token, v_args
 from lark.tree import Meta
+from lark.visitors import Transformer_NonRecursive
 
 from vigil.diagnostics import Span
 from vigil.dsl import ast
@@ -33,7 +34,9 @@ def number_value(token: Token) -> float:
 
 
 @v_args(meta=True)
-class ToAst(Transformer[Token, ast.Module]):
+class ToAst(Transformer_NonRecursive[Token, ast.Module]):
+    # Non-recursive: an `and` chain of a thousand terms (what generated rules look like) or a deeply
+    # nested expression must reach the checker, which reports what is too deep, not a RecursionError.
     def __init__(self, path: str) -> None:
         super().__init__()
         self.path = path
