@@ -44,3 +44,12 @@ def test_version_follows_a_file_moved_inside_the_set(rules_dir: Path, tmp_path: 
     before = load_ruleset([str(rules_dir)]).version
     (rules_dir / "spam.vigil").rename(rules_dir / "moved.vigil")
     assert load_ruleset([str(rules_dir)]).version != before
+
+
+def test_a_rules_set_pickles_with_its_bytecode() -> None:
+    import pickle
+
+    rules = load_ruleset("r.vigil", files={"r.vigil": 'rule "r" when event.n > 1 then flag'})
+    copy = pickle.loads(pickle.dumps(rules))
+    assert copy.code is not None and copy.code.co_filename == rules.code.co_filename  # type: ignore[union-attr]
+    assert copy.compiled.source == rules.compiled.source

@@ -4,11 +4,13 @@ with an error: a rules set that fails the checker is never returned, so never ac
 from __future__ import annotations
 
 import hashlib
+import marshal
 import os
 import posixpath
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from types import CodeType
+from typing import Any
 
 from vigil.diagnostics import Diagnostic, DiagnosticError, Severity, Span
 from vigil.dsl import ast
@@ -33,6 +35,20 @@ class RuleSet:
     # The compiled source as Python bytecode: compiled here, with the checks, so that activating a
     # rules set cannot fail half-way (Engine.activate only runs it).
     code: CodeType | None = None
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled with its bytecode marshalled (code objects do not pickle): a large rules set is
+        compiled in a worker process of the same interpreter (vigil/service/compiler.py)."""
+        code = marshal.dumps(self.code) if self.code is not None else None
+        return (_unpickle_ruleset, (self.program, self.compiled, self.version, self.sources, self.warnings,
+                                    self.list_items, code))
+
+
+def _unpickle_ruleset(program: Program, compiled: CompiledRules, version: str, sources: dict[str, str],
+                      warnings: list[Diagnostic], list_items: dict[str, tuple[str, ...]],
+                      code: bytes | None) -> RuleSet:
+    return RuleSet(program, compiled, version, sources, warnings, list_items,
+                   marshal.loads(code) if code is not None else None)  # our own worker's bytes
 
 
 class _Reader:
