@@ -74,8 +74,59 @@ def test_scopes(svc: Running) -> None:
 
 
 def test_open_endpoints_need_no_token(svc: Running) -> None:
-    for path in ("/healthz", "/readyz", "/metrics", "/openapi.json"):
+    for path in ("/healthz", "/readyz", "/openapi.json"):
         assert svc.client.get(path).status_code == 200, path
+
+
+def test_metrics_and_readiness_details_need_a_read_token(svc: Running) -> None:
+    """/metrics listed every rule with its live hit count, and /readyz the rules version, to anyone: an
+    oracle for testing evasions (issue 11.15)."""
+    svc.post_event(post("loud!!!!!"))
+    anonymous = svc.client.get("/metrics")
+    assert anonymous.status_code == 401 and "Shouting" not in anonymous.text
+    assert svc.get("/metrics", scope="ingest").status_code == 403
+    assert 'rule="Shouting"' in svc.get("/metrics", scope="read").text
+    probe = svc.client.get("/readyz")
+    assert probe.status_code == 200 and probe.json()["status"] == "ready"
+    assert "rules" not in probe.json() and "read scope" in probe.json()["details"]
+    assert svc.get("/readyz", scope="ingest").json().keys() == probe.json().keys()
+    assert svc.get("/readyz", scope="read").json()["rules"]["seq"] == 1
+    assert svc.client.get("/readyz", headers={"Authorization": "Bearer wrong"}).status_code == 401
+
+
+def test_public_metrics_opens_metrics_to_a_scraper(make_service: Callable[..., Running]) -> None:
+    svc = make_service(public_metrics=True)
+    assert svc.client.get("/metrics").status_code == 200
+    assert svc.client.get("/v1/rules").status_code == 401
+
+
+def test_the_rate_limit_counts_events_not_requests(make_service: Callable[..., Running]) -> None:
+    """One batch decided 1,000 events under a limit of 5 requests a second (issue 11.18)."""
+    svc = make_service(rate_limit=0.001, rate_burst=10)
+    batch = svc.client.post("/v1/events/batch", json=[post("x") for _ in range(8)], headers=svc.headers("ingest"))
+    assert batch.status_code == 200 and batch.json()["accepted"] == 8
+    over = svc.client.post("/v1/events/batch", json=[post("x") for _ in range(3)], headers=svc.headers("ingest"))
+    assert over.status_code == 429 and over.json()["error"]["code"] == "rate_limited"
+    assert int(over.headers["retry-after"]) >= 1
+    assert svc.post_event(post("x")).status_code == 200  # the last unit of the burst
+    assert svc.post_event(post("x")).status_code == 429
+    fresh = make_service(rate_limit=0.001, rate_burst=10)
+    larger = fresh.client.post("/v1/events/batch", json=[post("x") for _ in range(12)],
+                               headers=fresh.headers("ingest"))
+    assert larger.status_code == 413 and "--rate-burst" in larger.json()["error"]["hint"]
+
+
+def test_failed_authentications_are_limited_per_client(make_service: Callable[..., Running]) -> None:
+    """Guessing tokens was never slowed down (issue 11.18)."""
+    svc = make_service(auth_failure_rate=0.001, auth_failure_burst=5)
+    codes = [svc.client.get("/v1/rules", headers={"Authorization": f"Bearer guess{i}"}).status_code
+             for i in range(7)]
+    assert codes == [401] * 5 + [429] * 2
+    locked = svc.client.get("/v1/rules", headers={"Authorization": "Bearer guess"})
+    assert locked.json()["error"]["code"] == "auth_rate_limited" and int(locked.headers["retry-after"]) >= 1
+    # A missing token counts as a failure too, and the lockout holds before any token is looked up.
+    assert svc.get("/v1/rules").status_code == 429
+    assert svc.client.get("/healthz").status_code == 200
 
 
 def test_rate_limit_per_token(make_service: Callable[..., Running]) -> None:

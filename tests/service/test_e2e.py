@@ -86,7 +86,7 @@ def test_serving_over_a_socket(server: tuple[str, dict[str, str], Path]) -> None
             assert big.status_code == 413
             done = sent
             assert wait_for(lambda: sent > done + 50)
-            metrics = client.get("/metrics").text
+            metrics = client.get("/metrics", headers=admin).text
     finally:
         stop.set()
         thread.join()

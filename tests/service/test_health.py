@@ -11,13 +11,13 @@ from .helpers import Running, event, post
 
 def test_health_and_readiness(svc: Running) -> None:
     assert svc.client.get("/healthz").json() == {"status": "ok"}
-    ready = svc.client.get("/readyz").json()
+    ready = svc.get("/readyz").json()
     assert ready["status"] == "ready" and ready["rules"]["seq"] == 1
 
 
 def test_not_ready_without_a_rules_version(make_service: Callable[..., Running]) -> None:
     svc = make_service(with_rules=False)
-    response = svc.client.get("/readyz")
+    response = svc.get("/readyz")
     assert response.status_code == 503
     assert "no rules version" in response.json()["problems"][0]
     # It still decides (nothing fires), and becomes ready once a version is uploaded.
@@ -34,7 +34,7 @@ def test_metrics_after_traffic(svc: Running) -> None:
     svc.client.post("/v1/events", content=b"not json", headers=svc.headers("ingest"))
     svc.client.post("/v1/events", json=post("x"))  # no token
     svc.client.post("/v1/events?mode=async", json=event("post", text="later"), headers=svc.headers("ingest"))
-    text = svc.client.get("/metrics").text
+    text = svc.get("/metrics").text
     assert 'vigil_decisions_total{verdict="flag"} 1.0' in text
     assert "vigil_events_total" in text
     assert 'vigil_rule_hits_total{mode="live",rule="Shouting"} 1.0' in text
@@ -51,8 +51,8 @@ def test_metrics_after_traffic(svc: Running) -> None:
 def test_each_app_has_its_own_metrics(make_service: Callable[..., Running]) -> None:
     first, second = make_service(), make_service()
     first.post_event(post("loud!!!!!"))
-    assert 'vigil_decisions_total{verdict="flag"} 1.0' in first.client.get("/metrics").text
-    assert 'vigil_decisions_total{verdict="flag"} 0.0' in second.client.get("/metrics").text
+    assert 'vigil_decisions_total{verdict="flag"} 1.0' in first.get("/metrics").text
+    assert 'vigil_decisions_total{verdict="flag"} 0.0' in second.get("/metrics").text
 
 
 def test_openapi_documents_every_route(svc: Running) -> None:

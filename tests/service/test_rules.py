@@ -116,7 +116,7 @@ def test_a_change_on_disk_is_picked_up_within_seconds(svc: Running) -> None:
 def test_a_broken_change_on_disk_keeps_the_old_version(svc: Running) -> None:
     (svc.rules_dir / "main.vigil").write_text(BROKEN)
     assert wait_for(lambda: 'vigil_rules_reloads_total{result="rejected",source="disk"} 1.0'
-                    in svc.client.get("/metrics").text)
+                    in svc.get("/metrics").text)
     assert _active(svc)["seq"] == 1
     assert svc.post_event(post("hey!!!!!")).json()["verdict"] == "flag"
     write_rules(svc.rules_dir, RULES.replace('then flag\n\nrule "Bad', 'then block\n\nrule "Bad')

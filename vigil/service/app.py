@@ -28,7 +28,6 @@ from vigil.service.auth import AuthMiddleware
 from vigil.service.errors import ApiError, api_error_handler, http_error_handler, internal_error_handler
 from vigil.service.guard import RequestGuard, served_names
 from vigil.service.ingest import Ingest
-from vigil.service.limits import TokenBuckets
 from vigil.service.metrics import EngineCollector, MetricsMiddleware
 from vigil.service.reload import RulesRejected
 from vigil.service.state import Service, ServiceSettings
@@ -81,13 +80,14 @@ def create_app(settings: ServiceSettings, store: StateStore, *, rules_store: Rul
     svc.metrics.attach(EngineCollector(lambda: svc.engine,
                                        lambda: svc._ingest.queue.qsize() if svc._ingest is not None else 0,
                                        lambda: svc.rules.active.seq if svc.rules.active is not None else None))
-    buckets = TokenBuckets(settings.rate_limit, settings.rate_burst) if settings.rate_limit > 0 else None
     app = Starlette(
         routes=[*events.routes, *labels.routes, *rules.routes, *_bank_routes(), *health.routes],
         middleware=[Middleware(MetricsMiddleware, metrics=svc.metrics),
                     Middleware(RequestGuard, names=served_names(settings.host, settings.allowed_hosts)),
                     Middleware(AuthMiddleware, tokens=svc.tokens if settings.auth else None,
-                               buckets=buckets, on_reject=lambda code: svc.metrics.rejected.labels(code).inc())],
+                               buckets=svc.buckets, failures=svc.auth_failures,
+                               open_paths=("/metrics",) if settings.public_metrics else (),
+                               on_reject=lambda code: svc.metrics.rejected.labels(code).inc())],
         exception_handlers={ApiError: api_error_handler, HTTPException: http_error_handler,
                             Exception: internal_error_handler},
         lifespan=lifespan,

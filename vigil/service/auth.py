@@ -106,20 +106,33 @@ class TokenCache:
 
 
 class AuthMiddleware:
-    """Pure ASGI: requests under `/v1/` need `Authorization: Bearer <token>` (401 when missing,
-    unknown or revoked); then the token's rate limit applies (429). Routes check scopes with
-    `require`. Health, metrics and the OpenAPI document stay open."""
+    """Pure ASGI: requests under `/v1/`, and `/metrics` unless `open_paths` names it, need
+    `Authorization: Bearer <token>` (401 when missing, unknown or revoked); `/readyz` takes a token when
+    one is sent (it shows details only then). Then the token's rate limit applies (429); the event routes
+    charge a batch's further events themselves (`charge`). Failed authentications are limited per client
+    address (`failures`): once its bucket is empty, a client's requests get 429 before any token is
+    looked up. Routes check scopes with `require`. /healthz and the OpenAPI document stay open."""
 
     def __init__(self, app: ASGIApp, tokens: TokenCache | None, buckets: TokenBuckets | None,
-                 on_reject: Callable[[str], None] | None = None, protected_prefix: str = "/v1/") -> None:
+                 on_reject: Callable[[str], None] | None = None, *, failures: TokenBuckets | None = None,
+                 protected: tuple[str, ...] = ("/v1/", "/metrics"), optional: tuple[str, ...] = ("/readyz",),
+                 open_paths: tuple[str, ...] = ()) -> None:
         self.app = app
         self.tokens = tokens
         self.buckets = buckets
+        self.failures = failures
         self.on_reject = on_reject or (lambda code: None)
-        self.prefix = protected_prefix
+        self.protected = protected
+        self.optional = optional
+        self.open_paths = open_paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith(self.prefix) or self.tokens is None:
+        path = scope.get("path", "")
+        if scope["type"] != "http" or self.tokens is None or path in self.open_paths:
+            await self.app(scope, receive, send)
+            return
+        required = path.startswith(self.protected)
+        if not required and not path.startswith(self.optional):
             await self.app(scope, receive, send)
             return
         header = b""
@@ -127,30 +140,61 @@ class AuthMiddleware:
             if name == b"authorization":
                 header = value
                 break
+        if not header and not required:
+            await self.app(scope, receive, send)
+            return
+        client = scope["client"][0] if scope.get("client") else "-"
+        if self.failures is not None and self.failures.left(client) < 1.0:
+            wait = (1.0 - self.failures.left(client)) / self.failures.rate
+            await self._refuse(429, "auth_rate_limited", "too many failed authentications from this address",
+                               f"retry in {wait:.0f} s with a valid token", scope, receive, send,
+                               {"Retry-After": str(max(1, round(wait)))})
+            return
         if not header:
-            response = error_response(401, "unauthorized", "no API token given",
-                                      "send `Authorization: Bearer <token>`; create one with `vigil token create`",
-                                      headers={"WWW-Authenticate": "Bearer"})
-            self.on_reject("unauthorized")
-            await response(scope, receive, send)
+            self._failed(client)
+            await self._refuse(401, "unauthorized", "no API token given",
+                               "send `Authorization: Bearer <token>`; create one with `vigil token create`",
+                               scope, receive, send, {"WWW-Authenticate": "Bearer"})
             return
         kind, _, secret = header.decode("latin-1").partition(" ")
         token = self.tokens.lookup(secret.strip()) if kind.lower() == "bearer" else None
         if token is None or token.revoked:
-            response = error_response(401, "unauthorized", "unknown or revoked API token",
-                                      "check the token; `vigil token list` shows the ones that exist",
-                                      headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
-            self.on_reject("unauthorized")
-            await response(scope, receive, send)
+            self._failed(client)
+            await self._refuse(401, "unauthorized", "unknown or revoked API token",
+                               "check the token; `vigil token list` shows the ones that exist",
+                               scope, receive, send, {"WWW-Authenticate": 'Bearer error="invalid_token"'})
             return
         if self.buckets is not None:
             wait = self.buckets.take(token.id)
             if wait > 0:
-                response = error_response(429, "rate_limited", f"token {token.name!r} is over its rate limit",
-                                          f"retry in {wait:.2f} s, or raise --rate-limit",
-                                          headers={"Retry-After": str(max(1, round(wait)))})
-                self.on_reject("rate_limited")
-                await response(scope, receive, send)
+                await self._refuse(429, "rate_limited", f"token {token.name!r} is over its rate limit",
+                                   f"retry in {wait:.2f} s, or raise --rate-limit", scope, receive, send,
+                                   {"Retry-After": str(max(1, round(wait)))})
                 return
         scope[SCOPE_KEY] = token
         await self.app(scope, receive, send)
+
+    def _failed(self, client: str) -> None:
+        if self.failures is not None:
+            self.failures.take(client)
+
+    async def _refuse(self, status: int, code: str, message: str, hint: str, scope: Scope, receive: Receive,
+                      send: Send, headers: dict[str, str]) -> None:
+        self.on_reject(code)
+        await error_response(status, code, message, hint, headers=headers)(scope, receive, send)
+
+
+def charge(request: Request, buckets: TokenBuckets | None, events: int) -> None:
+    """Charge the caller's rate limit for the events of a batch beyond the one its request paid for
+    (the limit counts events, not requests); 429 when they are more than the bucket holds now."""
+    token: ApiToken | None = request.scope.get(SCOPE_KEY)
+    if buckets is None or token is None or events <= 1:
+        return
+    wait = buckets.take(token.id, events - 1)
+    if wait == float("inf"):
+        raise ApiError(413, "batch_over_rate_burst",
+                       f"a batch of {events} events is more than token {token.name!r} may send at once "
+                       f"({buckets.burst:.0f})", "split the batch, or raise --rate-burst")
+    if wait > 0:
+        raise ApiError(429, "rate_limited", f"token {token.name!r} is over its rate limit for {events} events",
+                       f"retry in {wait:.2f} s, or send smaller batches", headers={"Retry-After": str(max(1, round(wait)))})

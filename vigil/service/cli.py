@@ -64,8 +64,16 @@ def _loopback(host: str) -> bool:
 @click.option("--max-batch-body", default=4 << 20, show_default=True, help="Largest batch body, in bytes.")
 @click.option("--max-depth", default=64, show_default=True,
               help="Deepest nesting of objects and arrays in one event (deeper: 422 and a dead letter).")
-@click.option("--rate-limit", default=0.0, show_default=True, help="Requests a second per token (0: no limit).")
-@click.option("--rate-burst", default=100, show_default=True, help="Burst above the rate per token.")
+@click.option("--rate-limit", default=0.0, show_default=True,
+              help="Events a second per token: a request counts 1, a batch its events (0: no limit).")
+@click.option("--rate-burst", default=100, show_default=True,
+              help="Burst above the rate per token (also the largest batch a limited token may send).")
+@click.option("--auth-failure-rate", default=1.0, show_default=True,
+              help="Failed authentications a second per client address, after the burst (0: no limit).")
+@click.option("--auth-failure-burst", default=20, show_default=True,
+              help="Failed authentications a client address may make at once before it gets 429.")
+@click.option("--public-metrics", is_flag=True,
+              help="Serve /metrics without a token (rule names with hit counts: a private network only).")
 @click.option("--queue-size", default=10_000, show_default=True, help="Events accepted with mode=async, waiting.")
 @click.option("--reload-interval", default=1.0, show_default=True, help="Seconds between reload checks.")
 @click.option("--rule-tests-time-limit", default=60.0, show_default=True,
@@ -76,9 +84,9 @@ def _loopback(host: str) -> bool:
 @signal_options
 def serve_command(rules_dir: str | None, host: str, port: int, allowed_hosts: tuple[str, ...], db: str,
                   max_body: int, max_batch: int, max_batch_body: int, max_depth: int, rate_limit: float,
-                  rate_burst: int, queue_size: int, reload_interval: float, rule_tests_time_limit: float,
-                  no_auth: bool, log_level: str, banks_db: str | None, media_roots: tuple[str, ...],
-                  **signal_opts: Any) -> None:
+                  rate_burst: int, auth_failure_rate: float, auth_failure_burst: int, public_metrics: bool,
+                  queue_size: int, reload_interval: float, rule_tests_time_limit: float, no_auth: bool,
+                  log_level: str, banks_db: str | None, media_roots: tuple[str, ...], **signal_opts: Any) -> None:
     """Serve the HTTP API: events in, decisions out; labels, rules versions, hash banks, health and metrics.
 
     Hash banks default to banks.sqlite beside the --db SQLite file (vigil-data/banks.sqlite otherwise)."""
@@ -97,7 +105,9 @@ def serve_command(rules_dir: str | None, host: str, port: int, allowed_hosts: tu
     settings = ServiceSettings(host=host, port=port, allowed_hosts=allowed_hosts, rules_dir=rules_dir, auth=not no_auth,
                                max_body_bytes=max_body, max_batch=max_batch, max_batch_bytes=max_batch_body,
                                max_depth=max_depth,
-                               rate_limit=rate_limit, rate_burst=rate_burst, queue_size=queue_size,
+                               rate_limit=rate_limit, rate_burst=rate_burst,
+                               auth_failure_rate=auth_failure_rate, auth_failure_burst=auth_failure_burst,
+                               public_metrics=public_metrics, queue_size=queue_size,
                                reload_interval=reload_interval, rule_tests_time_limit=rule_tests_time_limit,
                                tune_gc=True,
                                banks=_banks(banks_db, db))

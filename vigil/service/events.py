@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from vigil.service.auth import require
+from vigil.service.auth import charge, require
 from vigil.service.errors import ApiError, JSONResponse
 from vigil.service.limits import BodyTooLarge, read_body
 from vigil.service.state import service
@@ -68,6 +68,7 @@ async def post_batch(request: Request) -> Response:
     if len(items) > svc.settings.max_batch:
         raise ApiError(413, "batch_too_long", f"the batch has {len(items)} events, more than {svc.settings.max_batch}",
                        "split it into smaller batches")
+    charge(request, svc.buckets, len(items))  # the rate limit counts events: the request paid for one
     results: list[dict[str, Any]] = []
     rejected = 0
     for item in items:

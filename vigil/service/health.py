@@ -9,10 +9,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from vigil.service.auth import SCOPE_KEY, has_scope, require
 from vigil.service.errors import JSONResponse
 from vigil.service.metrics import CONTENT_TYPE
 from vigil.service.openapi import openapi_document
-from vigil.service.state import service
+from vigil.service.state import Service, service
+from vigil.stores.base import ApiToken
 
 
 async def healthz(request: Request) -> Response:
@@ -20,8 +22,20 @@ async def healthz(request: Request) -> Response:
 
 
 async def readyz(request: Request) -> Response:
-    """Ready when the engine runs an active rules version and the store answers."""
+    """Ready when the engine runs an active rules version and the store answers. The details (problems,
+    rules version, rules files that do not load) only with a token of the read scope, or without auth:
+    a probe needs the status code alone."""
     svc = service(request)
+    response = await _readiness(svc)
+    token: ApiToken | None = request.scope.get(SCOPE_KEY)
+    if svc.settings.auth and (token is None or not has_scope(token, "read")):
+        status = "ready" if response.status_code == 200 else "not ready"
+        return JSONResponse({"status": status, "details": "send a token with the read scope for the details"},
+                            status_code=response.status_code)
+    return response
+
+
+async def _readiness(svc: Service) -> Response:
     problems: list[str] = []
     if svc.engine is None or svc.stopping:
         problems.append("the engine is not running")
@@ -44,7 +58,11 @@ async def readyz(request: Request) -> Response:
 
 
 async def metrics(request: Request) -> Response:
-    return Response(service(request).metrics.render(), media_type=CONTENT_TYPE)
+    """Prometheus metrics (rule names with hit counts): the read scope, unless --public-metrics."""
+    svc = service(request)
+    if not svc.settings.public_metrics:
+        require(request, "read")
+    return Response(svc.metrics.render(), media_type=CONTENT_TYPE)
 
 
 async def openapi(request: Request) -> Response:

@@ -43,27 +43,50 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 
 class TokenBuckets:
-    """A token bucket per API token: `rate` requests a second on average, bursts up to `burst`.
+    """A token bucket per key (an API token, a client address): `rate` units a second on average,
+    bursts up to `burst`. A request costs 1; a batch costs its events.
 
     >>> buckets = TokenBuckets(rate=1.0, burst=2)
     >>> [buckets.take("t", now=0.0) == 0 for _ in range(3)]
     [True, True, False]
     >>> buckets.take("t", now=1.0)
     0.0
+    >>> buckets.take("t", cost=3, now=1.0)  # more than the burst can ever hold
+    inf
     """
 
-    def __init__(self, rate: float, burst: int) -> None:
+    def __init__(self, rate: float, burst: int, max_keys: int = 100_000) -> None:
         self.rate = rate
         self.burst = float(max(1, burst))
+        self.max_keys = max_keys
         self._buckets: dict[str, tuple[float, float]] = {}  # key → (tokens left, at time)
 
-    def take(self, key: str, now: float | None = None) -> float:
-        """Take one request's worth; returns 0.0 when allowed, otherwise the seconds to wait."""
+    def take(self, key: str, cost: float = 1.0, now: float | None = None) -> float:
+        """Take `cost` units; returns 0.0 when allowed, otherwise the seconds to wait (inf when `cost`
+        is more than a full bucket)."""
+        if cost > self.burst:
+            return float("inf")
+        now = time.monotonic() if now is None else now
+        tokens = self.left(key, now)
+        if tokens >= cost:
+            self._put(key, tokens - cost, now)
+            return 0.0
+        self._put(key, tokens, now)
+        return (cost - tokens) / self.rate
+
+    def left(self, key: str, now: float | None = None) -> float:
+        """Units `key` may take now."""
         now = time.monotonic() if now is None else now
         tokens, at = self._buckets.get(key, (self.burst, now))
-        tokens = min(self.burst, tokens + (now - at) * self.rate)
-        if tokens >= 1.0:
-            self._buckets[key] = (tokens - 1.0, now)
-            return 0.0
+        return min(self.burst, tokens + (now - at) * self.rate)
+
+    def _put(self, key: str, tokens: float, now: float) -> None:
+        if key not in self._buckets and len(self._buckets) >= self.max_keys:
+            # Forget the keys whose buckets have refilled: they are as if never seen. Bounds the memory
+            # that many client addresses (or tokens) can take.
+            full = [k for k in self._buckets if self.left(k, now) >= self.burst]
+            for k in full:
+                del self._buckets[k]
+            if len(self._buckets) >= self.max_keys:
+                self._buckets.clear()
         self._buckets[key] = (tokens, now)
-        return (1.0 - tokens) / self.rate

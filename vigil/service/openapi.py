@@ -21,7 +21,7 @@ ERRORS = {
     "403": _json(_ref("Error"), "The token lacks the scope."),
     "413": _json(_ref("Error"), "Body or batch over the limit."),
     "422": _json(_ref("Error"), "Well-formed JSON of the wrong shape or types."),
-    "429": _json(_ref("Error"), "Over the token's rate limit."),
+    "429": _json(_ref("Error"), "Over the token's rate limit, or too many failed authentications."),
 }
 
 
@@ -173,9 +173,9 @@ def openapi_document() -> dict[str, Any]:
                 params=[BANK, _query("format", "vigil (default) or threatexchange",
                                      {"type": "string", "enum": ["vigil", "threatexchange"]})])},
             "/healthz": {"get": _op("The process is up", None, {"200": _json(ok, "ok")})},
-            "/readyz": {"get": _op("Ready to decide events", None, {
-                "200": _json(ok, "Ready."), "503": _json(ok, "Not ready, with the problems.")})},
-            "/metrics": {"get": _op("Prometheus metrics", None, {
+            "/readyz": {"get": _op("Ready to decide events (details with a read token)", None, {
+                "200": _json(ok, "Ready."), "503": _json(ok, "Not ready (the problems with a read token).")})},
+            "/metrics": {"get": _op("Prometheus metrics (open with --public-metrics)", "read", {
                 "200": {"description": "Text exposition format.", "content": {"text/plain": {}}}})},
             "/openapi.json": {"get": _op("This document", None, {"200": _json(ok, "OpenAPI 3.1.")})},
         },

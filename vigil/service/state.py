@@ -13,6 +13,7 @@ from starlette.requests import Request
 
 from vigil.service.auth import TokenCache
 from vigil.service.errors import ApiError
+from vigil.service.limits import TokenBuckets
 from vigil.service.metrics import Metrics
 from vigil.service.reload import RulesManager
 from vigil.stores.base import RulesStore, StateStore, TokenStore
@@ -41,8 +42,13 @@ class ServiceSettings:
     max_batch: int = 1000
     max_depth: int = 64  # objects and arrays nested in one event (vigil.events.MAX_EVENT_DEPTH)
     max_rules_bytes: int = 8 << 20
-    rate_limit: float = 0.0  # 0: no limit
+    rate_limit: float = 0.0  # events (a request costs 1, a batch its events) a second per token; 0: no limit
     rate_burst: int = 100
+    # Failed authentications a second per client address, with this burst; over it, 429 (0: no limit).
+    auth_failure_rate: float = 1.0
+    auth_failure_burst: int = 20
+    # /metrics without a token (for a scraper on a private network); by default it needs the read scope.
+    public_metrics: bool = False
     queue_size: int = 10_000
     recent_decisions: int = 10_000
     reload_interval: float = 1.0
@@ -71,6 +77,9 @@ class Service:
         self.token_store = token_store
         self.metrics = Metrics()
         self.tokens = TokenCache(token_store, settings.token_cache_seconds)
+        self.buckets = TokenBuckets(settings.rate_limit, settings.rate_burst) if settings.rate_limit > 0 else None
+        self.auth_failures = (TokenBuckets(settings.auth_failure_rate, settings.auth_failure_burst)
+                              if settings.auth_failure_rate > 0 else None)
         self.rules = RulesManager(rules_store, settings.rules_dir, run_tests=settings.run_rule_tests,
                                   retry_interval=settings.reload_retry_interval,
                                   test_time_limit=settings.rule_tests_time_limit,
