@@ -117,6 +117,7 @@ class Engine:
             "_hosts": runtime.hosts,
             "_without_links": runtime.without_links,
             "_text_op": runtime.text_op,
+            "_contains_normalized": runtime.contains_normalized,
             "_arith": runtime.arith,
             "_has_label": self.labels.has,
             "_classifier_score": self.signals.classifier_score,

@@ -814,3 +814,15 @@ def test_example_scam_rules_catch_crypto_asks_with_amounts() -> None:
             assert isinstance(decision, Decision) and decision.verdict == "review", text
     finally:
         engine.close()
+
+
+def test_repeated_letters_match_lists_and_contains(make_engine: MakeEngine) -> None:
+    engine = make_engine('list "w" of words = ["free nitro"]\n'
+                         'rule "list" when normalized(event.t) contains any of list "w" then block\n'
+                         'rule "lit" when normalized(event.t) contains "paypal" then review\n'
+                         'rule "value" when normalized(event.t) contains event.p then flag')
+    assert verdict(engine, t="FRRRREEEEE NITROOOO") == "block"
+    assert verdict(engine, t="fre nitro") == "allow"
+    assert verdict(engine, t="paaaaypaaal login") == "review"
+    assert verdict(engine, t="Frrreee gift", p="FREE") == "flag"
+    assert verdict(engine, t="fre gift", p="free") == "allow"

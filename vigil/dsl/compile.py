@@ -211,6 +211,12 @@ class _FunctionBuilder:
             # `before` is unset when this event did not count: then it crossed nothing.
             return (f"(None if {after_code} is None{unknown} else "
                     f"{before} is not _U and {before} <= {threshold} < {after})")
+        if isinstance(e, ast.TextOp) and e.op == "contains" and self.c.is_normalized(e.left):
+            # Matched as a one-phrase list: normalised like the text, through capped letter runs.
+            if isinstance(e.right, ast.String):
+                phrase = self.c.constant("L", ("list", "", "phrases", (e.right.value,)))
+                return f"{phrase}.contains_any_normalized({self.val(e.left)})"
+            return f"_contains_normalized({self.val(e.left)}, {self.val(e.right)})"
         if isinstance(e, ast.TextOp):
             return f"_text_op({e.op!r}, {self.val(e.left)}, {self.val(e.right)})"
         if isinstance(e, ast.ContainsAny):

@@ -6,10 +6,10 @@ import datetime as dt
 from collections.abc import Iterable
 from typing import Any
 
-import ahocorasick_rs
 import re2
 
 from vigil.signals import text as text_signals
+from vigil.signals.phrases import PhraseMatcher
 
 
 class FieldTypeError(Exception):
@@ -160,6 +160,13 @@ def without_links(value: str | None) -> str | None:
     return None if value is None else text_signals.without_links(value)
 
 
+def contains_normalized(left: str | None, right: str | None) -> bool | None:
+    """`normalized(x) contains y` for a `y` only known per event: matched as a one-phrase list."""
+    if left is None or right is None:
+        return None
+    return TermList("", "phrases", [right]).contains_any_normalized(left)
+
+
 def text_op(op: str, left: str | None, right: str | None) -> bool | None:
     """contains / starts with / ends with, case-insensitively."""
     if left is None or right is None:
@@ -232,13 +239,8 @@ def _term_list(name: str, kind: str, members: frozenset[str], patterns: list[str
     """A TermList from its parts, without normalising every item again (unpickling)."""
     made = TermList.__new__(TermList)
     made.name, made.kind, made.members, made.patterns = name, kind, members, patterns
-    made._matcher = _phrase_automaton(patterns)
+    made._matcher = PhraseMatcher(patterns, whole_words=kind == "words")
     return made
-
-
-def _phrase_automaton(patterns: list[str]) -> ahocorasick_rs.AhoCorasick | None:
-    # Standard match kind: `_find_in` asks for overlapping matches, which the other kinds cannot give.
-    return ahocorasick_rs.AhoCorasick(patterns, matchkind=ahocorasick_rs.MatchKind.Standard) if patterns else None
 
 
 def _member_form(kind: str, item: str) -> str:
@@ -258,7 +260,7 @@ class TermList:
         # Domains compare in the form hosts take (IDNA A-labels), so "münchen.de" matches either spelling.
         self.members = frozenset(_member_form(kind, i) for i in raw)
         self.patterns = sorted({text_signals.normalize(i) for i in raw} - {""})
-        self._matcher = _phrase_automaton(self.patterns)
+        self._matcher = PhraseMatcher(self.patterns, whole_words=kind == "words")
 
     def __len__(self) -> int:
         return len(self.members)
@@ -291,19 +293,7 @@ class TermList:
         return None if value is None else bool(self._find_in(value))
 
     def _find_in(self, text: str) -> list[str]:
-        if self._matcher is None:
-            return []
-        found = []
-        # Overlapping matches: a whole word can hide under a longer candidate that is not one
-        # ("nitro" inside "carefree nitro", where "free nitro" starts mid-word).
-        whole_words = self.kind == "words"
-        for index, start, end in self._matcher.find_matches_as_indexes(text, overlapping=whole_words):
-            if whole_words and (
-                (start > 0 and text[start - 1].isalnum()) or (end < len(text) and text[end].isalnum())
-            ):
-                continue
-            found.append(self.patterns[index])
-        return found
+        return self._matcher.find(text)
 
     def contains_any(self, value: Any) -> bool | None:
         if value is None:

@@ -109,6 +109,9 @@ _INNER_SEPARATOR = re.compile(r"(?<=[^\W\d_])(?:[^\w\s]|_)+(?=[^\W_])|(?<=\d)(?:
 _THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
 # Three or more single letters, each separated by one space or one inner separator ("d o u b l e").
 _SPACED_LETTERS = re.compile(r"(?<![\w\0])[^\W\d_](?:( |\0)[^\W\d_])(?:\1[^\W\d_])+(?![\w\0])")
+# A run of four or more of one letter ("frrrreeee"): capped at three, which list matching reads as
+# "any number" (vigil/signals/phrases.py).
+_LONG_RUN = re.compile(r"([^\W\d_])\1{3,}")
 # Tokens that may be links: those with "@", "#" or a "." before a letter or digit (scanned once from
 # their start; a sentence's final "." makes no candidate).
 _LINK_CANDIDATE = re.compile(r"(?<!\S)(?=[^\s@#.]*(?:[@#]|\.\w))\S+")
@@ -133,6 +136,7 @@ def _fold_words(segment: str) -> str:
     segment = _THOUSANDS.sub("", segment)
     segment = _INNER_SEPARATOR.sub("\0", segment)
     segment = _SPACED_LETTERS.sub(_join_letters, segment)
+    segment = _LONG_RUN.sub(r"\1\1\1", segment)
     return segment.replace("\0", " ")
 
 
@@ -201,8 +205,8 @@ def normalize(text: str) -> str:
     Character by character: NFKC compatibility forms, combining marks removed, invisible characters
     removed, homoglyphs folded to Latin, case folded. Word by word, outside URLs, e-mail addresses,
     domain names, @mentions, #tags and wallet-like strings (kept as they are): leetspeak folded inside
-    words that mix letters and digits, punctuation inside words made a space, spaced-out single letters
-    joined. White space collapsed. Reads at most `MAX_TEXT_CHARS` characters.
+    words that mix letters and digits, thousands separators dropped, punctuation inside words made a
+    space, spaced-out single letters joined, runs of one letter capped at three. White space collapsed. Reads at most `MAX_TEXT_CHARS` characters.
 
     >>> normalize("Buy ＣＨＥＡＰ f0ll0wers\u200b now!!")
     'buy cheap followers now!!'
@@ -212,6 +216,8 @@ def normalize(text: str) -> str:
     'send me 100 btc at wincheap60.top, $24.99 or $1000'
     >>> normalize("Frée n1tr0: f.r.e.e g i f t")
     'free nitro: free gift'
+    >>> normalize("FRRRREEEEE stuff")
+    'frrreee stuff'
     """
     text = _fold_characters(text[:MAX_TEXT_CHARS])
     if not _LINK_CANDIDATE.search(text) and not _WALLET.search(text):
