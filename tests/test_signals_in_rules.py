@@ -184,3 +184,31 @@ def test_an_nsfw_score_is_a_builtin_signal() -> None:
     score = scored.hits[0].features["nsfw(event.image)"]
     assert 0.0 <= score < 0.8 and scored.verdict == "flag"  # a synthetic texture is not NSFW
     assert broken.verdict == "allow"  # undecodable: unknown, no rule fires
+
+
+def test_media_bombs_in_rules_are_unknown_and_decoded_in_processes_under_a_budget(tmp_path: Path) -> None:
+    """`matches bank` and `nsfw()` decode in the decoder's processes: a 144 Mpx PNG is refused from its
+    header, a video over the time budget is stopped, and either is unknown (no rule fires), not a crash."""
+    from hashing.bombs import png_bomb, video
+
+    from vigil.hashing.banks import NewEntry
+    from vigil.hashing.decoder import MediaDecoder
+    from vigil.hashing.hashers import SignalType
+    from vigil.hashing.limits import MediaLimits
+    from vigil.hashing.media import MediaPolicy
+    from vigil.hashing.service import HashMatcher
+    from vigil.hashing.sqlite import SqliteBankStore
+
+    store = SqliteBankStore(tmp_path / "banks.sqlite")
+    store.create_bank("known-bad", SignalType.PDQ)
+    store.add_entries("known-bad", [NewEntry("0" * 64)])
+    rules = _rules('rule "Known" when event is "post" and event.image matches bank "known-bad" within 256 then block\n'
+                   'rule "Scored" when event is "post" and nsfw(event.image) >= 0 then flag')
+    with MediaDecoder(MediaLimits(decoders=1, decode_seconds=0.05)) as decoder:
+        signals = Signals(matcher=HashMatcher(store, decoder=decoder), media_policy=MediaPolicy(), decoder=decoder)
+        engine = Engine(rules, signals=signals)
+        for index, media in enumerate([png_bomb(12000, 12000), video((640, 480), 300, fps=25)]):
+            decision = engine.process({"type": "post", "id": str(index), "time": 0,
+                                       "image": base64.b64encode(media).decode()})
+            assert isinstance(decision, Decision) and decision.verdict == "allow" and not decision.hits
+    store.close()

@@ -42,7 +42,7 @@ def test_hash_command_on_non_image(tmp_path: Path) -> None:
     result = CliRunner().invoke(hash_command, [str(text), "--signal", "text_simhash"])
     assert result.exit_code == 0 and "text_simhash" in result.output
     result = CliRunner().invoke(hash_command, [str(text), "--signal", "pdq"])
-    assert result.exit_code == 2 and "cannot decode image" in result.output
+    assert result.exit_code == 2 and "neither an image nor a video" in result.output
 
 
 def test_bank_workflow(tmp_path: Path, env: dict[str, str], image_file: Path) -> None:

@@ -110,7 +110,7 @@ def test_rgba_and_palette_images_hash(photos: list[Image.Image]) -> None:
 
 @pytest.mark.parametrize("data", [b"", b"not an image", encode(photo(0))[:200]])
 def test_corrupt_images_raise_clear_errors(data: bytes) -> None:
-    with pytest.raises(HashingError, match="cannot decode image"):
+    with pytest.raises(HashingError, match="cannot decode image|not an image Pillow can read"):
         pdq_bytes(data)
 
 

@@ -151,5 +151,5 @@ def test_pdq_bank_rejects_text_and_garbage(store: SqliteBankStore) -> None:
     matcher = HashMatcher(store)
     with pytest.raises(HashingError, match="not text"):
         matcher.match("p", "an image, honest")
-    with pytest.raises(HashingError, match="cannot decode image"):
+    with pytest.raises(HashingError, match="neither an image nor a video"):
         matcher.match("p", b"garbage bytes")

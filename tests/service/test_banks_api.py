@@ -258,3 +258,17 @@ def test_serve_keeps_the_banks_beside_the_state() -> None:
     assert default_banks("sqlite:///srv/state.db") == str(Path("srv/banks.sqlite"))
     assert default_banks("postgresql://db/vigil") == "vigil-data/banks.sqlite"
     assert default_banks("memory") == ":memory:"
+
+
+def test_a_png_bomb_is_413_media_too_large_not_a_500(banked: Running) -> None:
+    from hashing.bombs import png_bomb
+
+    bomb = png_bomb(12000, 12000)  # 144 Mpx: was decoded by the video fallback until MemoryError (500)
+    for url in ("/v1/hash", "/v1/banks/known/match"):
+        if url.endswith("match"):
+            assert _create(banked, "known").status_code == 201
+        response = banked.client.post(url, content=bomb, headers=_headers(banked, "read", {"Content-Type": "image/png"}))
+        assert response.status_code == 413, response.text
+        error = response.json()["error"]
+        assert error["code"] == "media_too_large" and "12000×12000" in error["message"]
+        assert "VIGIL_MEDIA_" in error["hint"]

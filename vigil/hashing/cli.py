@@ -19,14 +19,16 @@ import click
 
 from vigil.hashing.banks import BankError, BankStore, NewEntry, parse_tags
 from vigil.hashing.csvio import EXPORT_FORMATS, ExportFormat, export_csv, import_csv
+from vigil.hashing.decoder import MediaDecoder
 from vigil.hashing.hashers import (
     HashingError,
+    MediaTooLarge,
     SignalType,
     md5_hex,
-    pdq_media,
     sha256_hex,
     simhash_text,
 )
+from vigil.hashing.limits import MediaLimits
 from vigil.hashing.open import open_bank_store
 from vigil.hashing.service import HashMatcher
 
@@ -69,16 +71,30 @@ def _store(db: str) -> Iterator[BankStore]:
         store.close()
 
 
-def _file_hashes(data: bytes, signals: tuple[str, ...]) -> list[tuple[str, str, str]]:
+@contextmanager
+def _decoder() -> Iterator[MediaDecoder]:
+    """Decoder processes under the limits of the environment (VIGIL_MEDIA_*), as `vigil serve` uses."""
+    try:
+        limits = MediaLimits.from_env()
+    except ValueError as exc:
+        raise CommandFailed(str(exc)) from exc
+    with MediaDecoder(limits) as decoder:
+        yield decoder
+
+
+def _file_hashes(data: bytes, signals: tuple[str, ...], decoder: MediaDecoder) -> list[tuple[str, str, str]]:
     """(signal, hash, quality) rows for one file; PDQ only for files that decode as images or video."""
     wanted = set(signals) or {"pdq", "md5", "sha256"}
     rows: list[tuple[str, str, str]] = []
     if "pdq" in wanted:
         try:
-            frames = pdq_media(data)
-        except HashingError:
+            frames = decoder.pdq(data)
+        except MediaTooLarge:
+            raise  # never silently left out: the file is media, only too costly to decode
+        except HashingError as exc:
             if signals:  # asked for explicitly: say why there is none
-                raise
+                raise HashingError(f"{exc}; PDQ hashes images and videos (md5, sha256 and text_simhash "
+                                   "hash any file: --signal)") from None
             frames = []
         for frame in frames:
             label = "pdq" if len(frames) == 1 else f"pdq@{frame.timestamp:.2f}s"
@@ -111,20 +127,26 @@ def _read(path: Path) -> bytes:
 )
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 def hash_command(files: tuple[Path, ...], signals: tuple[str, ...], as_json: bool) -> None:
-    """Print the hashes of FILES: signal type, hash and (for PDQ) quality."""
-    for path in files:
-        try:
-            rows = _file_hashes(_read(path), signals)
-        except HashingError as exc:
-            raise CommandFailed(f"{path}: {exc}") from exc
-        for signal, digest, quality in rows:
-            if as_json:
-                record = {"file": str(path), "signal_type": signal, "hash": digest}
-                if quality:
-                    record["quality"] = quality
-                click.echo(json.dumps(record))
-            else:
-                click.echo(f"{path}\t{signal}\t{digest}\t{quality}".rstrip("\t"))
+    """Print the hashes of FILES: signal type, hash and (for PDQ) quality. Media is decoded under the
+    limits of the VIGIL_MEDIA_* variables (see docs/operations.md)."""
+    with _decoder() as decoder:
+        for path in files:
+            _print_hashes(path, signals, decoder, as_json)
+
+
+def _print_hashes(path: Path, signals: tuple[str, ...], decoder: MediaDecoder, as_json: bool) -> None:
+    try:
+        rows = _file_hashes(_read(path), signals, decoder)
+    except HashingError as exc:
+        raise CommandFailed(f"{path}: {exc}") from None
+    for signal, digest, quality in rows:
+        if as_json:
+            record = {"file": str(path), "signal_type": signal, "hash": digest}
+            if quality:
+                record["quality"] = quality
+            click.echo(json.dumps(record))
+        else:
+            click.echo(f"{path}\t{signal}\t{digest}\t{quality}".rstrip("\t"))
 
 
 @click.group("bank")
@@ -207,16 +229,19 @@ def bank_add(
 ) -> None:
     """Add HASHES (hex) and/or hashes of --file FILEs to bank NAME."""
     tag_tuple = parse_tags(" ".join(tags))
-    with _store(db) as store:
+    with _decoder() as decoder, _store(db) as store:
         bank = store.get_bank(name)
         digests = list(hashes)
-        matcher = HashMatcher(store)
+        matcher = HashMatcher(store, decoder=decoder)
         for path in files:
             data = _read(path)
             text_bank = bank.signal_type is SignalType.TEXT_SIMHASH
-            found = matcher.hash_content(
-                bank.signal_type, data.decode("utf-8", "replace") if text_bank else data
-            )
+            try:
+                found = matcher.hash_content(
+                    bank.signal_type, data.decode("utf-8", "replace") if text_bank else data
+                )
+            except HashingError as exc:
+                raise CommandFailed(f"{path}: {exc}") from None
             good = [q for q in found if q.quality >= bank.min_quality]
             if not good:
                 raise CommandFailed(
@@ -267,8 +292,8 @@ def bank_disable(name: str, entry_ids: tuple[int, ...], enable: bool, db: str) -
 def match_command(file: Path, bank: str, max_distance: int | None, as_json: bool, db: str) -> None:
     """Match FILE against a bank (exit 0: matched, 1: no match, 2: error)."""
     data = _read(file)
-    with _store(db) as store:
-        matcher = HashMatcher(store)
+    with _decoder() as decoder, _store(db) as store:
+        matcher = HashMatcher(store, decoder=decoder)
         signal = store.get_bank(bank).signal_type
         content: bytes | str = data
         if signal is SignalType.TEXT_SIMHASH:
@@ -276,7 +301,10 @@ def match_command(file: Path, bank: str, max_distance: int | None, as_json: bool
                 content = data.decode("utf-8")
             except UnicodeDecodeError as exc:
                 raise CommandFailed(f"{file}: not UTF-8 text ({exc.reason})") from exc
-        matches = matcher.match(bank, content, max_distance=max_distance)
+        try:
+            matches = matcher.match(bank, content, max_distance=max_distance)
+        except HashingError as exc:
+            raise CommandFailed(f"{file}: {exc}") from None
     for m in matches:
         if as_json:
             click.echo(

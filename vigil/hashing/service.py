@@ -15,13 +15,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from vigil.hashing.banks import Bank, BankNotFound, BankStore
+from vigil.hashing.decoder import MediaDecoder
 from vigil.hashing.hashers import (
     HashingError,
     SignalType,
     hex_to_packed,
     md5_hex,
     normalize_hash,
-    pdq_media,
     sha256_hex,
     simhash_text,
 )
@@ -102,8 +102,12 @@ class HashMatcher:
         refresh_interval: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
         video_frames_per_second: float = 1.0,
+        decoder: MediaDecoder | None = None,
     ) -> None:
         self._store = store
+        # Media is decoded by `decoder` (front doors give one with processes and a time budget); the
+        # default decodes in the calling thread under the default limits.
+        self.decoder = decoder if decoder is not None else MediaDecoder(processes=0)
         self._refresh_interval = refresh_interval
         self._clock = clock
         self._video_fps = video_frames_per_second
@@ -116,7 +120,8 @@ class HashMatcher:
         """Hash `content` the way the bank's signal type needs and return the matching entries,
         nearest first. Bytes are image (or video) bytes for PDQ banks and hashed as they are for
         MD5/SHA-256 banks; strings are text for SimHash banks (UTF-8 encoded for MD5/SHA-256).
-        Images below the bank's minimum quality, empty text and disabled banks match nothing."""
+        Images below the bank's minimum quality, empty text and disabled banks match nothing. Media over
+        the decoder's limits raises `MediaTooLarge` (a `HashingError`)."""
         state = self._state(bank)
         if not state.bank.enabled:
             return []
@@ -147,7 +152,7 @@ class HashMatcher:
             return [QueryHash(sha256_hex(data))]
         if isinstance(content, str):
             raise HashingError("PDQ banks match image bytes, not text; load the media first (load_media)")
-        frames = pdq_media(data, frames_per_second=self._video_fps)
+        frames = self.decoder.pdq(data, self._video_fps)
         unique = {f.pdq.hash: f.pdq for f in frames}  # static video scenes repeat the same frame hash
         return [QueryHash(p.hash, p.quality) for p in unique.values()]
 

@@ -141,15 +141,20 @@ def _bank_routes() -> Sequence[BaseRoute]:
 def _open_banks(svc: Service, path: str) -> Signals:
     """Open the bank store and its matcher, and the engine's signals with that same matcher, so that a
     bank changed through the API changes what rules match."""
+    from vigil.hashing.decoder import MediaDecoder
+    from vigil.hashing.limits import MediaLimits
     from vigil.hashing.media import MediaPolicy
     from vigil.hashing.open import open_bank_store
     from vigil.hashing.service import HashMatcher
 
-    svc.bank_store = open_bank_store(path)
-    svc.matcher = HashMatcher(svc.bank_store, refresh_interval=svc.settings.bank_refresh_interval)
     given = svc.signals or Signals()
+    # Media is decoded in processes under the limits (rules and routes share them); the app closes a
+    # decoder it made itself.
+    decoder = given.decoder if given.decoder is not None else MediaDecoder(MediaLimits.from_env())
+    svc.bank_store = open_bank_store(path)
+    svc.matcher = HashMatcher(svc.bank_store, refresh_interval=svc.settings.bank_refresh_interval, decoder=decoder)
     return Signals(classifiers=given.classifiers, matcher=svc.matcher,
-                   media_policy=given.media_policy or MediaPolicy())
+                   media_policy=given.media_policy or MediaPolicy(), decoder=decoder)
 
 
 def _close(engine: Engine, svc: Service) -> None:
@@ -158,6 +163,9 @@ def _close(engine: Engine, svc: Service) -> None:
     if svc.bank_store is not None:
         svc.bank_store.close()
         svc.bank_store = None
+        given = svc.signals.decoder if svc.signals is not None else None
+        if engine.signals.decoder is not None and engine.signals.decoder is not given:
+            engine.signals.decoder.close()
     closed = {id(svc.store)}
     for other in (svc.rules_store, svc.token_store):
         if id(other) not in closed:

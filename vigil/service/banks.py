@@ -27,15 +27,13 @@ from starlette.routing import Route
 
 from vigil.hashing.banks import Bank, BankError, BankExists, BankNotFound, BankStore, NewEntry, parse_tags
 from vigil.hashing.csvio import EXPORT_FORMATS, ImportFailed, LineError, export_csv, parse_entries
+from vigil.hashing.decoder import MediaDecoder
+from vigil.hashing.errors import DecoderBusy, HashingError, MediaTooLarge
 from vigil.hashing.hashers import (
-    HashingError,
     SignalType,
-    decode_image,
     md5_hex,
     normalize_hash,
     parse_signal_type,
-    pdq_image,
-    pdq_video_frames,
     sha256_hex,
     simhash_text,
 )
@@ -185,22 +183,27 @@ def _unknown_fields(data: dict[str, Any], allowed: tuple[str, ...], hint: str) -
 # --- hashing and matching ---------------------------------------------------------------------------
 
 
-def _hash_media(data: bytes) -> dict[str, Any]:
+def media_error(error: HashingError) -> ApiError:
+    """The answer for media that could not be hashed: 413 over a decoding limit, 503 when every decoder
+    is busy, 422 when it does not decode."""
+    if isinstance(error, MediaTooLarge):
+        return ApiError(413, "media_too_large", str(error),
+                        "send smaller media, or raise the limit named (VIGIL_MEDIA_*, docs/operations.md)")
+    if isinstance(error, DecoderBusy):
+        return ApiError(503, "decoder_busy", str(error), "retry shortly")
+    return ApiError(422, "undecodable_media", str(error), "send an image (JPEG, PNG, GIF, WebP…) or a video")
+
+
+def _hash_media(decoder: MediaDecoder, data: bytes) -> dict[str, Any]:
     """PDQ (an image, or a video's frames sampled once a second), MD5 and SHA-256 of media bytes."""
     out: dict[str, Any] = {"size": len(data), "md5": md5_hex(data), "sha256": sha256_hex(data)}
     try:
-        image = decode_image(data)
-    except HashingError as image_error:
-        try:
-            frames = pdq_video_frames(data)
-        except HashingError:
-            raise ApiError(422, "undecodable_media", f"{image_error}; not a decodable video either",
-                           "send an image (JPEG, PNG, GIF, WebP…) or a video") from None
-        out["pdq"] = {"hash": frames[0].pdq.hash, "quality": frames[0].pdq.quality}
+        kind, frames = decoder.pdq_kind(data)
+    except HashingError as error:
+        raise media_error(error) from None
+    out["pdq"] = {"hash": frames[0].pdq.hash, "quality": frames[0].pdq.quality}
+    if kind == "video":
         out["frames"] = [{"timestamp": f.timestamp, "hash": f.pdq.hash, "quality": f.pdq.quality} for f in frames]
-        return out
-    pdq = pdq_image(image)
-    out["pdq"] = {"hash": pdq.hash, "quality": pdq.quality}
     return out
 
 
@@ -213,7 +216,8 @@ async def hash_content(request: Request) -> Response:
             return JSONResponse({"text_simhash": simhash_text(value)})
         except HashingError as error:
             raise ApiError(422, "empty_text", str(error), "send text with letters or digits in it") from None
-    return JSONResponse(await anyio.to_thread.run_sync(_hash_media, value))
+    _, matcher = service(request).banks
+    return JSONResponse(await anyio.to_thread.run_sync(_hash_media, matcher.decoder, value))
 
 
 def _max_distance(request: Request, bank: Bank) -> int | None:
@@ -247,8 +251,7 @@ def _match(matcher: HashMatcher, bank: Bank, kind: Kind, value: bytes | str,
         return matcher.match(bank.name, value, max_distance=max_distance)
     except HashingError as error:
         if signal is SignalType.PDQ:
-            raise ApiError(422, "undecodable_media", str(error),
-                           "send an image (JPEG, PNG, GIF, WebP…) or a video") from None
+            raise media_error(error) from None
         raise ApiError(422, "undecodable_text", str(error), 'send UTF-8 text, or {"text": "…"}') from None
 
 

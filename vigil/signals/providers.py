@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the optional extras: imported only by whoever builds a Signals with them
     from vigil.classifiers.registry import ClassifierRegistry
+    from vigil.hashing.decoder import MediaDecoder
     from vigil.hashing.media import MediaPolicy
     from vigil.hashing.service import HashMatcher
 
@@ -29,6 +30,9 @@ class Signals:
     classifiers: ClassifierRegistry | None = None
     matcher: HashMatcher | None = None
     media_policy: MediaPolicy | None = None
+    # Decodes media for nsfw() (the matcher has its own for `matches bank`; build_signals gives both the
+    # same decoder processes). None: in the calling thread, under the default limits.
+    decoder: MediaDecoder | None = None
     _cache: OrderedDict[tuple[str, str], Any] = field(default_factory=OrderedDict)
     _warned: set[str] = field(default_factory=set)
     _nsfw: Any = None  # the NSFW model, loaded on first use
@@ -88,14 +92,14 @@ class Signals:
 
     def nsfw(self, value: Any) -> float | None:
         """Yahoo Open-NSFW's score for an image given as base64 or a file under the media roots; None
-        when the image cannot be read or the model is not installed."""
+        when the image cannot be read, is over the decoder's limits, or the model is not installed."""
         from vigil.hashing.media import MediaPolicy, load_media
         from vigil.hashing.nsfw import NsfwScorer
 
         try:
             data = load_media(value, self.media_policy or MediaPolicy())
             if self._nsfw is None:
-                self._nsfw = NsfwScorer()
+                self._nsfw = NsfwScorer(decoder=self.decoder)
             return float(self._nsfw.score(data))
         except Exception as error:  # noqa: BLE001 - undecodable or refused media: unknown
             self._warn_once(f"nsfw:{type(error).__name__}", f"NSFW scoring failed: {error}")
@@ -103,7 +107,8 @@ class Signals:
 
     def bank_match(self, bank: str, value: Any, within: int | None) -> list[dict[str, Any]] | None:
         """Entries of `bank` matching `value` (text, or media as base64 / a path / URL per the media
-        policy), nearest first, as dicts for the explanation; None when it cannot be answered."""
+        policy), nearest first, as dicts for the explanation; None when it cannot be answered (media
+        over the decoder's limits included)."""
         if self.matcher is None:
             self._warn_once("no-banks", f"rules match bank {bank!r} but no hash banks are configured")
             return None
@@ -151,6 +156,15 @@ def build_signals(*, classifiers_dir: str | None = None, policies_dir: str | Non
             Path(classifiers_dir) if classifiers_dir else DEFAULT_DIR,
             policies_dir=Path(policies_dir) if policies_dir else None, endpoint=endpoint_obj,
             retry_queue=queue, tokens_per_minute=tokens_per_minute)
+    decoder = None
+    try:
+        from vigil.hashing.decoder import MediaDecoder
+        from vigil.hashing.limits import MediaLimits
+    except ImportError:
+        if banks_db is not None:
+            raise
+    else:
+        decoder = MediaDecoder(MediaLimits.from_env())  # its processes start on the first image
     matcher = policy = None
     if banks_db is None and Path(DEFAULT_BANKS).exists():
         banks_db = DEFAULT_BANKS  # where `vigil bank` keeps them by default
@@ -159,6 +173,6 @@ def build_signals(*, classifiers_dir: str | None = None, policies_dir: str | Non
         from vigil.hashing.open import open_bank_store
         from vigil.hashing.service import HashMatcher
 
-        matcher = HashMatcher(open_bank_store(banks_db))
+        matcher = HashMatcher(open_bank_store(banks_db), decoder=decoder)
         policy = MediaPolicy(file_roots=tuple(Path(r).resolve() for r in media_roots))
-    return Signals(classifiers=registry, matcher=matcher, media_policy=policy)
+    return Signals(classifiers=registry, matcher=matcher, media_policy=policy, decoder=decoder)
