@@ -195,7 +195,7 @@ class Engine:
             hits = function(event, policy) if function is not None else []
             # The second stage's label changes are its own: a shared label store that remembers which
             # events it applied must not take them for a redelivery of the first stage's.
-            decision = self._decision(event, hits, effects_id=f"{event.id}#2") if hits else Decision(
+            decision = self._decision(event, hits, effects_id=f"{event.key}#2") if hits else Decision(
                 event.id, event.type, event.time, "allow", ruleset_version=self.ruleset.version)
         return dataclasses.replace(decision, verdict=strongest(first.verdict, decision.verdict), stage=2)
 
@@ -230,7 +230,7 @@ class Engine:
                     if record is not None:
                         records.append(record)
         # Effects apply after every rule has seen the same state, so rule order never matters.
-        self.labels.commit(records, effects_id or event.id)
+        self.labels.commit(records, effects_id or event.key)
         return Decision(event.id, event.type, event.time, verdict, tuple(live_effects), tuple(hits),
                         self.ruleset.version)
 

@@ -27,6 +27,14 @@ class Event:
     id: str
     time: float  # epoch seconds, from the event itself: replays give the same results as live
     data: dict[str, Any]
+    # Who sent it (the service: "http:TOKEN"). Ids are the sender's own: two senders may reuse one.
+    source: str = ""
+
+    @property
+    def key(self) -> str:
+        """The id as state knows it (redelivery of counter updates, label changes once per event, recent
+        decisions): scoped by source, so that one sender's id never stands for another's event."""
+        return f"{self.source}\x1f{self.id}" if self.source else self.id
 
 
 def nesting_depth(value: Any, limit: int) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -200,3 +201,32 @@ def test_a_decision_holding_a_value_too_deep_to_encode_still_renders(
     again = running.get(f"/v1/decisions/{deep['id']}", scope="ingest")
     assert again.status_code == 200 and again.json()["decision"]["verdict"] == "flag"
     assert [label["label"] for label in running.get("/v1/entities/user/u7/labels").json()["labels"]] == ["meta"]
+
+
+COUNTING = """\
+entity user = event.actor.id
+define posts = count of "post" by user in the last 1 hour
+rule "Second post" when event is "post" and posts >= 2 then flag
+"""
+
+
+def test_event_ids_are_per_source(make_service: Callable[..., Running], rules_dir: Path) -> None:
+    (rules_dir / "main.vigil").write_text(COUNTING)
+    (rules_dir / "common.vigil").unlink()
+    svc = make_service()
+    now = time.time()
+    first = {"type": "post", "id": "same", "time": now, "actor": {"id": "u1"}}
+    second = {"type": "post", "id": "same", "time": now + 1, "actor": {"id": "u1"}}
+    assert svc.post_event(first, scope="ingest").json()["verdict"] == "allow"
+    # Another source reusing the id is another event: it counts (it was taken for a redelivery)
+    assert svc.post_event(second, scope="ingest+read").json()["verdict"] == "flag"
+    # A redelivery from the same source is still recognised: nothing counted twice
+    assert svc.post_event(first, scope="ingest").json()["verdict"] == "allow"
+    # Each source reads its own decision (one overwrote the other)
+    mine = svc.client.get("/v1/decisions/same", headers=svc.headers("ingest")).json()
+    theirs = svc.client.get("/v1/decisions/same", headers=svc.headers("ingest+read")).json()
+    assert (mine["decision"]["verdict"], theirs["decision"]["verdict"]) == ("allow", "flag")
+    ambiguous = svc.client.get("/v1/decisions/same", headers=svc.headers("admin"))
+    assert ambiguous.status_code == 409 and "?source=" in ambiguous.json()["error"]["hint"]
+    named = svc.client.get("/v1/decisions/same?source=ingest%2Bread", headers=svc.headers("admin")).json()
+    assert named["decision"]["verdict"] == "flag"

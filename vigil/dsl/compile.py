@@ -349,7 +349,7 @@ class _FunctionBuilder:
     def emit_counter_results(self, keys: dict[int, str]) -> None:
         """One call applies every queued update (one round trip for a remote store, and the place where
         a redelivered event id is recognised); a counter the event did not qualify for is read as is."""
-        self.lines.append("    _r = _add_many(ev.id, sec, _u) if _u else _NO_RESULTS")
+        self.lines.append("    _r = _add_many(ev.key, sec, _u) if _u else _NO_RESULTS")  # scoped by source
         for index in keys:
             after, before = f"c{index}", f"c{index}b"
             self.lines.append(f"    if {index} in _r:")

@@ -95,10 +95,12 @@ async def post_batch(request: Request) -> Response:
 
 
 async def get_decision(request: Request) -> Response:
-    """The outcome of a recent event: decided (with the decision), queued, or dead-lettered."""
-    require(request, "ingest")
+    """The outcome of a recent event: decided (with the decision), queued, or dead-lettered. Ids are per
+    source: the token's own event of that id, else the one source's that sent it (?source=NAME picks)."""
+    token = require(request, "ingest")
     event_id = request.path_params["event_id"]
-    outcome = service(request).ingest.outcome(event_id)
+    named = request.query_params.get("source")
+    outcome = service(request).ingest.outcome(event_id, f"http:{named}" if named else f"http:{token.name}")
     if outcome is None:
         raise ApiError(404, "unknown_event", f"no recent decision for event {event_id!r}",
                        "only the most recent decisions are kept (--recent-decisions)")

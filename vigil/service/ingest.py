@@ -9,6 +9,7 @@ is drained before the engine closes, so an accepted event is never dropped.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import threading
 import time
@@ -45,23 +46,36 @@ class Queued:
 
 
 class RecentDecisions:
-    """The last `size` outcomes by event id: a decision, a dead letter's reason, or "queued"."""
+    """The last `size` outcomes by event key (source and id, Event.key): a decision, a dead letter's
+    reason, or "queued". `keys(event_id)` lists the keys holding that id, from any source."""
 
     def __init__(self, size: int) -> None:
         self.size = size
         self._items: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._ids: dict[str, set[str]] = {}
         self._lock = threading.Lock()  # the second stage records its decisions from its own thread
 
-    def put(self, event_id: str, outcome: dict[str, Any]) -> None:
+    def put(self, key: str, event_id: str, outcome: dict[str, Any]) -> None:
         with self._lock:
-            self._items[event_id] = outcome
-            self._items.move_to_end(event_id)
+            self._items[key] = outcome
+            self._items.move_to_end(key)
+            self._ids.setdefault(event_id, set()).add(key)
             while len(self._items) > self.size:
-                self._items.popitem(last=False)
+                old, entry = self._items.popitem(last=False)
+                old_id = entry.get("event_id") or entry["decision"].event_id
+                keys = self._ids.get(old_id)
+                if keys is not None:
+                    keys.discard(old)
+                    if not keys:
+                        del self._ids[old_id]
 
-    def get(self, event_id: str) -> dict[str, Any] | None:
+    def get(self, key: str) -> dict[str, Any] | None:
         with self._lock:
-            return self._items.get(event_id)
+            return self._items.get(key)
+
+    def keys(self, event_id: str) -> list[str]:
+        with self._lock:
+            return sorted(self._ids.get(event_id, ()))
 
 
 class Ingest:
@@ -96,7 +110,7 @@ class Ingest:
         try:
             if not isinstance(data, dict):
                 raise EventError(f"an event is a JSON object, got {type(data).__name__}")
-            return parse_event(data, max_depth=self.max_depth)
+            return dataclasses.replace(parse_event(data, max_depth=self.max_depth), source=source)
         except EventError as error:
             self.reject(raw if raw is not None else dumps(data), str(error), source)
             raise EventRejected(422, "invalid_event", str(error),
@@ -114,26 +128,32 @@ class Ingest:
             decision = self.engine.decide(event)
         except FieldTypeError as error:
             self.reject(raw if raw is not None else dumps(event.data), str(error), source)
-            self.recent.put(event.id, {"event_id": event.id, "status": "dead_letter", "reason": str(error)})
+            self.recent.put(event.key, event.id, {"event_id": event.id, "status": "dead_letter", "reason": str(error)})
             raise EventRejected(422, "wrong_type", str(error),
                                 "the rules read this field as another type; fix the event's field") from None
         except Exception as error:  # a bug costs one event, never the service: keep it to replay
             log.exception("internal error deciding event %s", event.id)
             reason = f"internal error: {type(error).__name__}: {error}"
             self.reject(raw if raw is not None else dumps(event.data), reason, source)
-            self.recent.put(event.id, {"event_id": event.id, "status": "dead_letter", "reason": reason})
+            self.recent.put(event.key, event.id, {"event_id": event.id, "status": "dead_letter", "reason": reason})
             raise EventRejected(500, "internal", reason, "the event is kept as a dead letter to replay") from None
         self.metrics.decide.observe(time.perf_counter() - started)
-        self.recent.put(event.id, {"status": "decided", "decision": decision})
+        self.recent.put(event.key, event.id, {"event_id": event.id, "status": "decided", "decision": decision})
         if decision.pending:
             self.slow.submit(event, decision)
         return decision
 
     def _second_stage_done(self, decision: Decision) -> None:
-        found = self.recent.get(decision.event_id)
-        entry: dict[str, Any] = dict(found) if found is not None and "decision" in found else {"status": "decided"}
+        # The decision carries the id only: join the pending first stage of that id (by any source).
+        keys = self.recent.keys(decision.event_id)
+        waiting = [k for k in keys if (e := self.recent.get(k)) is not None and "decision" in e
+                   and e["decision"].pending and "second_stage" not in e]
+        key = waiting[0] if waiting else (keys[0] if keys else decision.event_id)
+        found = self.recent.get(key)
+        entry: dict[str, Any] = dict(found) if found is not None and "decision" in found else {
+            "event_id": decision.event_id, "status": "decided"}
         entry["second_stage"] = decision
-        self.recent.put(decision.event_id, entry)
+        self.recent.put(key, decision.event_id, entry)
 
     def decide_quietly(self, event: Event, raw: bytes | None, source: str) -> dict[str, Any]:
         """Decide, turning a refusal into an error entry (batches report per event)."""
@@ -154,7 +174,7 @@ class Ingest:
         body = raw if raw else dumps(event.data)
         journal_id = self.journal.journal_event(source, body, time.time()) if self.journal is not None else None
         self.queue.put_nowait(Queued(event, body, source, time.perf_counter(), journal_id))
-        self.recent.put(event.id, {"event_id": event.id, "status": "queued"})
+        self.recent.put(event.key, event.id, {"event_id": event.id, "status": "queued"})
 
     def start(self) -> None:
         self._replay_journal()
@@ -168,13 +188,13 @@ class Ingest:
         pending = self.journal.journal_pending()
         for journal_id, source, raw in pending:
             try:
-                event = parse_event(raw)
+                event = dataclasses.replace(parse_event(raw), source=source)
             except EventError as error:  # accepted once, so it parsed then; keep it rather than lose it
                 self.reject(raw, f"journalled event no longer parses: {error}", source)
                 self.journal.journal_done(journal_id)
                 continue
             self._replay.append(Queued(event, raw, source, time.perf_counter(), journal_id))
-            self.recent.put(event.id, {"event_id": event.id, "status": "queued"})
+            self.recent.put(event.key, event.id, {"event_id": event.id, "status": "queued"})
         if pending:
             log.info("replaying %d events accepted before the last stop and not yet decided", len(pending))
 
@@ -216,8 +236,16 @@ class Ingest:
             self._worker = None
         await asyncio.to_thread(self.slow.close)  # finish the second stage of what was decided
 
-    def outcome(self, event_id: str) -> dict[str, Any] | None:
-        found = self.recent.get(event_id)
+    def outcome(self, event_id: str, source: str) -> dict[str, Any] | None:
+        """The outcome of `event_id` as sent by `source`; failing that, of the one source that sent
+        that id. Raises a 409 when several sources did and none is `source`."""
+        found = self.recent.get(Event("", event_id, 0.0, {}, source).key)
+        if found is None:
+            keys = self.recent.keys(event_id)
+            if len(keys) > 1:
+                raise ApiError(409, "ambiguous_event", f"{len(keys)} sources sent an event {event_id!r}",
+                               "add ?source=NAME, the name of the token that sent it")
+            found = self.recent.get(keys[0]) if keys else None
         if found is not None and "decision" in found:
             out = {"event_id": event_id, "status": "decided", "decision": found["decision"].to_json()}
             if "second_stage" in found:
