@@ -265,6 +265,6 @@ def test_a_version_python_cannot_compile_is_refused_everywhere(svc: Running) -> 
     assert svc.post_event(post("hey!!!!!")).json()["verdict"] == "flag"
     (svc.rules_dir / "deep.vigil").write_text(DEEP)
     assert wait_for(lambda: 'vigil_rules_reloads_total{result="rejected",source="disk"} 1.0'
-                    in svc.client.get("/metrics").text)
+                    in svc.get("/metrics").text)
     assert _active(svc)["seq"] == 1
     assert svc.post_event(post("hey!!!!!")).json()["verdict"] == "flag"
