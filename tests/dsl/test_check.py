@@ -405,3 +405,26 @@ def test_python_refusing_the_generated_code_is_a_diagnostic(monkeypatch: pytest.
     assert error.code == "nesting"
     assert error.message.startswith("the rules compile to Python that Python cannot compile (")
     assert str(error.span) == "r.vigil:1:1"
+
+
+def test_regex_flags_are_checked_as_they_run(make_engine: Callable[..., Engine]) -> None:
+    # /\d+/m passed the checker (compiled without its flags) and failed when activated (issue 11.8)
+    engine = make_engine('rule "digits" when event.t matches /^\\d+$/m then flag\n'
+                         'rule "word" when event.t matches /\\bpay\\b/mi then review')
+    assert engine.process(event(t="hello\n123\nbye")).verdict == "flag"
+    assert engine.process(event(t="hello 123")).verdict == "allow"
+    assert engine.process(event(t="first\nPay now")).verdict == "review"
+
+
+@pytest.mark.parametrize("text", [
+    'rule "\\ud800" when event.n > 1 then flag',
+    'rule "r" when event.n > 1 then label user "bad\\udfff"',
+    'rule "r" when event.n > 1 then output "q\\ud800"',
+])
+def test_a_lone_surrogate_in_a_name_is_refused(text: str) -> None:
+    # activated, then every matching event, GET /v1/rules and /metrics failed (issue 11.7)
+    error = only_error(HEADER + text)
+    assert error.code == "value"
+    assert "holds a lone surrogate" in error.message and "\\\\ud" in error.message
+    assert error.span.line == 5
+

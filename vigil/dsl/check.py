@@ -16,7 +16,7 @@ import re2
 from vigil.diagnostics import Diagnostic, Severity, Span
 from vigil.dsl import ast
 from vigil.dsl.depth import MAX_NESTING, definition_order, expression_depth, references
-from vigil.dsl.runtime import FieldTypeError, parse_time, quiet_re2_options
+from vigil.dsl.runtime import FieldTypeError, compile_regex, parse_time
 
 NUMBER, STRING, BOOL, LIST, ANY = "number", "string", "bool", "list", "any"
 SEVERITIES = ("low", "medium", "high", "critical")
@@ -209,7 +209,24 @@ class Checker:
                 self._used_defines.update(references(rule.condition, children))
 
     # ---- rules & tests ----
+    def _plain_text(self, name: str, what: str, span: Span) -> None:
+        """A name that goes into decisions, metrics and stores must be valid Unicode: a lone surrogate
+        (`"\\ud800"`) cannot be encoded as UTF-8, so every response naming it would fail."""
+        try:
+            name.encode("utf-8")
+        except UnicodeEncodeError:
+            self.error(f"the {what} {name.encode('utf-8', 'backslashreplace').decode()!r} holds a lone "
+                       "surrogate, which is not text", span,
+                       "write the character itself (\\u escapes of surrogate halves are not joined)",
+                       code="value")
+
     def _check_rule(self, rule: ast.Rule) -> None:
+        self._plain_text(rule.name, "rule name", rule.span)
+        for action in rule.actions:
+            if isinstance(action, (ast.LabelAction, ast.UnlabelAction)):
+                self._plain_text(action.label, "label name", action.span)
+            elif isinstance(action, ast.OutputAction):
+                self._plain_text(action.name, "output name", action.span)
         cond_type = ANY if id(rule) in self._too_deep else self.expr(rule.condition)
         if cond_type not in (BOOL, ANY):
             self.error(f"a rule's condition must be true or false, not a {cond_type}", rule.condition.span,
@@ -383,7 +400,7 @@ class Checker:
         if isinstance(e, ast.Matches):
             self.expect(e.left, STRING, "`matches`")
             try:
-                re2.compile(e.pattern, quiet_re2_options())
+                compile_regex(e.pattern, e.flags)  # with its flags, exactly as the rules will run it
             except re2.error as error:
                 reason = error.args[0].decode(errors="replace") if error.args and isinstance(
                     error.args[0], bytes) else str(error)

@@ -211,10 +211,9 @@ class Regex:
         options = quiet_re2_options()
         options.case_sensitive = "i" not in flags
         options.dot_nl = "s" in flags
-        if "m" in flags:
-            options.posix_syntax = True
-            options.one_line = False
-        self.compiled = re2.compile(pattern, options)
+        # `m`: ^ and $ at line breaks, as RE2's own (?m) flag. (RE2's posix_syntax would do it too, but
+        # also drops \d, \w and \b, so /\d+/m passed the checker and failed when activated.)
+        self.compiled = re2.compile(f"(?m){pattern}" if "m" in flags else pattern, options)
         regexp = getattr(self.compiled, "_regexp", None)
         anchor = getattr(getattr(re2, "_Anchor", None), "UNANCHORED", None)
         self._match = regexp.Match if regexp is not None and anchor is not None else None
