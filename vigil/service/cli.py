@@ -74,6 +74,10 @@ def _loopback(host: str) -> bool:
               help="Failed authentications a client address may make at once before it gets 429.")
 @click.option("--public-metrics", is_flag=True,
               help="Serve /metrics without a token (rule names with hit counts: a private network only).")
+@click.option("--header-timeout", default=10.0, show_default=True,
+              help="Seconds a request's headers may take to arrive; slower connections get 408 and are closed.")
+@click.option("--max-connections", default=1000, show_default=True,
+              help="Open connections at most; more are closed as they arrive (503).")
 @click.option("--queue-size", default=10_000, show_default=True, help="Events accepted with mode=async, waiting.")
 @click.option("--reload-interval", default=1.0, show_default=True, help="Seconds between reload checks.")
 @click.option("--rule-tests-time-limit", default=60.0, show_default=True,
@@ -85,7 +89,7 @@ def _loopback(host: str) -> bool:
 def serve_command(rules_dir: str | None, host: str, port: int, allowed_hosts: tuple[str, ...], db: str,
                   max_body: int, max_batch: int, max_batch_body: int, max_depth: int, rate_limit: float,
                   rate_burst: int, auth_failure_rate: float, auth_failure_burst: int, public_metrics: bool,
-                  queue_size: int, reload_interval: float, rule_tests_time_limit: float, no_auth: bool,
+                  header_timeout: float, max_connections: int, queue_size: int, reload_interval: float, rule_tests_time_limit: float, no_auth: bool,
                   log_level: str, banks_db: str | None, media_roots: tuple[str, ...], **signal_opts: Any) -> None:
     """Serve the HTTP API: events in, decisions out; labels, rules versions, hash banks, health and metrics.
 
@@ -117,8 +121,10 @@ def serve_command(rules_dir: str | None, host: str, port: int, allowed_hosts: tu
     except RulesRejected as error:
         app.state.service.store.close()
         raise click.ClickException(f"rules in {rules_dir} refused, so the service did not start: {error}") from None
-    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False, lifespan="on",
-                timeout_graceful_shutdown=10)
+    from vigil.service.server import server_config
+
+    uvicorn.Server(server_config(app, host, port, header_timeout=header_timeout, max_connections=max_connections,
+                                 log_level=log_level)).run()
 
 
 def _banks(banks_db: str | None, db: str) -> str | None:
