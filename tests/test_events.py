@@ -82,3 +82,17 @@ def test_nesting_is_bounded() -> None:
         parse_event(_nested(65))
     with pytest.raises(EventError, match="more than 10 levels"):
         parse_event(_nested(11), max_depth=10)
+
+
+@pytest.mark.parametrize("when", [1e300, -5, 253_402_300_800_000, "0001-01-01T00:00:00Z"])
+def test_times_outside_the_accepted_range_are_refused(when: Any) -> None:
+    with pytest.raises(EventError, match="outside the accepted range"):
+        parse_event({"type": "post", "id": "e", "time": when})
+
+
+def test_skew_against_the_clock_only_when_serving_live() -> None:
+    future = {"type": "post", "id": "e", "time": 4_102_444_800}  # 2100
+    assert parse_event(future).time == 4_102_444_800  # a replay decides it
+    with pytest.raises(EventError, match="ahead of this server's clock"):
+        parse_event(future, now=1_767_225_600)
+    assert parse_event(future, now=4_102_444_800 - 200, max_future_skew=300).time == 4_102_444_800

@@ -12,6 +12,7 @@ max_attempts = 5          # deliveries of one message before it goes to the dead
 claim_idle = 30.0         # seconds a message stays pending with a silent worker before another claims it
 batch = 100               # messages read at once
 reload_interval = 2.0     # seconds between checks for a new rules version
+max_event_skew = 300.0    # seconds an event may be dated ahead of the wall clock; later ones are dead letters
 ```
 
 The file is `./vigil.toml` if present, or the path in `VIGIL_CONFIG`. URLs may carry passwords: they are
@@ -75,6 +76,7 @@ class WorkerSettings:
     claim_idle: float = 30.0
     batch: int = 100
     reload_interval: float = 2.0
+    max_event_skew: float = 300.0  # seconds an event's time may be ahead of the wall clock
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +102,7 @@ ENV = {
     "VIGIL_CLAIM_IDLE": "worker.claim_idle",
     "VIGIL_BATCH": "worker.batch",
     "VIGIL_RELOAD_INTERVAL": "worker.reload_interval",
+    "VIGIL_MAX_EVENT_SKEW": "worker.max_event_skew",
 }
 
 

@@ -15,6 +15,12 @@ MAX_ID_LENGTH = 200
 # Objects and arrays nested deeper than this are refused: real payloads stay far below it, and deeper
 # values break what reads them later (repr and the JSON encoder recurse; orjson stops at 254 levels).
 MAX_EVENT_DEPTH = 64
+# Accepted event times: 1970-01-01T00:00:00Z up to (not including) 10000-01-01T00:00:00Z, what every
+# store and RFC 3339 can hold. Serving live, an event may also be at most this far ahead of the wall clock
+# (`max_event_skew`): a far-future time would otherwise hold its entity's windows in place.
+MIN_EVENT_TIME = 0.0
+MAX_EVENT_TIME = 253_402_300_800.0
+DEFAULT_MAX_FUTURE_SKEW = 300.0
 
 
 class EventError(ValueError):
@@ -58,8 +64,10 @@ def nesting_depth(value: Any, limit: int) -> int:
 
 
 def parse_event(raw: bytes | str | dict[str, Any], max_bytes: int = MAX_EVENT_BYTES,
-                max_depth: int = MAX_EVENT_DEPTH) -> Event:
-    """Validate and parse one event.
+                max_depth: int = MAX_EVENT_DEPTH, *, now: float | None = None,
+                max_future_skew: float = DEFAULT_MAX_FUTURE_SKEW) -> Event:
+    """Validate and parse one event. `now` (the wall clock, given when serving live) refuses an event
+    dated more than `max_future_skew` seconds after it; replays (`vigil run`, tests) give no `now`.
 
     >>> parse_event(b'{"type": "post", "id": "e1", "time": "2026-01-01T00:00:00Z", "text": "hi"}').time
     1767225600.0
@@ -94,4 +102,21 @@ def parse_event(raw: bytes | str | dict[str, Any], max_bytes: int = MAX_EVENT_BY
         raise EventError(f'invalid "time" {data["time"]!r}: give RFC 3339 or epoch seconds') from None
     if time is None:
         raise EventError('"time" is null: give RFC 3339 or epoch seconds')
+    check_time(time, data["time"], now, max_future_skew)
     return Event(etype, event_id, time, data)
+
+
+def check_time(time: float, given: Any, now: float | None, max_future_skew: float) -> None:
+    """Refuse an event time outside the accepted range, or (with `now`) too far in the future.
+
+    >>> check_time(1e297, 1e300, None, 300)
+    Traceback (most recent call last):
+    ...
+    vigil.events.EventError: "time" 1e+300 is outside the accepted range 1970-01-01T00:00:00Z to 9999-12-31T23:59:59Z: give RFC 3339 or epoch seconds (or milliseconds)
+    """
+    if not MIN_EVENT_TIME <= time < MAX_EVENT_TIME:  # NaN fails this too
+        raise EventError(f'"time" {given!r} is outside the accepted range 1970-01-01T00:00:00Z to '
+                         '9999-12-31T23:59:59Z: give RFC 3339 or epoch seconds (or milliseconds)')
+    if now is not None and time > now + max_future_skew:
+        raise EventError(f'"time" {given!r} is {time - now:.0f} s ahead of this server\'s clock, more than the '
+                         f'allowed {max_future_skew:g} s: fix the sender\'s clock, or raise max_event_skew')

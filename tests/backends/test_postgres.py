@@ -85,7 +85,7 @@ def test_store_interface(store_url: str) -> None:
         assert store.revoke_token("ci") and store.find_token("h1").revoked
         with pytest.raises(KeyError):
             store.activate_rules_version(99)
-        store.prune_counter_rows("c", 7)
+        store.prune_counter_rows("c", 3600, 7)
         assert list(store.load_counter_rows("c", None)) == []
     finally:
         store.close()
@@ -128,3 +128,41 @@ def test_dead_letters_keep_a_bounded_prefix_and_are_capped_and_expire(store_url:
         assert [(d.reason, d.raw) for d in store.dead_letters()] == [("late", b"0123456789")]  # retention
     finally:
         store.close()
+
+
+def test_a_future_dated_row_prunes_no_other_keys_rows(store_url: str) -> None:
+    """One row dated 2030 was the counter-wide newest second: prune deleted every other key's rows
+    (issue 11.4). Pruning is per key: each key's last-written second decides what its window holds."""
+    store = open_store(store_url)
+    try:
+        store.write_counter_rows([("c", "victim", 1000, "", 1.0), ("c", "victim", 1010, "", 1.0),
+                                  ("c", "busy", 1000, "", 1.0), ("c", "busy", 9000, "", 1.0),
+                                  ("c", "attacker", 1_893_456_000, "", 1.0),
+                                  ("d", "k", 86400 + 5, "", 1.0), ("d", "k", 2 * 86400 + 1, "", 1.0)])
+        store.prune_counter_rows("c", 3600, -(2**62))
+        store.prune_counter_rows("d", None, -(2**62))
+        assert sorted((r[1], r[2]) for r in store.load_counter_rows("c", None)) == [
+            ("attacker", 1_893_456_000), ("busy", 9000), ("victim", 1000), ("victim", 1010)]
+        assert [r[2] for r in store.load_counter_rows("d", None)] == [2 * 86400 + 1]  # today's only
+        store.prune_counter_rows("c", 3600, 1005)  # and everything up to a given second
+        assert sorted(r[2] for r in store.load_counter_rows("c", None)) == [1010, 9000, 1_893_456_000]
+    finally:
+        store.close()
+
+
+def test_counters_reload_per_key_after_a_future_dated_event(store_url: str) -> None:
+    rules = load_ruleset("r.vigil", files={"r.vigil": RULES})
+    first = Engine(rules, open_store(store_url))
+    t0 = 1_767_225_600
+    for i in range(2):
+        first.process({"type": "post", "id": f"v{i}", "time": t0 + i, "user": "victim"})
+    first.process({"type": "post", "id": "a", "time": 1_893_456_000, "user": "attacker"})  # 2030
+    first.counters.flush()
+    first.counters.prune()  # type: ignore[attr-defined]
+    first.close()
+    second = Engine(rules, open_store(store_url))
+    try:
+        decision = second.process({"type": "post", "id": "v3", "time": t0 + 10, "user": "victim"})
+        assert decision.verdict == "review"  # type: ignore[union-attr]  # the third post: the count was kept
+    finally:
+        second.close()

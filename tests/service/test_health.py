@@ -63,3 +63,33 @@ def test_openapi_documents_every_route(svc: Running) -> None:
               if isinstance(r, Route) for method in (r.methods or ()) if method != "HEAD"}
     documented = {(path, method) for path, item in document["paths"].items() for method in item}
     assert routes == documented
+
+
+def test_event_times_out_of_range_or_ahead_of_the_clock_are_refused(svc: Running) -> None:
+    """A "time" of 1e300 reached the counters and killed their flusher (issue 11.3); one dated 2100
+    held its entity's windows in place (issue 10.9). Both are refused at ingest, with a dead letter."""
+    import time
+
+    for when, fragment in [(1e300, "outside the accepted range"), ("2100-01-01T00:00:00Z", "ahead of this server"),
+                           (time.time() + 3600, "ahead of this server")]:
+        before = svc.dead_letters()
+        response = svc.post_event({**post("hi"), "time": when})
+        assert response.status_code == 422, when
+        assert fragment in response.json()["error"]["message"]
+        assert svc.dead_letters() == before + 1
+    assert svc.post_event({**post("hi"), "time": time.time() + 60}).status_code == 200  # within the skew
+
+
+def test_a_failing_counter_flush_shows_in_readyz_and_metrics(svc: Running) -> None:
+    from vigil.stores.base import FlushStatus
+
+    engine = svc.client.app.state.service.engine  # type: ignore[attr-defined]
+    engine.counters.status = FlushStatus(failures=2, last_error="OperationalError: disk I/O error", waiting=3)
+    response = svc.get("/readyz")
+    assert response.status_code == 503
+    assert "disk I/O error" in response.json()["problems"][0]
+    text = svc.get("/metrics").text
+    assert "vigil_counter_flush_failures_total 2.0" in text and "vigil_counter_flush_failing 1.0" in text
+    engine.counters.status = FlushStatus(set_aside=1)
+    ready = svc.get("/readyz")
+    assert ready.status_code == 200 and "could not be stored" in ready.json()["warnings"][0]

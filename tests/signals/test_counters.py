@@ -219,3 +219,172 @@ def test_the_flusher_prunes_rows_no_window_can_see(monkeypatch: pytest.MonkeyPat
         time.sleep(0.01)
     c.close()
     assert [r[2] for r in store.counter_rows] == [S0 + 120]
+
+
+# ---- late and far-future events (issue 10.9), stored history per key (issue 11.4) ----
+
+HOUR = 3600
+
+
+def test_a_far_future_event_no_longer_fixes_the_window_in_place() -> None:
+    """A post dated 2100 made every later post count in the 2100 second: 1 h, 2 h and 25 h later it
+    counted 2, 3, 4. Each now counts at its own second (the 2100 post is outside their windows)."""
+    c = bound([spec("count", DAY)])
+    add = c.adders[0]
+    assert add("k", S0, 1) == (0, 1)
+    assert add("k", 4_102_444_800, 1) == (0, 1)  # 2100-01-01: alone in its window
+    assert [add("k", S0 + h * HOUR, 1)[1] for h in (1, 2, 25)] == [1, 2, 2]
+    assert c.peekers[0]("k", S0 + 25 * HOUR) == 2
+
+
+def test_a_late_event_counts_at_its_own_second_and_leaves_at_its_own_time() -> None:
+    c = bound([spec("count", 10)])
+    add, peek = c.adders[0], c.peekers[0]
+    add("k", S0, 1)
+    add("k", S0 + 8, 1)
+    assert add("k", S0 + 3, 1) == (1, 2)  # late: its window (S0-7 … S0+3) holds S0 and itself
+    assert peek("k", S0 + 8) == 3
+    assert peek("k", S0 + 13) == 1  # the late one left 10 s after its own second, not after S0+8's
+    assert peek("k", S0 + 5) == 2  # a window ending before the newest second
+
+
+def test_late_distinct_values_count_at_their_own_second() -> None:
+    c = bound([spec("distinct", 10)])
+    add, peek = c.adders[0], c.peekers[0]
+    add("k", S0, "a")
+    add("k", S0 + 8, "b")
+    assert add("k", S0 + 3, "c") == (1, 2)  # sees a and itself, not b (later)
+    assert add("k", S0 + 4, "b") == (2, 3)  # a and c are in its window; b at S0+8 is after it
+    assert peek("k", S0 + 12) == 2  # b and c; a has left
+    assert peek("k", S0 + 14) == 1  # only b at S0+8
+
+
+def test_a_late_day_event_does_not_restart_todays_count() -> None:
+    c = bound([spec("count", None)])
+    add = c.adders[0]
+    add("k", S0 + 10, 1)
+    add("k", S0 + 20, 1)
+    assert add("k", S0 - 5, 1) == (0, 1)  # yesterday's, late: counted alone
+    assert add("k", S0 + 30, 1) == (2, 3)  # today's count goes on (it restarted at 1)
+
+
+def _reference(ops: list[tuple[int, int]], window: int) -> list[float]:
+    """What a sliding count holds, by brute force: an addition is held until an event arriving after
+    it has a window that starts after its second; a value counts what is held inside its window."""
+    values = []
+    for k, (sec, amount) in enumerate(ops):
+        held = [(s, a) for j, (s, a) in enumerate(ops[:k])
+                if all(ops[i][0] - window < s for i in range(j + 1, k + 1))]
+        values.append(sum(a for s, a in held if sec - window < s <= sec) + amount)
+    return values
+
+
+def test_sliding_counts_match_the_reference_with_late_events() -> None:
+    import random
+
+    rng = random.Random(7)
+    for _ in range(40):
+        ops, sec = [], S0
+        for _ in range(60):
+            sec += rng.randint(-12, 6)
+            ops.append((sec, rng.choice([1, 2])))
+        c = bound([spec("sum", 10)])
+        assert [c.adders[0]("k", s, a)[1] for s, a in ops] == _reference(ops, 10)
+
+
+def test_one_future_dated_event_keeps_every_other_keys_history(store: MemoryStore) -> None:
+    """A row dated 2030 made the counter-wide newest second 2030: prune deleted every other key's rows
+    and a reload loaded none of them."""
+    first = WindowCounters(store, clock=lambda: S0 + 100)
+    first.bind([spec("count", HOUR)])
+    for i in range(3):
+        first.adders[0]("victim", S0 + i, 1)
+    first.adders[0]("attacker", 1_893_456_000, 1)  # 2030-01-01
+    first.flush()
+    first.prune()
+    first.close()
+    assert sorted(r[1] for r in store.counter_rows) == ["attacker", "victim", "victim", "victim"]
+    second = WindowCounters(store, clock=lambda: S0 + 100)
+    second.bind([spec("count", HOUR)])
+    assert second.adders[0]("victim", S0 + 10, 1) == (3, 4)
+
+
+def test_prune_is_per_key_and_expires_keys_idle_for_two_windows(store: MemoryStore) -> None:
+    c = WindowCounters(store, clock=lambda: S0 + 10 * HOUR)
+    c.bind([spec("count", HOUR)])
+    add = c.adders[0]
+    add("busy", S0, 1)
+    add("busy", S0 + 2 * HOUR, 1)  # its first row is out of its window
+    add("quiet", S0 + HOUR, 1)  # still inside the window ending at its own last row
+    add("idle", S0 - 3 * HOUR, 1)  # over two windows behind the counter's newest second
+    c.flush()
+    c.prune()
+    assert sorted((r[1], r[2]) for r in store.counter_rows) == [("busy", S0 + 2 * HOUR), ("quiet", S0 + HOUR)]
+
+
+# ---- the flusher never dies (issue 11.3) ----
+
+
+def test_a_row_no_store_can_hold_is_set_aside_and_the_rest_is_written(tmp_path: pytest.TempPathFactory) -> None:
+    from vigil.stores.sqlite import SqliteStore
+
+    db = SqliteStore(tmp_path / "s.sqlite")  # type: ignore[operator]
+    c = WindowCounters(db)
+    c.bind([spec("count", HOUR), spec("distinct", HOUR, cid="c2")])
+    c.adders[0]("k", S0, 1)
+    c.adders[0]("k", 10**297, 1)  # what an event time of 1e300 made of the second
+    c.adders[1]("k", S0, "\ud800")  # a lone surrogate: not UTF-8
+    assert c.flush() == 1
+    status = c.flush_status()
+    assert status.set_aside == 2 and status.last_error == ""
+    assert [r[2] for r in db.load_counter_rows("c1", None)] == [S0]
+    reasons = sorted(letter.reason for letter in db.dead_letters())
+    assert "64-bit" in reasons[0] and "surrogate" in reasons[1]
+    db.close()
+
+
+class FailingStore(MemoryStore):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fail = True
+
+    def write_counter_rows(self, rows: list) -> None:  # type: ignore[type-arg]
+        if self.fail:
+            raise OSError("disk I/O error")
+        super().write_counter_rows(rows)
+
+
+def test_a_store_that_fails_keeps_the_rows_for_the_next_flush() -> None:
+    store = FailingStore()
+    c = bound([spec("count", HOUR)], store)
+    c.adders[0]("k", S0, 1)
+    assert c.flush() == 0
+    status = c.flush_status()
+    assert status.failures == 1 and "disk I/O error" in status.last_error and status.waiting == 1
+    c.adders[0]("k", S0, 1)
+    store.fail = False
+    assert c.flush() == 1
+    assert store.counter_rows == [("c1", "k", S0, "", 2.0)]
+    assert c.flush_status().last_error == ""
+
+
+def test_the_flusher_thread_survives_a_failing_store() -> None:
+    import time
+
+    store = FailingStore()
+    c = WindowCounters(store, flush_interval=0.01)
+    c.bind([spec("count", HOUR)])
+    c.start()
+    try:
+        c.adders[0]("k", S0, 1)
+        deadline = time.monotonic() + 30
+        while c.flush_status().failures < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert c.flush_status().failures >= 3
+        store.fail = False
+        while not store.counter_rows and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert c._thread is not None and c._thread.is_alive()
+    finally:
+        c.close()
+    assert store.counter_rows == [("c1", "k", S0, "", 1.0)]

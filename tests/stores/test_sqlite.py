@@ -41,7 +41,7 @@ def test_counter_rows(tmp_path: Path) -> None:
     assert store.latest_counter_sec("zz") is None
     assert list(store.load_counter_rows("a", None)) == [("a", "k", 10, "", 1.0), ("a", "k", 20, "v", 2.0)]
     assert list(store.load_counter_rows("a", 10)) == [("a", "k", 20, "v", 2.0)]
-    store.prune_counter_rows("a", 10)
+    store.prune_counter_rows("a", 3600, 10)
     assert list(store.load_counter_rows("a", None)) == [("a", "k", 20, "v", 2.0)]
     store.close()
 
@@ -166,6 +166,6 @@ def test_counter_rows_written_before_the_chunked_format_are_migrated(tmp_path: P
     assert store.latest_counter_sec("c2") == 100
     store.write_counter_rows([("c1", "u1", 102, "", 5.0)])
     assert [r[2] for r in store.load_counter_rows("c1", 0)] == [100, 101, 102]
-    store.prune_counter_rows("c1", 101)
+    store.prune_counter_rows("c1", 3600, 101)
     assert [r[2] for r in store.load_counter_rows("c1", 0)] == [102]
     store.close()

@@ -71,10 +71,10 @@ def test_kill_9_one_of_two_workers(redis_client: Any, redis_url: str, rules_dir:
 
     decided = {k.decode(): orjson.loads(v) for k, v in redis_client.hgetall("vigil:decisions").items()}
     assert decided.keys() == expected.keys()  # exactly one decision per event
-    # Which event crosses a threshold depends on the order the two workers took the events in; how many
-    # events a pure count flags does not: every post after a user's 50th, counted exactly once.
-    busy = sum(1 for d in decided.values() if "Busy poster" in d["rules"])
-    assert busy == single.stats.rule_hits["Busy poster"] > 0
+    # Which events cross a threshold depends on the order the two workers took the events in (an event
+    # taken after a later one counts at its own second, without it); that each event was counted exactly
+    # once shows in the counters below, which hold the same totals as the single pass.
+    assert any("Busy poster" in d["rules"] for d in decided.values())
 
     shared = RedisCounters(redis_client)
     shared.bind(ruleset.compiled.counters)

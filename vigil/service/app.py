@@ -56,7 +56,8 @@ def create_app(settings: ServiceSettings, store: StateStore, *, rules_store: Rul
         svc.engine = engine
         svc.rules.bind(engine)
         ingest = Ingest(engine, svc.metrics, queue_size=settings.queue_size, recent=settings.recent_decisions,
-                        max_depth=settings.max_depth)
+                        max_depth=settings.max_depth,
+                        max_event_skew=settings.max_event_skew)
         ingest.start()
         svc._ingest = ingest
         poller = asyncio.get_running_loop().create_task(svc.rules.run(settings.reload_interval),

@@ -78,6 +78,8 @@ def _loopback(host: str) -> bool:
               help="Seconds a request's headers may take to arrive; slower connections get 408 and are closed.")
 @click.option("--max-connections", default=1000, show_default=True,
               help="Open connections at most; more are closed as they arrive (503).")
+@click.option("--max-event-skew", default=300.0, show_default=True,
+              help="Seconds an event's time may be ahead of this server's clock (later: refused, dead-lettered).")
 @click.option("--queue-size", default=10_000, show_default=True, help="Events accepted with mode=async, waiting.")
 @click.option("--reload-interval", default=1.0, show_default=True, help="Seconds between reload checks.")
 @click.option("--rule-tests-time-limit", default=60.0, show_default=True,
@@ -89,7 +91,8 @@ def _loopback(host: str) -> bool:
 def serve_command(rules_dir: str | None, host: str, port: int, allowed_hosts: tuple[str, ...], db: str,
                   max_body: int, max_batch: int, max_batch_body: int, max_depth: int, rate_limit: float,
                   rate_burst: int, auth_failure_rate: float, auth_failure_burst: int, public_metrics: bool,
-                  header_timeout: float, max_connections: int, queue_size: int, reload_interval: float, rule_tests_time_limit: float, no_auth: bool,
+                  max_event_skew: float, header_timeout: float, max_connections: int, queue_size: int,
+                  reload_interval: float, rule_tests_time_limit: float, no_auth: bool,
                   log_level: str, banks_db: str | None, media_roots: tuple[str, ...], **signal_opts: Any) -> None:
     """Serve the HTTP API: events in, decisions out; labels, rules versions, hash banks, health and metrics.
 
@@ -108,7 +111,7 @@ def serve_command(rules_dir: str | None, host: str, port: int, allowed_hosts: tu
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = ServiceSettings(host=host, port=port, allowed_hosts=allowed_hosts, rules_dir=rules_dir, auth=not no_auth,
                                max_body_bytes=max_body, max_batch=max_batch, max_batch_bytes=max_batch_body,
-                               max_depth=max_depth,
+                               max_depth=max_depth, max_event_skew=max_event_skew,
                                rate_limit=rate_limit, rate_burst=rate_burst,
                                auth_failure_rate=auth_failure_rate, auth_failure_burst=auth_failure_burst,
                                public_metrics=public_metrics, queue_size=queue_size,

@@ -45,8 +45,16 @@ async def _readiness(svc: Service) -> Response:
         await anyio.to_thread.run_sync(svc.rules_store.active_rules_version)
     except Exception as error:  # noqa: BLE001 - whatever the backend raises, the answer is "not ready"
         problems.append(f"the store does not answer: {type(error).__name__}")
+    warnings: list[str] = []
+    if svc.engine is not None:
+        flushing = svc.engine.counters.flush_status()
+        if flushing.last_error:
+            problems.append(f"counter updates are not being stored ({flushing.waiting} rows kept for the next "
+                            f"try): {flushing.last_error}")
+        if flushing.set_aside:  # each is a dead letter with its reason; the service goes on
+            warnings.append(f"{flushing.set_aside} counter updates could not be stored: see the dead letters")
     if problems:
-        return JSONResponse({"status": "not ready", "problems": problems}, status_code=503)
+        return JSONResponse({"status": "not ready", "problems": problems, "warnings": warnings}, status_code=503)
     active = svc.rules.active
     body: dict[str, Any] = {"status": "ready", "rules": {"seq": active.seq, "version": active.version}
                             if active is not None else None}
@@ -54,6 +62,10 @@ async def _readiness(svc: Service) -> Response:
     if problem is not None:  # the old version still decides events, so still ready; but say what is wrong
         body["warnings"] = [f"rules in {svc.rules.rules_dir} do not load; the active version serves on"]
         body["rules_dir"] = {"path": str(svc.rules.rules_dir), **problem.json()}
+    warnings_list = body.setdefault("warnings", [])
+    warnings_list.extend(warnings)
+    if not warnings_list:
+        del body["warnings"]
     return JSONResponse(body)
 
 

@@ -22,7 +22,7 @@ import orjson
 from vigil.dsl.runtime import FieldTypeError
 from vigil.effects import Decision
 from vigil.engine import Engine
-from vigil.events import MAX_EVENT_DEPTH, Event, EventError, parse_event
+from vigil.events import DEFAULT_MAX_FUTURE_SKEW, MAX_EVENT_DEPTH, Event, EventError, parse_event
 from vigil.service.errors import ApiError
 from vigil.service.metrics import Metrics
 from vigil.service.render import dumps
@@ -80,8 +80,9 @@ class RecentDecisions:
 
 class Ingest:
     def __init__(self, engine: Engine, metrics: Metrics, *, queue_size: int, recent: int,
-                 max_depth: int = MAX_EVENT_DEPTH) -> None:
+                 max_depth: int = MAX_EVENT_DEPTH, max_event_skew: float = DEFAULT_MAX_FUTURE_SKEW) -> None:
         self.engine = engine
+        self.max_event_skew = max_event_skew
         self.metrics = metrics
         self.max_depth = max_depth
         self.queue: asyncio.Queue[Queued] = asyncio.Queue(maxsize=queue_size)
@@ -110,7 +111,9 @@ class Ingest:
         try:
             if not isinstance(data, dict):
                 raise EventError(f"an event is a JSON object, got {type(data).__name__}")
-            return dataclasses.replace(parse_event(data, max_depth=self.max_depth), source=source)
+            # Serving live: an event dated too far after this server's clock is refused.
+            event = parse_event(data, max_depth=self.max_depth, now=time.time(), max_future_skew=self.max_event_skew)
+            return dataclasses.replace(event, source=source)
         except EventError as error:
             self.reject(raw if raw is not None else dumps(data), str(error), source)
             raise EventRejected(422, "invalid_event", str(error),

@@ -47,6 +47,14 @@ class EngineCollector(Collector):
             yield hits
             yield CounterMetricFamily("vigil_dead_letters", "Events that could not be decided.",
                                       value=stats.dead_letters)
+            flushing = engine.counters.flush_status()
+            yield CounterMetricFamily("vigil_counter_flush_failures", "Counter flushes the store refused (retried).",
+                                      value=flushing.failures)
+            yield CounterMetricFamily("vigil_counter_rows_set_aside",
+                                      "Counter updates no store can hold, dead-lettered with the reason.",
+                                      value=flushing.set_aside)
+            yield GaugeMetricFamily("vigil_counter_flush_failing", "1 while the latest counter flush failed.",
+                                    value=1 if flushing.last_error else 0)
             info = GaugeMetricFamily("vigil_rules_info", "The active rules version.", labels=["version", "seq"])
             seq = self.rules_seq()
             info.add_metric([engine.version, "" if seq is None else str(seq)], 1)

@@ -49,6 +49,8 @@ class ServiceSettings:
     auth_failure_burst: int = 20
     # /metrics without a token (for a scraper on a private network); by default it needs the read scope.
     public_metrics: bool = False
+    # Seconds an event's time may be ahead of this server's clock; later ones are refused (422, dead letter).
+    max_event_skew: float = 300.0
     queue_size: int = 10_000
     recent_decisions: int = 10_000
     reload_interval: float = 1.0

@@ -65,16 +65,32 @@ class LabelRecord:
         return self.present and (self.expires_at is None or self.expires_at > now)
 
 
+def horizon(newest: int, window: int | None) -> int:
+    """The last second outside the window ending at second `newest`: a sliding window of `window`
+    seconds holds the seconds after `newest - window`; the calendar day (None) its UTC day.
+
+    >>> horizon(1000, 60), horizon(86400 + 5, None)
+    (940, 86399)
+    """
+    return newest - window if window is not None else newest - newest % 86400 - 1
+
+
 class StateStore(Protocol):
     """Durable state behind the in-memory working set."""
 
     def write_counter_rows(self, rows: list[CounterRow]) -> None: ...
 
-    def load_counter_rows(self, cid: str, since_sec: int | None) -> Iterable[CounterRow]: ...
+    def load_counter_rows(self, cid: str, since_sec: int | None) -> Iterable[CounterRow]:
+        """The rows of counter `cid` after `since_sec` (None: all), in the order they were written."""
+        ...
 
     def latest_counter_sec(self, cid: str) -> int | None: ...
 
-    def prune_counter_rows(self, cid: str, before_sec: int) -> None: ...
+    def prune_counter_rows(self, cid: str, window: int | None, before_sec: int) -> None:
+        """Drop the rows of counter `cid` that reloading would drop anyway: per key, those at or before
+        `horizon(second of the key's last-written row, window)`; and every row at or before `before_sec`.
+        Never by one counter-wide newest second (one future-dated row would erase every other key)."""
+        ...
 
     def write_labels(self, records: list[LabelRecord]) -> None:
         """Store the new state of each label and append it to the label history, in one transaction."""
@@ -103,6 +119,16 @@ class EventJournal(Protocol):
     def journal_pending(self) -> list[tuple[int, str, bytes]]: ...
 
 
+@dataclass(slots=True)
+class FlushStatus:
+    """How writing counter updates to the store goes (/readyz and /metrics show it)."""
+
+    failures: int = 0  # flushes the store refused (their rows were kept and retried)
+    set_aside: int = 0  # rows no store can hold, dead-lettered with the reason instead
+    last_error: str = ""  # why the latest flush failed; empty once a flush succeeds
+    waiting: int = 0  # rows kept for the next flush after a failure
+
+
 class CounterBackend(Protocol):
     """Where the windowed counters live: in process (`WindowCounters`, journalled to a StateStore) or in
     a shared server (`RedisCounters`) that several workers update together.
@@ -124,6 +150,8 @@ class CounterBackend(Protocol):
     def start(self) -> None: ...
 
     def flush(self) -> int: ...
+
+    def flush_status(self) -> FlushStatus: ...
 
     def close(self) -> None: ...
 

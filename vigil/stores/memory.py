@@ -13,6 +13,7 @@ from vigil.stores.base import (
     LabelRecord,
     RulesVersion,
     bounded_letter,
+    horizon,
 )
 
 
@@ -37,8 +38,10 @@ class MemoryStore:
     def latest_counter_sec(self, cid: str) -> int | None:
         return max((r[2] for r in self.counter_rows if r[0] == cid), default=None)
 
-    def prune_counter_rows(self, cid: str, before_sec: int) -> None:
-        self.counter_rows = [r for r in self.counter_rows if r[0] != cid or r[2] > before_sec]
+    def prune_counter_rows(self, cid: str, window: int | None, before_sec: int) -> None:
+        last = {r[1]: r[2] for r in self.counter_rows if r[0] == cid}  # each key's last-written second
+        self.counter_rows = [r for r in self.counter_rows if r[0] != cid
+                             or (r[2] > before_sec and r[2] > horizon(last[r[1]], window))]
 
     def write_labels(self, records: list[LabelRecord]) -> None:
         for r in records:

@@ -124,15 +124,23 @@ class PostgresStore:
 
     def load_counter_rows(self, cid: str, since_sec: int | None) -> Iterable[CounterRow]:
         rows = self._read("SELECT cid, key, sec, value, amount FROM counter_log WHERE cid = %s AND sec > %s"
-                          " ORDER BY sec, id", (cid, since_sec if since_sec is not None else -(2**62)))
+                          " ORDER BY id", (cid, since_sec if since_sec is not None else -(2**62)))
         return [(r[0], r[1], int(r[2]), r[3], float(r[4])) for r in rows]
 
     def latest_counter_sec(self, cid: str) -> int | None:
         value = self._read("SELECT MAX(sec) FROM counter_log WHERE cid = %s", (cid,))[0][0]
         return None if value is None else int(value)
 
-    def prune_counter_rows(self, cid: str, before_sec: int) -> None:
-        self._write("DELETE FROM counter_log WHERE cid = %s AND sec <= %s", [(cid, before_sec)])
+    def prune_counter_rows(self, cid: str, window: int | None, before_sec: int) -> None:
+        """Per key, in one statement: each key's last-written second decides what its window still holds."""
+        held = "n.newest - %(window)s" if window is not None else "n.newest - n.newest %% 86400 - 1"
+        with self.pool.connection() as conn:
+            conn.execute(
+                "WITH n AS (SELECT DISTINCT ON (key) key, sec AS newest FROM counter_log WHERE cid = %(cid)s"
+                " ORDER BY key, id DESC)"
+                " DELETE FROM counter_log c USING n WHERE c.cid = %(cid)s AND c.key = n.key"
+                f" AND (c.sec <= %(before)s OR c.sec <= {held})",
+                {"cid": cid, "window": window, "before": before_sec})
 
     # ---- labels ----
     def write_labels(self, records: list[LabelRecord]) -> None:

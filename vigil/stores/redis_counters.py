@@ -6,9 +6,9 @@ same id within `mark_ttl` seconds) changes nothing and gets back the very (befor
 first delivery got, so a retried event is decided exactly as the first time. The layout mirrors the
 in-process structures one to one, so the two agree on every input, in order or not:
 
-    {prefix}:c:{cid}:{key}   sliding count/sum: list of "sec amount" (seconds rising, the last merged)
+    {prefix}:c:{cid}:{key}   sliding count/sum: list of "sec amount" (seconds rising, one entry each)
     {prefix}:t:{cid}:{key}   its running total
-    {prefix}:c:{cid}:{key}   sliding distinct: list of "sec<TAB>value" in arrival order
+    {prefix}:c:{cid}:{key}   sliding distinct: list of "sec<TAB>value" (seconds rising)
     {prefix}:s:{cid}:{key}   hash value → last second seen
     {prefix}:t:{cid}:{key}   calendar day count/sum: "day total"
     {prefix}:c:{cid}:{key}   calendar day distinct: the day, with
@@ -25,6 +25,7 @@ from collections.abc import Callable
 from typing import Any
 
 from vigil.dsl.compile import CounterSpec
+from vigil.stores.base import FlushStatus
 
 # Numbers cross the Lua boundary as strings: %.17g gives a double back exactly.
 _LUA_COMMON = r"""
@@ -34,7 +35,19 @@ local function split(entry, sep)
   return tonumber(string.sub(entry, 1, i - 1)), string.sub(entry, i + 1)
 end
 
--- Sliding count/sum: prune from the head, merge into the newest second, keep the total.
+-- Sliding count/sum: prune from the head, then merge into the newest second or, for a late event,
+-- hold it at its own second (what is held after it is outside its window); keep the total.
+local function later_sum(q, sec)
+  local later, i = 0, redis.call('LLEN', q) - 1
+  while i >= 0 do
+    local s, a = split(redis.call('LINDEX', q, i), ' ')
+    if s <= sec then return later, i, s, a end
+    later = later + tonumber(a)
+    i = i - 1
+  end
+  return later, -1, nil, nil
+end
+
 local function add_sum(q, t, sec, window, amount)
   local total = tonumber(redis.call('GET', t) or '0')
   local limit = sec - window
@@ -46,18 +59,17 @@ local function add_sum(q, t, sec, window, amount)
     total = total - tonumber(a)
     redis.call('LPOP', q)
   end
-  local last = redis.call('LINDEX', q, -1)
-  local merged = false
-  if last then
-    local s, a = split(last, ' ')
-    if s >= sec then
-      redis.call('LSET', q, -1, s .. ' ' .. fmt(tonumber(a) + amount))
-      merged = true
-    end
+  local later, i, s, a = later_sum(q, sec)
+  if s == sec then
+    redis.call('LSET', q, i, s .. ' ' .. fmt(tonumber(a) + amount))
+  elseif i == redis.call('LLEN', q) - 1 then
+    redis.call('RPUSH', q, sec .. ' ' .. fmt(amount))
+  else
+    redis.call('LINSERT', q, 'BEFORE', redis.call('LINDEX', q, i + 1), sec .. ' ' .. fmt(amount))
   end
-  if not merged then redis.call('RPUSH', q, sec .. ' ' .. fmt(amount)) end
+  local before = total - later
   redis.call('SET', t, fmt(total + amount))
-  return {fmt(total), fmt(total + amount)}
+  return {fmt(before), fmt(before + amount)}
 end
 
 local function peek_sum(q, t, sec, window)
@@ -70,10 +82,11 @@ local function peek_sum(q, t, sec, window)
     if s > limit then break end
     total = total - tonumber(a)
   end
-  return total
+  return total - later_sum(q, sec)
 end
 
--- Sliding distinct: prune from the head (arrival order), a value counts while its last second is in.
+-- Sliding distinct: a list of "sec<TAB>value" sorted by second; a value counts while one of its
+-- seconds is in the window (the hash keeps each value's last second).
 local function add_distinct(q, h, sec, window, value)
   local limit = sec - window
   while true do
@@ -84,20 +97,48 @@ local function add_distinct(q, h, sec, window, value)
     redis.call('LPOP', q)
     if tonumber(redis.call('HGET', h, v) or 'nil') == s then redis.call('HDEL', h, v) end
   end
-  local before = redis.call('HLEN', h)
-  local last = tonumber(redis.call('HGET', h, value) or 'nil')
-  if (not last) or last < sec then
-    redis.call('HSET', h, value, sec)
-    redis.call('RPUSH', q, sec .. '\t' .. value)
+  local newest = redis.call('LINDEX', q, -1)
+  if (not newest) or split(newest, '\t') <= sec then
+    local before = redis.call('HLEN', h)
+    local last = tonumber(redis.call('HGET', h, value) or 'nil')
+    if (not last) or last < sec then
+      redis.call('HSET', h, value, sec)
+      redis.call('RPUSH', q, sec .. '\t' .. value)
+    end
+    return {fmt(before), fmt(redis.call('HLEN', h))}
   end
-  return {fmt(before), fmt(redis.call('HLEN', h))}
+  local inside, before, present, pivot = {}, 0, false, nil
+  for _, entry in ipairs(redis.call('LRANGE', q, 0, -1)) do
+    local s, v = split(entry, '\t')
+    if s > sec then pivot = entry break end
+    if not inside[v] then inside[v] = true before = before + 1 end
+    if s == sec and v == value then present = true end
+  end
+  if not present then
+    redis.call('LINSERT', q, 'BEFORE', pivot, sec .. '\t' .. value)
+    local last = tonumber(redis.call('HGET', h, value) or 'nil')
+    if (not last) or last < sec then redis.call('HSET', h, value, sec) end
+  end
+  local after = before
+  if not inside[value] then after = before + 1 end
+  return {fmt(before), fmt(after)}
 end
 
 local function peek_distinct(q, h, sec, window)
   local limit = sec - window
-  local gone = {}
+  local entries = redis.call('LRANGE', q, 0, -1)
+  if #entries == 0 then return 0 end
   local n = 0
-  for _, entry in ipairs(redis.call('LRANGE', q, 0, -1)) do
+  if split(entries[#entries], '\t') > sec then  -- a late second: the values seen inside its window
+    local inside = {}
+    for _, entry in ipairs(entries) do
+      local s, v = split(entry, '\t')
+      if s > limit and s <= sec and not inside[v] then inside[v] = true n = n + 1 end
+    end
+    return n
+  end
+  local gone = {}
+  for _, entry in ipairs(entries) do
     local s, v = split(entry, '\t')
     if s <= limit and not gone[v] and tonumber(redis.call('HGET', h, v) or 'nil') == s then
       gone[v] = true
@@ -114,6 +155,7 @@ local function add_day(t, sec, amount)
   local total = 0
   if state then
     local d, a = split(state, ' ')
+    if d > day then return {fmt(0), fmt(amount)} end  -- a late event of a day no longer held: alone
     if d == day then total = tonumber(a) end
   end
   redis.call('SET', t, day .. ' ' .. fmt(total + amount))
@@ -122,7 +164,9 @@ end
 
 local function add_day_distinct(t, h, sec, value)
   local day = math.floor(sec / 86400)
-  if tonumber(redis.call('GET', t) or 'nil') ~= day then
+  local held = tonumber(redis.call('GET', t) or 'nil')
+  if held and held > day then return {fmt(0), fmt(1)} end  -- a late event of a day no longer held: alone
+  if held ~= day then
     redis.call('DEL', h)
     redis.call('SET', t, day)
   end
@@ -262,6 +306,10 @@ class RedisCounters:
 
     def flush(self) -> int:
         return 0
+
+    def flush_status(self) -> FlushStatus:
+        """Never failing: a failed update raises in `add_many`, so its event is retried or dead-lettered."""
+        return FlushStatus()
 
     def close(self) -> None:
         """The client belongs to the caller; nothing is buffered here."""

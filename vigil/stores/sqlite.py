@@ -26,6 +26,7 @@ from vigil.stores.base import (
     RulesVersion,
     StoreUnavailable,
     bounded_letter,
+    horizon,
 )
 
 # Versioned schema: each entry migrates from the version before it.
@@ -174,26 +175,35 @@ class SqliteStore:
         rows = [(cid, str(key), int(sec), str(value), float(amount))
                 for (blob,) in chunks for key, sec, value, amount in orjson.loads(blob)  # type: ignore[arg-type]
                 if sec > since]
-        rows.sort(key=lambda row: row[2])  # by second; stable, so writes of one second keep their order
-        return rows
+        return rows  # in the order written: a reload replays the arrivals, late ones included
 
     def latest_counter_sec(self, cid: str) -> int | None:
         row = self._read("SELECT MAX(sec_max) FROM counter_chunks WHERE cid = ?", (cid,))
         return row[0][0]  # type: ignore[return-value]
 
-    def prune_counter_rows(self, cid: str, before_sec: int) -> None:
-        """Drop the rows of seconds up to `before_sec`: whole chunks, and the old part of a chunk that
-        straddles the boundary (rewritten in the same transaction)."""
+    def prune_counter_rows(self, cid: str, window: int | None, before_sec: int) -> None:
+        """Per key: each key's last-written second decides what its window still holds, so the chunks
+        are read whole (in this, the flusher's thread, outside the lock), and those that lose rows are
+        rewritten or deleted in one transaction."""
+        chunks = self._read("SELECT id, rows FROM counter_chunks WHERE cid = ? ORDER BY id", (cid,))
+        parsed = [(chunk_id, orjson.loads(blob)) for chunk_id, blob in chunks]  # type: ignore[arg-type]
+        last = {key: sec for _id, rows in parsed for key, sec, _value, _amount in rows}  # last written
+        deleted: list[tuple[object, ...]] = []
+        rewritten: list[tuple[object, ...]] = []
+        for chunk_id, rows in parsed:
+            kept = [row for row in rows if row[1] > before_sec and row[1] > horizon(last[row[0]], window)]
+            if not kept:
+                deleted.append((chunk_id,))
+            elif len(kept) < len(rows):
+                rewritten.append((min(r[1] for r in kept), max(r[1] for r in kept), orjson.dumps(kept), chunk_id))
+        if not deleted and not rewritten:
+            return
         with self._lock:
             self._conn.execute("BEGIN")
             try:
-                self._conn.execute("DELETE FROM counter_chunks WHERE cid = ? AND sec_max <= ?", (cid, before_sec))
-                straddling = self._conn.execute(
-                    "SELECT id, rows FROM counter_chunks WHERE cid = ? AND sec_min <= ?", (cid, before_sec)).fetchall()
-                for chunk_id, blob in straddling:
-                    kept = [row for row in orjson.loads(blob) if row[1] > before_sec]
-                    self._conn.execute("UPDATE counter_chunks SET sec_min = ?, rows = ? WHERE id = ?",
-                                       (min(row[1] for row in kept), orjson.dumps(kept), chunk_id))
+                self._conn.executemany("DELETE FROM counter_chunks WHERE id = ?", deleted)
+                self._conn.executemany("UPDATE counter_chunks SET sec_min = ?, sec_max = ?, rows = ? WHERE id = ?",
+                                       rewritten)
             except BaseException:
                 self._conn.execute("ROLLBACK")
                 raise

@@ -151,7 +151,8 @@ def run_worker(settings: Any, *, rules: list[str], stream_redis: str | None, str
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
             previous[sig] = signal.signal(sig, lambda *_: stop.set())
-    worker = Worker(engine, source, sinks, watcher=watcher, max_attempts=w.max_attempts)
+    worker = Worker(engine, source, sinks, watcher=watcher, max_attempts=w.max_attempts,
+                    max_event_skew=w.max_event_skew)
     try:
         return worker.run(stop, max_events=max_events, idle_exit=idle_exit)
     finally:

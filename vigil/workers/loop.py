@@ -24,7 +24,7 @@ from vigil.dsl.loader import load_ruleset
 from vigil.dsl.runtime import FieldTypeError
 from vigil.effects import Decision
 from vigil.engine import Engine
-from vigil.events import EventError, parse_event
+from vigil.events import DEFAULT_MAX_FUTURE_SKEW, EventError, parse_event
 from vigil.stores.base import RulesStore
 
 log = logging.getLogger("vigil.workers")
@@ -153,9 +153,11 @@ class RulesWatcher:
 
 class Worker:
     def __init__(self, engine: Engine, source: Source, sinks: Sequence[Sink] = (), *,
-                 watcher: RulesWatcher | None = None, max_attempts: int = 5) -> None:
+                 watcher: RulesWatcher | None = None, max_attempts: int = 5,
+                 max_event_skew: float = DEFAULT_MAX_FUTURE_SKEW) -> None:
         self.engine, self.source, self.sinks, self.watcher = engine, source, list(sinks), watcher
         self.max_attempts = max_attempts
+        self.max_event_skew = max_event_skew
         self.stats = WorkerStats()
 
     def run(self, stop: threading.Event, *, max_events: int | None = None, idle_exit: float | None = None,
@@ -201,7 +203,7 @@ class Worker:
     def _decide(self, message: Message) -> Decision | None:
         while True:
             try:
-                event = parse_event(message.raw)
+                event = parse_event(message.raw, now=time.time(), max_future_skew=self.max_event_skew)
                 return self.engine.decide(event)
             except (EventError, FieldTypeError) as error:
                 self.engine.dead_letter(message.raw, str(error), self.source.name)
