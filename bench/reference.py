@@ -262,11 +262,11 @@ class HandWritten:
         return current is not None and current[0] > now
 
     def _label(self, kind: str, key: str | None, label: str, until: float, now: float) -> None:
-        # As the engine: an active label's expiry moves in steps of at least a minute or 1% of its duration.
+        # As the engine: re-adding an active label extends it to the later expiry.
         if key is None:
             return
         current = self.labels.get((kind, key, label))
-        if current is None or current[0] <= now or until > current[0] + max(60.0, 0.01 * (current[0] - current[1])):
+        if current is None or current[0] <= now or until > current[0]:
             self.labels[(kind, key, label)] = (until, now)
 
     def decide(self, event: dict[str, Any]) -> tuple[str, list[str]]:

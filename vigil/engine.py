@@ -120,6 +120,7 @@ class Engine:
             "_contains_normalized": runtime.contains_normalized,
             "_arith": runtime.arith,
             "_has_label": self.labels.has,
+            "_has_manual_label": self.labels.has_manual,
             "_classifier_score": self.signals.classifier_score,
             "_classifier_label": self.signals.classifier_label,
             "_bank_match": self.signals.bank_match,
@@ -205,6 +206,7 @@ class Engine:
         hits: list[RuleHit] = []
         live_effects: list[Effect] = []
         records: list[LabelRecord] = []
+        asked: dict[tuple[str, str, str], list[tuple[LabelEffect, str]]] = {}  # label → (effect, rule) asking
         for index, features, keys in raw_hits:
             info = self._rules[index]
             keyed = dict(zip(info.entities, keys))
@@ -224,14 +226,27 @@ class Engine:
             for effect in effects:
                 live_effects.append(effect)
                 if isinstance(effect, LabelEffect):
-                    record = self.labels.change(effect.entity_type, effect.key, effect.label,
-                                                present=not effect.remove, now=event.time, source=RULE,
-                                                actor=info.name, expires_at=effect.expires_at)
-                    if record is not None:
-                        records.append(record)
+                    asked.setdefault((effect.entity_type, effect.key, effect.label), []).append((effect, info.name))
         # Effects apply after every rule has seen the same state, so rule order never matters.
-        self.labels.commit(records, effects_id or event.key)
-        return Decision(event.id, event.type, event.time, verdict, tuple(live_effects), tuple(hits),
+        for (etype, key, label), wanted in asked.items():
+            effect, actor = _strongest_label_effect(wanted)
+            record = self.labels.change(etype, key, label, present=not effect.remove, now=event.time, source=RULE,
+                                        actor=actor, expires_at=effect.expires_at)
+            if record is not None:
+                records.append(record)
+        applied = {(r.entity_type, r.key, r.label): r for r in self.labels.commit(records, effects_id or event.key)}
+        # The decision lists the label changes the store took, as it holds them: none that a person's change
+        # refused or that were so already, each once.
+        reported: list[Effect] = []
+        for effect in live_effects:
+            if isinstance(effect, LabelEffect):
+                record = applied.pop((effect.entity_type, effect.key, effect.label), None)
+                if record is None:
+                    continue
+                effect = LabelEffect(record.entity_type, record.key, record.label, not record.present,
+                                     record.expires_at)
+            reported.append(effect)
+        return Decision(event.id, event.type, event.time, verdict, tuple(reported), tuple(hits),
                         self.ruleset.version)
 
     @staticmethod
@@ -254,3 +269,13 @@ class Engine:
     def close(self) -> None:
         self.counters.close()
         self.store.close()
+
+
+def _strongest_label_effect(wanted: list[tuple[LabelEffect, str]]) -> tuple[LabelEffect, str]:
+    """Of several rules changing one label on one event: adding outranks removing, and the longest
+    expiry (none is longest) wins; ties go to the first rule, so that rule order never matters."""
+    def strength(item: tuple[LabelEffect, str]) -> tuple[bool, float]:
+        effect = item[0]
+        return (not effect.remove, float("inf") if effect.expires_at is None else effect.expires_at)
+
+    return max(wanted, key=strength)

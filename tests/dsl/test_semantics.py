@@ -826,3 +826,41 @@ def test_repeated_letters_match_lists_and_contains(make_engine: MakeEngine) -> N
     assert verdict(engine, t="paaaaypaaal login") == "review"
     assert verdict(engine, t="Frrreee gift", p="FREE") == "flag"
     assert verdict(engine, t="fre gift", p="free") == "allow"
+
+
+def _label_effects(decision: Decision) -> list[tuple[str, bool, float | None]]:
+    return [(e.label, e.remove, e.expires_at) for e in decision.effects if isinstance(e, LabelEffect)]
+
+
+def test_a_decision_lists_only_label_changes_the_store_took(make_engine: MakeEngine) -> None:
+    engine = make_engine(LABEL_RULES)
+    engine.labels.set("user", "u", "spammer", present=False, now=T0, source="manual", actor="mod")
+    assert _label_effects(decide(engine, "bad", time=T0 + 1, user="u")) == []  # a person's removal refused it
+    first = decide(engine, "bad", time=T0 + 1, user="v")
+    assert _label_effects(first) == [("spammer", False, T0 + 1 + 7 * 86400)]
+    again = decide(engine, "bad", time=T0 + 3600, user="v")  # an hour later: extended to the later expiry
+    assert _label_effects(again) == [("spammer", False, T0 + 3600 + 7 * 86400)]
+    assert engine.labels.get("user", "v")[0].expires_at == T0 + 3600 + 7 * 86400
+
+
+def test_two_rules_labelling_alike_make_one_change(make_engine: MakeEngine) -> None:
+    engine = make_engine(HEADER + 'rule "a" when event is "bad" then label user "x" for 1 hour\n'
+                         'rule "b" when event is "bad" then label user "x" for 1 day')
+    assert _label_effects(decide(engine, "bad", time=T0, user="u")) == [("x", False, T0 + 86400)]
+    assert len(engine.labels.history("user", "u")) == 1
+
+
+def test_an_event_sees_the_labels_of_its_own_time(make_engine: MakeEngine) -> None:
+    engine = make_engine(LABEL_RULES)
+    engine.labels.set("user", "u", "spammer", present=True, now=T0 + 30 * 86400, source="manual", actor="mod")
+    assert verdict(engine, time=T0, user="u") == "allow"  # a replay of last month: the person acted later
+    assert verdict(engine, time=T0 + 30 * 86400, user="u") == "block"
+
+
+def test_has_manual_label_tells_a_persons_label_from_a_rules(make_engine: MakeEngine) -> None:
+    engine = make_engine(LABEL_RULES + 'rule "trusted" when event is "post" and user has manual label "ok" then flag\n'
+                         'rule "auto" when event is "fine" then label user "ok"')
+    decide(engine, "fine", time=T0, user="r")
+    engine.labels.set("user", "m", "ok", present=True, now=T0, source="manual", actor="mod")
+    assert verdict(engine, time=T0 + 1, user="r") == "allow"
+    assert verdict(engine, time=T0 + 1, user="m") == "flag"

@@ -65,3 +65,31 @@ def test_expiring_manual_label_and_keys_with_slashes(svc: Running) -> None:
     body = svc.get(url).json()
     assert body["key"] == "https:/x.test/a"
     assert body["labels"][0]["expires_at"] is not None
+
+
+def test_a_manual_removal_expires_or_is_released(svc: Running) -> None:
+    admin = svc.headers("admin")
+    base = "/v1/entities/user/u8/labels/potty-mouth"
+    held = svc.client.request("DELETE", base, json={"reason": "never had it", "expires_in": 3600}, headers=admin)
+    assert held.status_code == 200 and held.json()["state"]["held"] is True
+    assert held.json()["state"]["expires_at"] is not None
+    svc.post_event(post("a badword", user="u8"))
+    assert _labels(svc, "u8") == []  # held for the hour
+    released = svc.client.post(base + "/release", json={"reason": "mistake"}, headers=admin)
+    assert released.status_code == 200 and released.json()["changed"] is True
+    assert released.json()["state"]["held"] is False
+    svc.post_event(post("a badword", user="u8"))
+    assert [x["label"] for x in _labels(svc, "u8")] == ["potty-mouth"]  # rules label again
+    nothing = svc.client.post(base + "/release", json={"reason": "again"}, headers=admin)
+    assert nothing.json()["changed"] is False
+
+
+def test_labels_as_of_a_time(svc: Running) -> None:
+    admin = svc.headers("admin")
+    url = "/v1/entities/user/u9/labels"
+    assert svc.client.post(url, json={"label": "vip", "reason": "r"}, headers=admin).status_code == 201
+    assert [x["label"] for x in svc.get(url).json()["labels"]] == ["vip"]
+    assert svc.get(url + "?at=2020-01-01T00:00:00Z").json()["labels"] == []  # before the person set it
+    assert svc.get(url + "?at=1577836800&all=true").json()["labels"] == []
+    bad = svc.client.get(url + "?at=yesterday", headers=admin)
+    assert bad.status_code == 400 and bad.json()["error"]["code"] == "bad_time"

@@ -155,9 +155,12 @@ class EventIs:
 
 @dataclass(frozen=True, slots=True)
 class HasLabel:
+    """`ENTITY has label "x"`; with `manual`, `ENTITY has manual label "x"` (set by a person)."""
+
     entity: str
     label: str
     span: Span = _span()
+    manual: bool = False
 
 
 @dataclass(frozen=True, slots=True)

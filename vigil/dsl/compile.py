@@ -298,7 +298,8 @@ class _FunctionBuilder:
 
     def has_label_code(self, e: ast.HasLabel) -> str:
         k = self.temp()
-        return f"(None if ({k} := {self.entity_key(e.entity)}) is None else _has_label({e.entity!r}, {k}, {e.label!r}, t))"
+        function = "_has_manual_label" if e.manual else "_has_label"
+        return f"(None if ({k} := {self.entity_key(e.entity)}) is None else {function}({e.entity!r}, {k}, {e.label!r}, t))"
 
     # ---- counters ----
     def counter_slots(self, counter: ast.Counter) -> tuple[str, str]:

@@ -244,6 +244,9 @@ class ToAst(Transformer_NonRecursive[Token, ast.Module]):
     def has_label(self, meta: Meta, c: list[Token]) -> ast.HasLabel:
         return ast.HasLabel(str(c[0]), string_value(c[1]), self._span(meta))
 
+    def has_manual_label(self, meta: Meta, c: list[Token]) -> ast.HasLabel:
+        return ast.HasLabel(str(c[0]), string_value(c[1]), self._span(meta), manual=True)
+
     def matches_bank(self, meta: Meta, c: list[Any]) -> ast.BankMatch:
         within = int(number_value(c[2])) if len(c) > 2 and c[2] is not None else None
         return ast.BankMatch(c[0], string_value(c[1]), within, self._span(meta))

@@ -59,7 +59,7 @@ def unparse(e: ast.Expr) -> str:
         within = f" within {e.within}" if e.within is not None else ""
         return f"{unparse(e.arg)} matches bank {json.dumps(e.bank)}{within}"
     if isinstance(e, ast.HasLabel):
-        return f"{e.entity} has label {json.dumps(e.label)}"
+        return f"{e.entity} has {'manual ' if e.manual else ''}label {json.dumps(e.label)}"
     if isinstance(e, ast.And):
         return " and ".join(_paren(i, ast.Or) for i in e.items)
     if isinstance(e, ast.Or):

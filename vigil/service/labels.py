@@ -1,11 +1,14 @@
 """Routes: an entity's labels and their history; manual labels added and removed with a reason.
 
-A label set or removed here is "manual": rules cannot undo it (see vigil/signals/labels.py). Changes
-run in the event loop's thread, like every engine call, so they never race with a decision.
+A label set or removed here is "manual": rules cannot undo it while it is in force (see
+vigil/signals/labels.py). A change made here takes effect at the wall-clock time of the request; reads
+judge the labels at `?at=` (default now). Changes run in the event loop's thread, like every engine
+call, so they never race with a decision.
 """
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from typing import Any
@@ -16,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from vigil.dsl.runtime import FieldTypeError, parse_time
 from vigil.service.auth import require
 from vigil.service.errors import ApiError, JSONResponse
 from vigil.service.limits import read_body
@@ -23,6 +27,7 @@ from vigil.service.state import service
 from vigil.signals.labels import MANUAL
 from vigil.stores.base import LabelRecord
 
+_NUMBER = re.compile(r"^-?[0-9]+(\.[0-9]+)?$")
 NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,99}$")
 MAX_KEY = 500
 MAX_LABEL_BODY = 64 << 10
@@ -33,7 +38,23 @@ def record_json(r: LabelRecord, now: float | None = None) -> dict[str, Any]:
                            "reason": r.reason, "updated_at": r.updated_at, "expires_at": r.expires_at}
     if now is not None:
         out["active"] = r.active(now)
+        out["held"] = r.held(now)  # a person's change that rules cannot undo
     return out
+
+
+def _at(request: Request) -> float:
+    """`?at=`: the time to judge labels at (RFC 3339 or epoch seconds), by default now."""
+    raw = request.query_params.get("at")
+    if raw is None or raw == "":
+        return time.time()
+    try:
+        at = parse_time(float(raw) if _NUMBER.match(raw) else raw)
+    except FieldTypeError:
+        at = None
+    if at is None or not math.isfinite(at):
+        raise ApiError(400, "bad_time", f"`at` must be an RFC 3339 time or epoch seconds, got {raw!r}",
+                       "?at=2026-01-01T00:00:00Z or ?at=1767225600")
+    return at
 
 
 def _entity(request: Request) -> tuple[str, str]:
@@ -46,14 +67,16 @@ def _entity(request: Request) -> tuple[str, str]:
 
 
 async def get_labels(request: Request) -> Response:
-    """Active labels (?all=true: also removed and expired ones, which still block rules if manual)."""
+    """Labels as they were at `?at=` (default now): the active ones, or with ?all=true every label's record
+    in effect then (also removed and expired ones; a person's removal still holds while `held`)."""
     require(request, "read")
     etype, key = _entity(request)
-    now = time.time()
+    at = _at(request)
     labels = service(request).running_engine.labels
     show_all = request.query_params.get("all", "").lower() in ("1", "true", "yes")
-    records = labels.get(etype, key, None if show_all else now)
-    return JSONResponse({"entity_type": etype, "key": key, "labels": [record_json(r, now) for r in records]})
+    records = labels.as_of(etype, key, at) if show_all else labels.get(etype, key, at)
+    return JSONResponse({"entity_type": etype, "key": key, "at": at,
+                         "labels": [record_json(r, at) for r in records]})
 
 
 async def get_history(request: Request) -> Response:
@@ -83,6 +106,26 @@ def _reason(data: dict[str, Any], request: Request) -> str:
     return reason.strip()
 
 
+def _expires_in(data: dict[str, Any], request: Request) -> float | None:
+    raw = data.get("expires_in", request.query_params.get("expires_in"))
+    if raw is None:
+        return None
+    if isinstance(raw, str):
+        try:
+            raw = float(raw)
+        except ValueError:
+            raw = None
+    if raw is None or isinstance(raw, bool) or not isinstance(raw, (int, float)) or not 0 < raw < math.inf:
+        raise ApiError(422, "invalid_expiry", '"expires_in" must be a positive number of seconds',
+                       '{"label": "spammer", "reason": "…", "expires_in": 86400}')
+    return float(raw)
+
+
+def _label_state(engine: Any, etype: str, key: str, label: str, now: float) -> dict[str, Any] | None:
+    current = [r for r in engine.labels.as_of(etype, key, now) if r.label == label]
+    return record_json(current[0], now) if current else None
+
+
 async def add_label(request: Request) -> Response:
     """Add a manual label: {"label", "reason", "expires_in" (seconds, optional)}."""
     token = require(request, "admin")
@@ -92,22 +135,36 @@ async def add_label(request: Request) -> Response:
     if not isinstance(label, str) or not label or len(label) > 200:
         raise ApiError(422, "invalid_label", '"label" must be a string of 1 to 200 characters')
     reason = _reason(data, request)
-    expires_in = data.get("expires_in")
-    if expires_in is not None and (isinstance(expires_in, bool) or not isinstance(expires_in, (int, float))
-                                   or expires_in <= 0):
-        raise ApiError(422, "invalid_expiry", '"expires_in" must be a positive number of seconds')
+    expires_in = _expires_in(data, request)
     now = time.time()
     engine = service(request).running_engine
     record = engine.labels.set(etype, key, label, present=True, now=now, source=MANUAL, actor=token.name,
                                expires_at=now + expires_in if expires_in is not None else None, reason=reason)
-    current = [r for r in engine.labels.get(etype, key) if r.label == label]
     return JSONResponse({"entity_type": etype, "key": key, "changed": record is not None,
-                         "label": record_json(current[0], now) if current else None},
+                         "label": _label_state(engine, etype, key, label, now)},
                         status_code=201 if record is not None else 200)
 
 
 async def remove_label(request: Request) -> Response:
-    """Remove a label by hand (kept as removed, so that rules cannot add it back); needs ?reason=."""
+    """Remove a label by hand: kept as removed, so that rules cannot add it back, until `expires_in`
+    seconds (optional; without it, until a person changes or releases it). Needs a reason."""
+    token = require(request, "admin")
+    etype, key = _entity(request)
+    label = request.path_params["label"]
+    data = await _json_object(request)
+    reason = _reason(data, request)
+    expires_in = _expires_in(data, request)
+    now = time.time()
+    engine = service(request).running_engine
+    record = engine.labels.set(etype, key, label, present=False, now=now, source=MANUAL, actor=token.name,
+                               expires_at=now + expires_in if expires_in is not None else None, reason=reason)
+    return JSONResponse({"entity_type": etype, "key": key, "label": label, "changed": record is not None,
+                         "state": _label_state(engine, etype, key, label, now)})
+
+
+async def release_label(request: Request) -> Response:
+    """End a person's change of a label (an addition or a removal) now: the label is absent, and rules may
+    set it again. Stored as a manual removal that expires when it is made. Needs a reason."""
     token = require(request, "admin")
     etype, key = _entity(request)
     label = request.path_params["label"]
@@ -115,14 +172,19 @@ async def remove_label(request: Request) -> Response:
     reason = _reason(data, request)
     now = time.time()
     engine = service(request).running_engine
-    record = engine.labels.set(etype, key, label, present=False, now=now, source=MANUAL, actor=token.name,
-                               reason=reason)
-    return JSONResponse({"entity_type": etype, "key": key, "label": label, "changed": record is not None})
+    current = [r for r in engine.labels.as_of(etype, key, now) if r.label == label]
+    record = None
+    if current and current[0].held(now):
+        record = engine.labels.set(etype, key, label, present=False, now=now, source=MANUAL, actor=token.name,
+                                   expires_at=now, reason=reason)
+    return JSONResponse({"entity_type": etype, "key": key, "label": label, "changed": record is not None,
+                         "state": _label_state(engine, etype, key, label, now)})
 
 
 routes = [
     Route("/v1/entities/{entity_type}/{key:path}/labels", get_labels, methods=["GET"]),
     Route("/v1/entities/{entity_type}/{key:path}/labels", add_label, methods=["POST"]),
     Route("/v1/entities/{entity_type}/{key:path}/labels/{label}", remove_label, methods=["DELETE"]),
+    Route("/v1/entities/{entity_type}/{key:path}/labels/{label}/release", release_label, methods=["POST"]),
     Route("/v1/entities/{entity_type}/{key:path}/history", get_history, methods=["GET"]),
 ]

@@ -90,16 +90,27 @@ def openapi_document() -> dict[str, Any]:
                 "202": _json(ok, "Still queued."), "404": _json(_ref("Error"), "Not among the recent ones.")},
                 params=[_path("event_id", "the event's id")])},
             "/v1/entities/{entity_type}/{key}/labels": {
-                "get": _op("An entity's labels", "read", {"200": _json(ok, "Active labels (all=true: every one).")},
-                           params=[*ENTITY, _query("all", "include removed and expired labels", {"type": "boolean"})]),
+                "get": _op("An entity's labels as they were at a time", "read", {
+                    "200": _json(ok, "Active labels at `at` (all=true: every label's record then)."),
+                    "400": _json(_ref("Error"), "`at` is not a time.")},
+                           params=[*ENTITY, _query("all", "include removed and expired labels", {"type": "boolean"}),
+                                   _query("at", "RFC 3339 time or epoch seconds (default now)", {"type": "string"})]),
                 "post": _op("Add a manual label", "admin", {"201": _json(ok, "Added."), "200": _json(ok, "Unchanged.")},
                             body={"type": "object", "required": ["label", "reason"], "properties": {
                                 "label": {"type": "string"}, "reason": {"type": "string"},
                                 "expires_in": {"type": "number", "description": "seconds"}}}, params=ENTITY)},
             "/v1/entities/{entity_type}/{key}/labels/{label}": {
-                "delete": _op("Remove a label by hand", "admin", {"200": _json(ok, "Removed (or already absent).")},
+                "delete": _op("Remove a label by hand; rules cannot add it back until `expires_in` (or a release)",
+                              "admin", {"200": _json(ok, "Removed (or already so).")},
                               params=[*ENTITY, _path("label", "the label"),
-                                      _query("reason", "why (required, or in a JSON body)", {"type": "string"})])},
+                                      _query("reason", "why (required, or in a JSON body)", {"type": "string"}),
+                                      _query("expires_in", "seconds the removal holds (optional, or in the body)",
+                                             {"type": "number"})])},
+            "/v1/entities/{entity_type}/{key}/labels/{label}/release": {
+                "post": _op("End a person's change of a label now: absent, and rules may set it again", "admin",
+                            {"200": _json(ok, "Released (changed=false: no change of a person was in force).")},
+                            params=[*ENTITY, _path("label", "the label"),
+                                    _query("reason", "why (required, or in a JSON body)", {"type": "string"})])},
             "/v1/entities/{entity_type}/{key}/history": {
                 "get": _op("An entity's label history", "read", {"200": _json(ok, "Every change, oldest first.")},
                            params=ENTITY)},

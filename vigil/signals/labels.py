@@ -1,89 +1,108 @@
 """Entity labels: an in-memory working set over a StateStore, with manual labels outranking rules.
 
-A label set or removed by a person ("manual") can only be changed by a person: a rule that would add
-a manually removed label, or remove a manually added one, is ignored (the decision still records it).
-Expiry is judged against the event's time, so a replay gives the same answers as live. Re-applying an
-active label extends its expiry only by steps of at least a minute (MIN_EXTENSION_SECONDS).
+One time model (docs/language.md, "Labels"): every change takes effect at its own time (a rule's at
+the event's time, a person's when it is made) and holds until the label's next change; asked about
+time t, every answer is the labels as they were at t, so a replay decides as live did. The working set
+keeps each label's latest change; a question about a time before it reads the history from the store.
+
+A label set or removed by a person ("manual") can only be changed by a person while it is in force:
+a rule that would add a label a person removed, or remove one a person added, changes nothing. A
+person's change with an expiry stops holding at that time; releasing it ends it at once. A rule that
+re-adds an active label extends it to the later of the two expiries.
 """
 
 from __future__ import annotations
 
-from vigil.stores.base import LabelBackend, LabelRecord, StateStore
+from vigil.stores.base import LabelBackend, LabelRecord, StateStore, label_at
 
 MANUAL, RULE = "manual", "rule"
-
-# A rule that fires on every event of a burst re-applies its label each time. Moving the expiry by a few
-# seconds is not worth a durable write per event, so an active label's expiry only moves when it would
-# extend it by more than this many seconds, or 1% of the label's duration if that is longer.
-MIN_EXTENSION_SECONDS = 60.0
-
-
-def _min_extension(current: LabelRecord, now: float) -> float:
-    if current.expires_at is None:
-        return 0.0
-    return max(MIN_EXTENSION_SECONDS, 0.01 * (current.expires_at - current.updated_at))
 
 
 def next_record(current: LabelRecord | None, entity_type: str, key: str, label: str, *, present: bool,
                 now: float, source: str, actor: str, expires_at: float | None = None,
                 reason: str = "") -> LabelRecord | None:
-    """The record a change leads to from `current`, or None when nothing changes (shared by every labels
-    backend, so that they agree exactly)."""
-    if current is not None and current.source == MANUAL and source == RULE:
-        return None
-    if current is not None and current.source == source:
-        if not present and not current.active(now):
-            return None  # already absent
-        if present and current.active(now) and (
-            current.expires_at is None
-            or (expires_at is not None and expires_at <= current.expires_at + _min_extension(current, now))
+    """The record a change at `now` leads to from `current` (the label's record in effect at `now`), or
+    None when nothing changes (shared by every labels backend, so that they agree exactly)."""
+    record = LabelRecord(entity_type, key, label, present, source, expires_at, now, actor, reason)
+    if source != MANUAL:
+        if current is not None and current.held(now):
+            return None  # a person's change outranks rules while it is in force
+        if not present:
+            return record if current is not None and current.active(now) else None  # else already absent
+        if current is not None and current.active(now) and (
+            current.expires_at is None or (expires_at is not None and expires_at <= current.expires_at)
         ):
-            return None  # already present for (about) as long
-    elif current is None and not present and source != MANUAL:
-        return None  # nothing to remove; a person's removal is kept, so that rules cannot add it
-    return LabelRecord(entity_type, key, label, present, source, expires_at, now, actor, reason)
+            return None  # already present for at least as long
+        return record
+    if current is not None and current.held(now) and (current.present, current.expires_at) == (present, expires_at):
+        return None  # a person already made exactly this change
+    return record
 
 
 class Labels:
+    """The in-process LabelBackend: the latest change of every label in memory, the history in `store`."""
+
     def __init__(self, store: StateStore | None = None) -> None:
-        self.store = store
-        self._by_entity: dict[tuple[str, str], dict[str, LabelRecord]] = {}
-        if store is not None:
-            for record in store.load_labels():
-                self._by_entity.setdefault((record.entity_type, record.key), {})[record.label] = record
+        from vigil.stores.memory import MemoryStore
+
+        self.store: StateStore = store if store is not None else MemoryStore()
+        self._latest: dict[tuple[str, str], dict[str, LabelRecord]] = {}
+        for record in self.store.load_labels():
+            self._keep(record)
+
+    def _keep(self, record: LabelRecord) -> bool:
+        """Make `record` its label's latest unless a later change is known; whether it did."""
+        labels = self._latest.setdefault((record.entity_type, record.key), {})
+        latest = labels.get(record.label)
+        if latest is not None and latest.updated_at > record.updated_at:
+            return False
+        labels[record.label] = record
+        return True
+
+    def _at(self, entity_type: str, key: str, label: str, now: float) -> LabelRecord | None:
+        labels = self._latest.get((entity_type, key))
+        record = labels.get(label) if labels is not None else None
+        if record is None or record.updated_at <= now:
+            return record
+        # Asked about a time before the label's latest change (a replay, a late event): the history knows.
+        return label_at(self.store.label_history(entity_type, key), label, now)
 
     def has(self, entity_type: str, key: str, label: str, now: float) -> bool:
-        labels = self._by_entity.get((entity_type, key))
-        if labels is None:
-            return False
-        record = labels.get(label)
+        record = self._at(entity_type, key, label, now)
         return record is not None and record.active(now)
 
+    def has_manual(self, entity_type: str, key: str, label: str, now: float) -> bool:
+        record = self._at(entity_type, key, label, now)
+        return record is not None and record.source == MANUAL and record.active(now)
+
     def get(self, entity_type: str, key: str, now: float | None = None) -> list[LabelRecord]:
-        """Labels of an entity (active ones only when `now` is given)."""
-        records = self._by_entity.get((entity_type, key), {}).values()
-        return sorted((r for r in records if now is None or r.active(now)), key=lambda r: r.label)
+        """The active labels at `now`; without `now`, every label's latest record."""
+        if now is None:
+            return sorted(self._latest.get((entity_type, key), {}).values(), key=lambda r: r.label)
+        return [r for r in self.as_of(entity_type, key, now) if r.active(now)]
+
+    def as_of(self, entity_type: str, key: str, at: float) -> list[LabelRecord]:
+        records = (self._at(entity_type, key, label, at) for label in self._latest.get((entity_type, key), {}))
+        return sorted((r for r in records if r is not None), key=lambda r: r.label)
 
     def history(self, entity_type: str, key: str) -> list[LabelRecord]:
-        return self.store.label_history(entity_type, key) if self.store is not None else []
+        return self.store.label_history(entity_type, key)
 
     def change(self, entity_type: str, key: str, label: str, *, present: bool, now: float, source: str,
                actor: str, expires_at: float | None = None, reason: str = "") -> LabelRecord | None:
         """Decide the new state of a label; returns the record to store, or None when nothing changes
         (already so, or a rule trying to override a person)."""
-        current = self._by_entity.get((entity_type, key), {}).get(label)
-        return next_record(current, entity_type, key, label, present=present, now=now, source=source,
-                           actor=actor, expires_at=expires_at, reason=reason)
+        return next_record(self._at(entity_type, key, label, now), entity_type, key, label, present=present,
+                           now=now, source=source, actor=actor, expires_at=expires_at, reason=reason)
 
-    def commit(self, records: list[LabelRecord], event_id: str = "") -> None:
-        """Store the records durably, then make them visible. (`event_id` matters to shared backends,
-        which apply one event's changes at most once.)"""
-        if not records:
-            return
-        if self.store is not None:
+    def commit(self, records: list[LabelRecord], event_id: str = "") -> list[LabelRecord]:
+        """Store the records durably, then make them visible; returns them. (`event_id` matters to shared
+        backends, which apply one event's changes at most once.)"""
+        if records:
             self.store.write_labels(records)
-        for r in records:
-            self._by_entity.setdefault((r.entity_type, r.key), {})[r.label] = r
+            for r in records:
+                self._keep(r)
+        return records
 
     def set(self, entity_type: str, key: str, label: str, *, present: bool, now: float, source: str,
             actor: str, expires_at: float | None = None, reason: str = "") -> LabelRecord | None:
@@ -97,6 +116,7 @@ def set_label(labels: LabelBackend, entity_type: str, key: str, label: str, *, p
     """`change` then `commit` on any label backend: what `set` means for every one of them."""
     record = labels.change(entity_type, key, label, present=present, now=now, source=source, actor=actor,
                            expires_at=expires_at, reason=reason)
-    if record is not None:
-        labels.commit([record])
-    return record
+    if record is None:
+        return None
+    stored = labels.commit([record])
+    return stored[0] if stored else None

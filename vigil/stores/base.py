@@ -48,8 +48,10 @@ CounterRow = tuple[str, str, int, str, float]
 
 @dataclass(frozen=True, slots=True)
 class LabelRecord:
-    """The current state of one label on one entity. A removed label is kept with present=False,
-    so that a person's removal still outranks a rule that would add it again."""
+    """One change of one label on one entity, in effect from `updated_at` (the event's time for a rule,
+    the time a person made it for a manual change) until the label's next change. A removed label is kept
+    with present=False, so that a person's removal still outranks a rule that would add it again;
+    `expires_at` ends a label's presence, or a person's removal (after it, rules may add the label)."""
 
     entity_type: str
     key: str
@@ -61,8 +63,26 @@ class LabelRecord:
     actor: str  # the rule's name, or the person/token that set it
     reason: str = ""
 
+    def in_force(self, now: float) -> bool:
+        """Not expired at `now` (a present label is active; a person's removal still holds)."""
+        return self.expires_at is None or self.expires_at > now
+
     def active(self, now: float) -> bool:
-        return self.present and (self.expires_at is None or self.expires_at > now)
+        return self.present and self.in_force(now)
+
+    def held(self, now: float) -> bool:
+        """A person's change that rules cannot undo at `now`."""
+        return self.source == "manual" and self.in_force(now)
+
+
+def label_at(records: Iterable[LabelRecord], label: str, at: float) -> LabelRecord | None:
+    """The change of `label` in effect at `at` among an entity's history: the latest one made at or
+    before `at` (of several made at the same time, the last stored)."""
+    best: LabelRecord | None = None
+    for record in records:
+        if record.label == label and record.updated_at <= at and (best is None or record.updated_at >= best.updated_at):
+            best = record
+    return best
 
 
 def horizon(newest: int, window: int | None) -> int:
@@ -93,12 +113,17 @@ class StateStore(Protocol):
         ...
 
     def write_labels(self, records: list[LabelRecord]) -> None:
-        """Store the new state of each label and append it to the label history, in one transaction."""
+        """Append each change to the label history and make it the label's latest record unless that one
+        took effect later (a replayed change of the past), in one transaction."""
         ...
 
-    def load_labels(self) -> Iterable[LabelRecord]: ...
+    def load_labels(self) -> Iterable[LabelRecord]:
+        """The latest record of every label."""
+        ...
 
-    def label_history(self, entity_type: str, key: str) -> list[LabelRecord]: ...
+    def label_history(self, entity_type: str, key: str) -> list[LabelRecord]:
+        """Every change of the entity's labels, in the order stored."""
+        ...
 
     def add_dead_letter(self, letter: DeadLetter) -> None: ...
 
@@ -159,19 +184,32 @@ class CounterBackend(Protocol):
 class LabelBackend(Protocol):
     """Entity labels as the engine and the service use them (`Labels` in process, `RedisLabels` shared).
 
+    Every answer is about one time `now`: the labels as they were then (each label's latest change made
+    at or before `now`), so an event is decided against the labels of its own time, replayed or live.
     `change` decides a label's next state without storing it; `commit` stores the changes of one event
-    (at most once per `event_id` when one is given: a redelivered event appends no history twice)."""
+    (at most once per `event_id` when one is given: a redelivered event appends no history twice) and
+    returns the ones stored, as stored."""
 
     def has(self, entity_type: str, key: str, label: str, now: float) -> bool: ...
 
-    def get(self, entity_type: str, key: str, now: float | None = None) -> list[LabelRecord]: ...
+    def has_manual(self, entity_type: str, key: str, label: str, now: float) -> bool:
+        """Active at `now` and set by a person."""
+        ...
+
+    def get(self, entity_type: str, key: str, now: float | None = None) -> list[LabelRecord]:
+        """The active labels at `now`; without `now`, every label's latest record."""
+        ...
+
+    def as_of(self, entity_type: str, key: str, at: float) -> list[LabelRecord]:
+        """Every label's record in effect at `at`, active or not (removed, expired)."""
+        ...
 
     def history(self, entity_type: str, key: str) -> list[LabelRecord]: ...
 
     def change(self, entity_type: str, key: str, label: str, *, present: bool, now: float, source: str,
                actor: str, expires_at: float | None = None, reason: str = "") -> LabelRecord | None: ...
 
-    def commit(self, records: list[LabelRecord], event_id: str = "") -> None: ...
+    def commit(self, records: list[LabelRecord], event_id: str = "") -> list[LabelRecord]: ...
 
     def set(self, entity_type: str, key: str, label: str, *, present: bool, now: float, source: str,
             actor: str, expires_at: float | None = None, reason: str = "") -> LabelRecord | None: ...

@@ -45,7 +45,9 @@ class MemoryStore:
 
     def write_labels(self, records: list[LabelRecord]) -> None:
         for r in records:
-            self.labels[(r.entity_type, r.key, r.label)] = r
+            latest = self.labels.get((r.entity_type, r.key, r.label))
+            if latest is None or latest.updated_at <= r.updated_at:
+                self.labels[(r.entity_type, r.key, r.label)] = r
             self.history.append(r)
 
     def load_labels(self) -> Iterable[LabelRecord]:

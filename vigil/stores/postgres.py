@@ -152,7 +152,8 @@ class PostgresStore:
             cur.executemany(
                 "INSERT INTO labels VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT (entity_type, key, label) DO UPDATE"
                 " SET present = EXCLUDED.present, source = EXCLUDED.source, expires_at = EXCLUDED.expires_at,"
-                " updated_at = EXCLUDED.updated_at, actor = EXCLUDED.actor, reason = EXCLUDED.reason", rows)
+                " updated_at = EXCLUDED.updated_at, actor = EXCLUDED.actor, reason = EXCLUDED.reason"
+                " WHERE EXCLUDED.updated_at >= labels.updated_at", rows)  # a replayed past change: history only
             cur.executemany(
                 "INSERT INTO label_history (entity_type, key, label, present, source, expires_at, updated_at, actor,"
                 " reason) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s)", rows)

@@ -216,7 +216,12 @@ class SqliteStore:
         with self._lock:
             self._conn.execute("BEGIN")
             try:
-                self._conn.executemany("INSERT OR REPLACE INTO labels VALUES (?,?,?,?,?,?,?,?,?)", rows)
+                # The latest change stays the label's record: a replayed change of the past goes to history only.
+                self._conn.executemany(
+                    "INSERT INTO labels VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT (entity_type, key, label) DO UPDATE"
+                    " SET present = excluded.present, source = excluded.source, expires_at = excluded.expires_at,"
+                    " updated_at = excluded.updated_at, actor = excluded.actor, reason = excluded.reason"
+                    " WHERE excluded.updated_at >= labels.updated_at", rows)
                 self._conn.executemany(
                     "INSERT INTO label_history (entity_type, key, label, present, source, expires_at, updated_at,"
                     " actor, reason) VALUES (?,?,?,?,?,?,?,?,?)", rows)
