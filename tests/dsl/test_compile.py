@@ -158,3 +158,16 @@ def test_ruleset_version_follows_content() -> None:
     e = load_ruleset("r.vigil", files={"r.vigil": 'list "l" from "l.txt"\nrule "r" when event.n in list "l" then block',
                                        "l.txt": "b\n"})
     assert d.version != e.version
+
+
+
+def test_a_string_that_looks_like_generated_code_is_compared_as_written(make_engine: MakeEngine) -> None:
+    # The compiler once finished its text with str.replace, which also rewrote string literals from rule
+    # files: a literal spelling the lazy read of a field compiled to == "f0" (issue 10.13).
+    probe = ruleset('rule "r"\n  when event.a == "x"\n  then block\n').compiled.source
+    code = next(line for line in probe.splitlines() if line.startswith("    f0 = "))[len("    f0 = "):]
+    literal = f"(f0 if f0 is not _U else (f0 := {code}))"
+    assert '"' not in literal
+    engine = make_engine(f'rule "r"\n  when event.a == "{literal}"\n  then block\n')
+    assert verdict(engine, a=literal) == "block"
+    assert verdict(engine, a="f0") == "allow"

@@ -99,6 +99,8 @@ class _FunctionBuilder:
         name = self.slot(key)
         if is_new:
             self.c.slot_code[(self.etype, name)] = code_fn()
+        if isinstance(key, ast.Field):
+            return name  # fields are read at the top of the function (see build), so always computed
         code = self.c.slot_code[(self.etype, name)]
         return f"({name} if {name} is not _U else ({name} := {code}))"
 
@@ -293,8 +295,8 @@ class _FunctionBuilder:
                 part = self.temp()
                 code = f"({part} if type({part} := {parts}) is str and {part} else _entity_key({part}))"
             self.c.slot_code[(self.etype, f"k_{name}")] = code
-        local = self.slots[key]
-        return f"({local} if {local} is not _U else ({local} := {self.c.slot_code[(self.etype, local)]}))"
+        # Entity keys are read at the top of the function (see build): the bare local is always set.
+        return self.slots[key]
 
     def has_label_code(self, e: ast.HasLabel) -> str:
         k = self.temp()
@@ -395,11 +397,8 @@ class _FunctionBuilder:
         if locals_:
             head.append("    " + " = ".join(locals_) + " = _U")
         head += [f"    {name} = {code}" for name, code in eager]
-        text = "\n".join(head + self.lines + body + ["    return hits"])
-        # An eagerly read feature needs no "computed yet?" test where it is used.
-        for local, code in sorted(eager, key=lambda item: not item[0].startswith("k_")):
-            text = text.replace(f"({local} if {local} is not _U else ({local} := {code}))", local)
-        return text
+        # Fields and entity keys were emitted as bare locals where used; nothing edits the text after this.
+        return "\n".join(head + self.lines + body + ["    return hits"])
 
     def slot_name(self, node: Any) -> str:
         """The local holding a feature's value, or `_U` where this function never computes it."""
