@@ -63,6 +63,18 @@ class Server:
     port: int
 
 
+def fresh_database(server: Server, prefix: str) -> str:
+    """The URL of a new, empty database on a PostgreSQL test server, so each test starts from nothing."""
+    import time
+
+    import psycopg
+
+    name = f"{prefix}{time.monotonic_ns()}"
+    with psycopg.connect(server.url, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    return server.url.rsplit("/", 1)[0] + "/" + name
+
+
 @contextmanager
 def redis_server(tmp: Path) -> Iterator[Server]:
     binary = shutil.which("redis-server")

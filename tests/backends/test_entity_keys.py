@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ from vigil.engine import Engine
 from vigil.stores.memory import MemoryStore
 from vigil.stores.open import open_store
 
-from .servers import Server
+from .servers import Server, fresh_database
 
 RULES = """
 entity pair = (event.a, event.b)
@@ -37,12 +36,7 @@ def make_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Make
     url = str(tmp_path / "v.sqlite")
     if request.param == "postgresql":
         server: Server = request.getfixturevalue("postgres")
-        import psycopg
-
-        name = f"k{time.monotonic_ns()}"
-        with psycopg.connect(server.url, autocommit=True) as conn:
-            conn.execute(f"CREATE DATABASE {name}")
-        url = server.url.rsplit("/", 1)[0] + "/" + name
+        url = fresh_database(server, "k")
 
     def make() -> Engine:
         if request.param == "memory":

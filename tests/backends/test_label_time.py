@@ -3,7 +3,6 @@ expiry, a person's removal that expires or is released, and the same answers aft
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ from vigil.stores.base import LabelBackend
 from vigil.stores.memory import MemoryStore
 from vigil.stores.open import open_store
 
-from .servers import Server
+from .servers import Server, fresh_database
 
 T = 1_767_225_600.0
 DAY = 86400.0
@@ -30,12 +29,7 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]
     url = str(tmp_path / "v.sqlite")
     if request.param == "postgresql":
         server: Server = request.getfixturevalue("postgres")
-        import psycopg
-
-        name = f"l{time.monotonic_ns()}"
-        with psycopg.connect(server.url, autocommit=True) as conn:
-            conn.execute(f"CREATE DATABASE {name}")
-        url = server.url.rsplit("/", 1)[0] + "/" + name
+        url = fresh_database(server, "l")
 
     def make() -> LabelBackend:
         if request.param == "memory":

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ from vigil.stores.base import ApiToken, LabelRecord
 from vigil.stores.memory import MemoryStore
 from vigil.stores.open import open_store
 
-from .servers import Server
+from .servers import Server, fresh_database
 
 RULES = """
 entity user = event.user
@@ -31,12 +30,7 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         yield str(tmp_path / "v.sqlite")
         return
     server: Server = request.getfixturevalue("postgres")
-    import psycopg
-
-    name = f"t{time.monotonic_ns()}"
-    with psycopg.connect(server.url, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    yield server.url.rsplit("/", 1)[0] + "/" + name
+    yield fresh_database(server, "t")
 
 
 def test_counters_and_labels_survive_a_restart(store_url: str) -> None:

@@ -32,7 +32,7 @@ from vigil.hashing.postgres import MIGRATIONS, PostgresBankStore, migrate
 from vigil.hashing.service import HashMatcher
 from vigil.hashing.sqlite import SqliteBankStore
 
-from .servers import Server
+from .servers import Server, fresh_database
 
 
 def _clock() -> datetime:
@@ -42,12 +42,7 @@ def _clock() -> datetime:
 @pytest.fixture()
 def database(postgres: Server) -> str:
     """A fresh database on the session's server."""
-    import psycopg
-
-    name = f"banks{time.monotonic_ns()}"
-    with psycopg.connect(postgres.url, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    return postgres.url.rsplit("/", 1)[0] + "/" + name
+    return fresh_database(postgres, "banks")
 
 
 @pytest.fixture()
