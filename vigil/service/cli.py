@@ -76,6 +76,8 @@ def _loopback(host: str) -> bool:
               help="Serve /metrics without a token (rule names with hit counts: a private network only).")
 @click.option("--header-timeout", default=10.0, show_default=True,
               help="Seconds a request's headers may take to arrive; slower connections get 408 and are closed.")
+@click.option("--body-timeout", default=30.0, show_default=True,
+              help="Seconds a request's body may take to arrive after its headers (one deadline); then 408 and close.")
 @click.option("--max-connections", default=1000, show_default=True,
               help="Open connections at most; more are closed as they arrive (503).")
 @click.option("--max-event-skew", default=300.0, show_default=True,
@@ -91,7 +93,8 @@ def _loopback(host: str) -> bool:
 def serve_command(rules_dir: str | None, host: str, port: int, allowed_hosts: tuple[str, ...], db: str,
                   max_body: int, max_batch: int, max_batch_body: int, max_depth: int, rate_limit: float,
                   rate_burst: int, auth_failure_rate: float, auth_failure_burst: int, public_metrics: bool,
-                  max_event_skew: float, header_timeout: float, max_connections: int, queue_size: int,
+                  max_event_skew: float, header_timeout: float, body_timeout: float, max_connections: int,
+                  queue_size: int,
                   reload_interval: float, rule_tests_time_limit: float, no_auth: bool,
                   log_level: str, banks_db: str | None, media_roots: tuple[str, ...], **signal_opts: Any) -> None:
     """Serve the HTTP API: events in, decisions out; labels, rules versions, hash banks, health and metrics.
@@ -127,7 +130,7 @@ def serve_command(rules_dir: str | None, host: str, port: int, allowed_hosts: tu
     from vigil.service.server import server_config
 
     uvicorn.Server(server_config(app, host, port, header_timeout=header_timeout, max_connections=max_connections,
-                                 log_level=log_level)).run()
+                                 body_timeout=body_timeout, log_level=log_level)).run()
 
 
 def _banks(banks_db: str | None, db: str) -> str | None:
