@@ -24,7 +24,7 @@ import httpx
 from vigil.stores.sqlite import SqliteStore
 
 from .helpers import post, wait_for
-from .test_journal import _free_port, _labelled, _ready, _serve
+from .test_journal import _free_port, _ingest_token, _labelled, _ready, _serve
 
 ROOT = Path(__file__).resolve().parents[2]
 SEED = 11
@@ -108,13 +108,9 @@ def test_vigil_run_killed_at_random_points_loses_no_label_and_no_poison(tmp_path
 
 
 def test_vigil_serve_killed_mid_traffic_keeps_what_it_answered(tmp_path: Path, rules_dir: Path) -> None:
-    from vigil.service.auth import create_token
-
     rng = random.Random(SEED)
     db = tmp_path / "serve.sqlite"
-    store = SqliteStore(db)
-    secret = create_token(store, "i", ["ingest"])[1].value
-    store.close()
+    secret = _ingest_token(db)
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
     proc = _serve(db, rules_dir, port)

@@ -41,6 +41,15 @@ def _ready(base: str) -> bool:
         return False
 
 
+def _ingest_token(db: Path) -> str:
+    """A new store at ``db`` holding one ingest token; its secret, for the service started over it."""
+    store = SqliteStore(db)
+    try:
+        return create_token(store, "i", ["ingest"])[1].value
+    finally:
+        store.close()
+
+
 def _labelled(db: Path) -> set[str]:
     store = SqliteStore(db)
     try:
@@ -51,9 +60,7 @@ def _labelled(db: Path) -> set[str]:
 
 def test_events_accepted_with_202_survive_kill_9(tmp_path: Path, rules_dir: Path) -> None:
     db = tmp_path / "vigil.sqlite"
-    store = SqliteStore(db)
-    secret = create_token(store, "i", ["ingest"])[1].value
-    store.close()
+    secret = _ingest_token(db)
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
     proc = _serve(db, rules_dir, port)
