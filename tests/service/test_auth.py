@@ -163,6 +163,36 @@ def test_token_commands(tmp_path: Path) -> None:
     assert runner.invoke(main, ["token", "revoke", "nobody", "--db", db]).exit_code != 0
 
 
+def test_token_create_grants_read_sources(tmp_path: Path) -> None:
+    runner = CliRunner()
+    db = str(tmp_path / "t.sqlite")
+    created = runner.invoke(main, ["token", "create", "dashboard", "--scopes", "read", "--read-source", "web",
+                                   "--read-source", "app", "--db", db])
+    assert created.exit_code == 0, created.output
+    store = SqliteStore(db)
+    [token] = store.list_tokens()
+    store.close()
+    assert token.read_sources == ("web", "app")
+    assert "reads web,app" in runner.invoke(main, ["token", "list", "--db", db]).stdout
+
+
+def test_tokens_from_before_read_grants_read_only_their_own_source(tmp_path: Path) -> None:
+    import sqlite3
+
+    from vigil.stores.sqlite import MIGRATIONS
+
+    path = tmp_path / "old.sqlite"
+    conn = sqlite3.connect(path, isolation_level=None)
+    for index, script in enumerate(MIGRATIONS[:4]):  # the schema before read grants
+        conn.executescript("BEGIN;" + script + f"PRAGMA user_version = {index + 1}; COMMIT;")
+    conn.execute("INSERT INTO api_tokens VALUES ('t1', 'old', 'h1', '[\"ingest\"]', 1.0, 0)")
+    conn.close()
+    store = SqliteStore(path)
+    found = store.find_token("h1")
+    store.close()
+    assert found is not None and found.scopes == ("ingest",) and found.read_sources == ()
+
+
 def test_serve_refuses_no_auth_off_loopback(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["serve", "--no-auth", "--host", "0.0.0.0", "--db", str(tmp_path / "s.sqlite")])
     assert result.exit_code != 0

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import orjson
 
+from vigil.service.auth import create_token
+
 from .helpers import Running, event, post, wait_for, write_rules
 
 
@@ -230,3 +232,28 @@ def test_event_ids_are_per_source(make_service: Callable[..., Running], rules_di
     assert ambiguous.status_code == 409 and "?source=" in ambiguous.json()["error"]["hint"]
     named = svc.client.get("/v1/decisions/same?source=ingest%2Bread", headers=svc.headers("admin")).json()
     assert named["decision"]["verdict"] == "flag"
+
+
+def test_a_token_reads_only_the_decisions_of_the_sources_it_was_granted(
+        make_service: Callable[..., Running], rules_dir: Path) -> None:
+    (rules_dir / "main.vigil").write_text(COUNTING)
+    (rules_dir / "common.vigil").unlink()
+    svc = make_service()
+    _, granted = create_token(svc.store, "dashboard", ["read"], read_sources=["ingest"])
+    svc.secrets["dashboard"] = granted.value
+    now = time.time()
+    assert svc.post_event({"type": "post", "id": "theirs", "time": now, "actor": {"id": "u1"}},
+                          scope="ingest+read").status_code == 200
+    assert svc.post_event({"type": "post", "id": "mine", "time": now, "actor": {"id": "u2"}}).status_code == 200
+    # Another ingest token can neither find the id nor name its source
+    hidden = svc.client.get("/v1/decisions/theirs", headers=svc.headers("ingest"))
+    assert hidden.status_code == 404
+    named = svc.client.get("/v1/decisions/theirs?source=ingest%2Bread", headers=svc.headers("ingest"))
+    assert named.status_code == 403 and "--read-source" in named.json()["error"]["hint"]
+    # A read token granted the "ingest" source reads that source's decisions, and only those
+    assert svc.client.get("/v1/decisions/mine", headers=svc.headers("dashboard")).json()["status"] == "decided"
+    assert svc.client.get("/v1/decisions/mine?source=ingest", headers=svc.headers("dashboard")).status_code == 200
+    assert svc.client.get("/v1/decisions/theirs", headers=svc.headers("dashboard")).status_code == 404
+    # A read token with no grant reads nothing; an admin token reads every source
+    assert svc.client.get("/v1/decisions/mine", headers=svc.headers("read")).status_code == 404
+    assert svc.client.get("/v1/decisions/theirs", headers=svc.headers("admin")).status_code == 200

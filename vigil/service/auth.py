@@ -3,6 +3,10 @@
 A token looks like `vgl_<id>_<secret>`; the id is public (lists, logs), the secret is 32 random bytes.
 Scopes: `ingest` (send events, read their decisions), `read` (labels, rules, dead letters) and `admin`
 (manual labels, rules uploads and rollbacks), which implies the other two.
+
+Event ids are per source, and a token's source is `http:NAME`. A token reads the decisions of its own
+source's events, and of the tokens it was granted (`read_sources`, by name; "*" for every one); an
+admin token reads every source's.
 """
 
 from __future__ import annotations
@@ -49,15 +53,22 @@ def parse_scopes(text: str | Iterable[str]) -> tuple[str, ...]:
     return tuple(s for s in SCOPES if s in items)
 
 
-def create_token(store: TokenStore, name: str, scopes: Iterable[str], now: float | None = None
-                 ) -> tuple[ApiToken, Secret]:
-    """Create and store a token; the secret is returned once and never stored."""
+def _check_name(name: str, what: str) -> str:
     if not name or len(name) > 100:
-        raise ValueError("give the token a name of 1 to 100 characters")
+        raise ValueError(f"give the {what} a name of 1 to 100 characters")
+    return name
+
+
+def create_token(store: TokenStore, name: str, scopes: Iterable[str], now: float | None = None, *,
+                 read_sources: Iterable[str] = ()) -> tuple[ApiToken, Secret]:
+    """Create and store a token; the secret is returned once and never stored. `read_sources`: the
+    names of the tokens whose events' decisions it may read beside its own ("*": all)."""
+    _check_name(name, "token")
+    grants = tuple(dict.fromkeys(_check_name(s.strip(), "read source") for s in read_sources))
     token_id = secrets.token_hex(4)
     secret = Secret(f"{TOKEN_PREFIX}{token_id}_{secrets.token_urlsafe(32)}")
     record = ApiToken(token_id, name, hash_secret(secret.value), parse_scopes(scopes),
-                      time.time() if now is None else now)
+                      time.time() if now is None else now, read_sources=grants)
     store.add_token(record)
     return record, secret
 
@@ -66,13 +77,28 @@ def has_scope(token: ApiToken, scope: str) -> bool:
     return scope in token.scopes or "admin" in token.scopes
 
 
-def require(request: Request, scope: str) -> ApiToken:
-    """The caller's token, if it carries `scope` (admin carries every scope); 403 otherwise."""
+def token_source(token: ApiToken) -> str:
+    """The source of the events a token sends (ids are unique per source)."""
+    return f"http:{token.name}"
+
+
+def may_read_source(token: ApiToken, source: str) -> bool:
+    """Whether `token` may read the decisions of events from `source`: its own, those it was granted,
+    every one for an admin token."""
+    if "admin" in token.scopes or source == token_source(token) or "*" in token.read_sources:
+        return True
+    return any(source == f"http:{name}" for name in token.read_sources)
+
+
+def require(request: Request, scope: str, *alternatives: str) -> ApiToken:
+    """The caller's token, if it carries `scope` or one of `alternatives` (admin carries every scope);
+    403 otherwise."""
     token: ApiToken | None = request.scope.get(SCOPE_KEY)
     if token is None:  # only when the app runs without authentication (tests, --no-auth on loopback)
         return ApiToken("-", "anonymous", "", SCOPES, 0.0)
-    if not has_scope(token, scope):
-        raise ApiError(403, "forbidden", f"token {token.name!r} lacks the {scope!r} scope",
+    if not any(has_scope(token, s) for s in (scope, *alternatives)):
+        wanted = " or ".join(repr(s) for s in (scope, *alternatives))
+        raise ApiError(403, "forbidden", f"token {token.name!r} lacks the {wanted} scope",
                        f"create a token with `vigil token create NAME --scopes {scope}`")
     return token
 

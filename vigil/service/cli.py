@@ -165,8 +165,11 @@ def token_group() -> None:
 @token_group.command("create")
 @click.argument("name")
 @click.option("--scopes", default="ingest", show_default=True, help="Comma-separated: ingest, read, admin.")
+@click.option("--read-source", "read_sources", multiple=True, metavar="TOKEN",
+              help="Another token whose events' decisions this one may read (repeatable; '*': all). "
+                   "A token reads its own; an admin token reads every one.")
 @click.option("--db", default=DEFAULT_DB, envvar="VIGIL_STORE", show_default=True)
-def token_create(name: str, scopes: str, db: str) -> None:
+def token_create(name: str, scopes: str, read_sources: tuple[str, ...], db: str) -> None:
     """Create a token NAME and print its secret (shown once: only its hash is stored)."""
     from vigil.service.auth import create_token, parse_scopes
 
@@ -176,12 +179,13 @@ def token_create(name: str, scopes: str, db: str) -> None:
         raise click.BadParameter(str(error), param_hint="--scopes") from None
     store = _store(db)
     try:
-        token, secret = create_token(store, name, scopes.split(","))
+        token, secret = create_token(store, name, scopes.split(","), read_sources=read_sources)
     except ValueError as error:
         raise click.ClickException(str(error)) from None
     finally:
         store.close()
-    click.echo(f"created token {token.name!r} (id {token.id}, scopes {','.join(token.scopes)}); "
+    grants = f", reads the decisions of {','.join(token.read_sources)}" if token.read_sources else ""
+    click.echo(f"created token {token.name!r} (id {token.id}, scopes {','.join(token.scopes)}{grants}); "
                "this is the only time the secret is shown:", err=True)
     click.echo(secret.value)
 
@@ -198,7 +202,8 @@ def token_list(db: str) -> None:
     for t in tokens:
         created = time.strftime("%Y-%m-%d %H:%M", time.gmtime(t.created_at))
         state = "revoked" if t.revoked else "active"
-        click.echo(f"{t.id}  {t.name:<24} {','.join(t.scopes):<20} {created}  {state}")
+        grants = f"  reads {','.join(t.read_sources)}" if t.read_sources else ""
+        click.echo(f"{t.id}  {t.name:<24} {','.join(t.scopes):<20} {created}  {state}{grants}")
 
 
 @token_group.command("revoke")

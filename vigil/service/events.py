@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from vigil.service.auth import charge, require
+from vigil.service.auth import charge, may_read_source, require, token_source
 from vigil.service.errors import ApiError, JSONResponse
 from vigil.service.limits import BodyTooLarge, read_body
 from vigil.service.state import service
@@ -96,11 +96,16 @@ async def post_batch(request: Request) -> Response:
 
 async def get_decision(request: Request) -> Response:
     """The outcome of a recent event: decided (with the decision), queued, or dead-lettered. Ids are per
-    source: the token's own event of that id, else the one source's that sent it (?source=NAME picks)."""
-    token = require(request, "ingest")
+    source: the token's own event of that id, else the one readable source's that sent it (?source=NAME
+    picks). A token reads its own source's decisions and those it was granted (admin: all)."""
+    token = require(request, "ingest", "read")
     event_id = request.path_params["event_id"]
     named = request.query_params.get("source")
-    outcome = service(request).ingest.outcome(event_id, f"http:{named}" if named else f"http:{token.name}")
+    if named is not None and not may_read_source(token, f"http:{named}"):
+        raise ApiError(403, "forbidden", f"token {token.name!r} may not read the decisions of source {named!r}",
+                       f"grant it: `vigil token create NAME --read-source {named}`, or use an admin token")
+    outcome = service(request).ingest.outcome(event_id, f"http:{named}" if named else token_source(token),
+                                              readable=lambda source: may_read_source(token, source))
     if outcome is None:
         raise ApiError(404, "unknown_event", f"no recent decision for event {event_id!r}",
                        "only the most recent decisions are kept (--recent-decisions)")

@@ -14,6 +14,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -239,12 +240,15 @@ class Ingest:
             self._worker = None
         await asyncio.to_thread(self.slow.close)  # finish the second stage of what was decided
 
-    def outcome(self, event_id: str, source: str) -> dict[str, Any] | None:
-        """The outcome of `event_id` as sent by `source`; failing that, of the one source that sent
-        that id. Raises a 409 when several sources did and none is `source`."""
+    def outcome(self, event_id: str, source: str, readable: Callable[[str], bool] = lambda _source: True
+                ) -> dict[str, Any] | None:
+        """The outcome of `event_id` as sent by `source`; failing that, of the one source the caller may
+        read (`readable`) that sent that id. Raises a 409 when several readable sources did and none is
+        `source`; another source's event the caller may not read is as if unknown."""
         found = self.recent.get(Event("", event_id, 0.0, {}, source).key)
         if found is None:
-            keys = self.recent.keys(event_id)
+            # A key is "source\x1fid" (Event.key), or the bare id for an event without a source.
+            keys = [key for key in self.recent.keys(event_id) if readable(key[:max(0, len(key) - len(event_id) - 1)])]
             if len(keys) > 1:
                 raise ApiError(409, "ambiguous_event", f"{len(keys)} sources sent an event {event_id!r}",
                                "add ?source=NAME, the name of the token that sent it")
@@ -255,4 +259,3 @@ class Ingest:
                 out["second_stage"] = found["second_stage"].to_json()
             return out
         return found
-

@@ -85,10 +85,15 @@ def openapi_document() -> dict[str, Any]:
                                 {"type": "object", "properties": {"events": {"type": "array",
                                                                              "items": _ref("Event")}}}]},
                 params=[MODE])},
-            "/v1/decisions/{event_id}": {"get": _op("A recent event's outcome", "ingest", {
+            "/v1/decisions/{event_id}": {"get": _op("A recent event's outcome", "ingest` or `read", {
                 "200": _json(ok, "Decided (with the decision) or dead-lettered."),
-                "202": _json(ok, "Still queued."), "404": _json(_ref("Error"), "Not among the recent ones.")},
-                params=[_path("event_id", "the event's id")])},
+                "202": _json(ok, "Still queued."),
+                "404": _json(_ref("Error"), "Not among the recent ones of the sources this token may read."),
+                "409": _json(_ref("Error"), "Several sources the token may read sent this id: add ?source=.")},
+                params=[_path("event_id", "the event's id"),
+                        _query("source", "the name of the token that sent it (ids are per source); a token reads "
+                               "its own and those granted with `vigil token create --read-source`",
+                               {"type": "string"})])},
             "/v1/entities/{entity_type}/{key}/labels": {
                 "get": _op("An entity's labels as they were at a time", "read", {
                     "200": _json(ok, "Active labels at `at` (all=true: every label's record then)."),

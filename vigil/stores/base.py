@@ -259,7 +259,9 @@ class RulesStore(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class ApiToken:
-    """An API token as stored: never the secret, only its SHA-256 (hex). Scopes: ingest, read, admin."""
+    """An API token as stored: never the secret, only its SHA-256 (hex). Scopes: ingest, read, admin.
+    `read_sources`: the other tokens (by name, "*" for all) whose events' decisions it may read; its own
+    it always may, and an admin token reads every source's."""
 
     id: str
     name: str
@@ -267,6 +269,7 @@ class ApiToken:
     scopes: tuple[str, ...]
     created_at: float
     revoked: bool = False
+    read_sources: tuple[str, ...] = ()
 
 
 class TokenStore(Protocol):

@@ -63,6 +63,10 @@ MIGRATIONS: list[str] = [
         id BIGSERIAL PRIMARY KEY, source TEXT NOT NULL, raw BYTEA NOT NULL, accepted_at DOUBLE PRECISION NOT NULL
     );
     """,
+    # 4: the sources whose decisions a token may read beside its own (token names).
+    """
+    ALTER TABLE api_tokens ADD COLUMN read_sources JSONB NOT NULL DEFAULT '[]'::jsonb;
+    """,
 ]
 
 _LOCK = 0x76696769  # advisory lock id for migrations ("vigi")
@@ -253,19 +257,19 @@ class PostgresStore:
     # ---- API tokens (TokenStore) ----
     @staticmethod
     def _token(row: tuple[Any, ...]) -> ApiToken:
-        tid, name, secret_hash, scopes, created, revoked = row
-        return ApiToken(tid, name, secret_hash, tuple(scopes), float(created), bool(revoked))
+        tid, name, secret_hash, scopes, created, revoked, read_sources = row
+        return ApiToken(tid, name, secret_hash, tuple(scopes), float(created), bool(revoked), tuple(read_sources))
 
-    _TOKEN_COLUMNS = "id, name, secret_hash, scopes, created_at, revoked"
+    _TOKEN_COLUMNS = "id, name, secret_hash, scopes, created_at, revoked, read_sources"
 
     def add_token(self, token: ApiToken) -> None:
         import psycopg
         from psycopg.types.json import Jsonb
 
         try:
-            self._write(f"INSERT INTO api_tokens ({self._TOKEN_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s)",
+            self._write(f"INSERT INTO api_tokens ({self._TOKEN_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s)",
                         [(token.id, token.name, token.secret_hash, Jsonb(list(token.scopes)), token.created_at,
-                          token.revoked)])
+                          token.revoked, Jsonb(list(token.read_sources)))])
         except psycopg.errors.UniqueViolation as error:
             raise ValueError(f"a token named {token.name!r} exists already") from error
 

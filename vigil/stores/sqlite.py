@@ -84,6 +84,10 @@ MIGRATIONS: list[str] = [
         id INTEGER PRIMARY KEY, source TEXT NOT NULL, raw BLOB NOT NULL, accepted_at REAL NOT NULL
     );
     """,
+    # 5: the sources whose decisions a token may read beside its own (a JSON array of token names).
+    """
+    ALTER TABLE api_tokens ADD COLUMN read_sources TEXT NOT NULL DEFAULT '[]';
+    """,
 ]
 
 
@@ -334,26 +338,29 @@ class SqliteStore:
         return [self._version(r) for r in rows]
 
     # ---- API tokens (TokenStore) ----
+    _TOKEN_COLUMNS = "id, name, secret_hash, scopes, created_at, revoked, read_sources"
+
     @staticmethod
     def _token(row: tuple[object, ...]) -> ApiToken:
-        tid, name, secret_hash, scopes, created, revoked = row
+        tid, name, secret_hash, scopes, created, revoked, read_sources = row
         return ApiToken(str(tid), str(name), str(secret_hash), tuple(json.loads(str(scopes))), float(created),  # type: ignore[arg-type]
-                        bool(revoked))
+                        bool(revoked), tuple(json.loads(str(read_sources))))
 
     def add_token(self, token: ApiToken) -> None:
         try:
-            self._write("INSERT INTO api_tokens VALUES (?, ?, ?, ?, ?, ?)",
+            self._write(f"INSERT INTO api_tokens ({self._TOKEN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
                         [(token.id, token.name, token.secret_hash, json.dumps(list(token.scopes)),
-                          token.created_at, int(token.revoked))])
+                          token.created_at, int(token.revoked), json.dumps(list(token.read_sources)))])
         except sqlite3.IntegrityError as error:
             raise ValueError(f"a token named {token.name!r} exists already") from error
 
     def find_token(self, secret_hash: str) -> ApiToken | None:
-        rows = self._read("SELECT * FROM api_tokens WHERE secret_hash = ?", (secret_hash,))
+        rows = self._read(f"SELECT {self._TOKEN_COLUMNS} FROM api_tokens WHERE secret_hash = ?", (secret_hash,))
         return self._token(rows[0]) if rows else None
 
     def list_tokens(self) -> list[ApiToken]:
-        return [self._token(r) for r in self._read("SELECT * FROM api_tokens ORDER BY created_at, id")]
+        return [self._token(r) for r in self._read(f"SELECT {self._TOKEN_COLUMNS} FROM api_tokens"
+                                                   " ORDER BY created_at, id")]
 
     def revoke_token(self, name_or_id: str) -> bool:
         with self._lock:
