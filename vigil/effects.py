@@ -117,6 +117,8 @@ class Decision:
     stage: int = 1
     # True on a stage-1 decision whose event has slow rules still to run.
     pending: bool = False
+    # The event's source (Event.source): ids are per source, so (source, event_id) names the event.
+    source: str = ""
 
     @property
     def live_hits(self) -> tuple[RuleHit, ...]:
@@ -139,6 +141,7 @@ class Decision:
             "ruleset": self.ruleset_version,
             "stage": self.stage,
             "pending": self.pending,
+            **({"source": self.source} if self.source else {}),
         }
 
 

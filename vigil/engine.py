@@ -166,7 +166,7 @@ class Engine:
         with self._lock:
             hits = self._dispatch.get(event.type, self._default)(event)
             decision = self._decision(event, hits) if hits else Decision(
-                event.id, event.type, event.time, "allow", ruleset_version=self.ruleset.version)
+                event.id, event.type, event.time, "allow", ruleset_version=self.ruleset.version, source=event.source)
             if self._slow_types and self.slow_pending(event):
                 decision = dataclasses.replace(decision, pending=True)
         self.stats.events += 1
@@ -197,7 +197,7 @@ class Engine:
             # The second stage's label changes are its own: a shared label store that remembers which
             # events it applied must not take them for a redelivery of the first stage's.
             decision = self._decision(event, hits, effects_id=f"{event.key}#2") if hits else Decision(
-                event.id, event.type, event.time, "allow", ruleset_version=self.ruleset.version)
+                event.id, event.type, event.time, "allow", ruleset_version=self.ruleset.version, source=event.source)
         return dataclasses.replace(decision, verdict=strongest(first.verdict, decision.verdict), stage=2)
 
     def _decision(self, event: Event, raw_hits: list[tuple[int, dict[str, Any], tuple[Any, ...]]],
@@ -247,7 +247,7 @@ class Engine:
                                      record.expires_at)
             reported.append(effect)
         return Decision(event.id, event.type, event.time, verdict, tuple(reported), tuple(hits),
-                        self.ruleset.version)
+                        self.ruleset.version, source=event.source)
 
     @staticmethod
     def _effects(actions: tuple[ast.Action, ...], keys: dict[str, Any], now: float) -> tuple[Effect, ...]:

@@ -40,7 +40,12 @@ class Event:
     def key(self) -> str:
         """The id as state knows it (redelivery of counter updates, label changes once per event, recent
         decisions): scoped by source, so that one sender's id never stands for another's event."""
-        return f"{self.source}\x1f{self.id}" if self.source else self.id
+        return event_key(self.source, self.id)
+
+
+def event_key(source: str, event_id: str) -> str:
+    """How state names the event `event_id` of `source` (Event.key)."""
+    return f"{source}\x1f{event_id}" if source else event_id
 
 
 def nesting_depth(value: Any, limit: int) -> int:

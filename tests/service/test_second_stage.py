@@ -3,15 +3,18 @@ same event id. The model is a loopback fake of the chat-completions protocol (no
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from classifiers.fake_openai import FakeOpenAI, Reply
 from starlette.testclient import TestClient
 
 from vigil.service import ServiceSettings, create_app
+from vigil.service.auth import create_token
 from vigil.signals.providers import build_signals
 from vigil.stores.sqlite import SqliteStore
 
@@ -61,3 +64,42 @@ def test_the_second_stage_upgrades_the_verdict_on_the_same_event(tmp_path: Path,
         assert outcome["second_stage"]["rules"] == ["Harassment by policy"]
         labels = client.get("/v1/entities/user/u1/labels").json()
         assert any(label["label"] == "harasser" for label in labels["labels"])
+
+
+def test_the_second_stage_joins_the_event_of_its_own_source(tmp_path: Path, fake: FakeOpenAI) -> None:
+    """Two tokens send an event of one id, both waiting for the model: each second stage joins its own
+    source's first decision (it was joined by id alone, so the insult's block landed on the other's)."""
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "rules" / "main.vigil").write_text(RULES)
+    (tmp_path / "policies").mkdir()
+    (tmp_path / "policies" / "harassment.md").write_text(POLICY)
+    gate = threading.Event()
+
+    def answer(body: dict[str, Any]) -> Reply:
+        gate.wait(10)  # hold the first model call until both events are waiting in the second stage
+        return Reply(content="1" if "idiot" in str(body["messages"][-1]) else "0")
+
+    fake.script = answer
+    signals = build_signals(classifiers_dir=str(tmp_path / "none"), policies_dir=str(tmp_path / "policies"),
+                            endpoint=fake.base_url, timeout_s=20.0)
+    store = SqliteStore(tmp_path / "vigil.sqlite")
+    secrets = {name: create_token(store, name, ["ingest"])[1].value for name in ("zed", "amy")}
+    settings = ServiceSettings(rules_dir=str(tmp_path / "rules"), reload_interval=0.5, token_cache_seconds=0.0)
+
+    def auth(name: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {secrets[name]}"}
+
+    with TestClient(create_app(settings, store, signals=signals), base_url="http://localhost") as client:
+        now = time.time()
+        rude = {"type": "message", "id": "m1", "time": now, "actor": {"id": "u1"}, "text": "you idiot"}
+        kind = {"type": "message", "id": "m1", "time": now, "actor": {"id": "u2"}, "text": "thank you"}
+        assert client.post("/v1/events", json=rude, headers=auth("zed")).json()["pending"] is True
+        assert client.post("/v1/events", json=kind, headers=auth("amy")).json()["pending"] is True
+        gate.set()
+        for name in ("zed", "amy"):
+            assert wait_for(lambda name=name: "second_stage" in client.get("/v1/decisions/m1", headers=auth(name)).json(),
+                            timeout=20.0)
+        zed = client.get("/v1/decisions/m1", headers=auth("zed")).json()
+        amy = client.get("/v1/decisions/m1", headers=auth("amy")).json()
+        assert zed["second_stage"]["verdict"] == "block" and zed["second_stage"]["source"] == "http:zed"
+        assert amy["second_stage"]["verdict"] == "flag" and amy["second_stage"]["rules"] == []

@@ -23,7 +23,7 @@ import orjson
 from vigil.dsl.runtime import FieldTypeError
 from vigil.effects import Decision
 from vigil.engine import Engine
-from vigil.events import DEFAULT_MAX_FUTURE_SKEW, MAX_EVENT_DEPTH, Event, EventError, parse_event
+from vigil.events import DEFAULT_MAX_FUTURE_SKEW, MAX_EVENT_DEPTH, Event, EventError, event_key, parse_event
 from vigil.service.errors import ApiError
 from vigil.service.metrics import Metrics
 from vigil.service.render import dumps
@@ -148,11 +148,8 @@ class Ingest:
         return decision
 
     def _second_stage_done(self, decision: Decision) -> None:
-        # The decision carries the id only: join the pending first stage of that id (by any source).
-        keys = self.recent.keys(decision.event_id)
-        waiting = [k for k in keys if (e := self.recent.get(k)) is not None and "decision" in e
-                   and e["decision"].pending and "second_stage" not in e]
-        key = waiting[0] if waiting else (keys[0] if keys else decision.event_id)
+        # Joined by source and id: another source's event of the same id is another event.
+        key = event_key(decision.source, decision.event_id)
         found = self.recent.get(key)
         entry: dict[str, Any] = dict(found) if found is not None and "decision" in found else {
             "event_id": decision.event_id, "status": "decided"}
@@ -245,7 +242,7 @@ class Ingest:
         """The outcome of `event_id` as sent by `source`; failing that, of the one source the caller may
         read (`readable`) that sent that id. Raises a 409 when several readable sources did and none is
         `source`; another source's event the caller may not read is as if unknown."""
-        found = self.recent.get(Event("", event_id, 0.0, {}, source).key)
+        found = self.recent.get(event_key(source, event_id))
         if found is None:
             # A key is "source\x1fid" (Event.key), or the bare id for an event without a source.
             keys = [key for key in self.recent.keys(event_id) if readable(key[:max(0, len(key) - len(event_id) - 1)])]
