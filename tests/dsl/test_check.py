@@ -103,7 +103,8 @@ def test_wrong_arity(call: str, message: str) -> None:
 @pytest.mark.parametrize(
     ("condition", "message"),
     [
-        ('event.t contains "x" and event.t > 3', "`event.t` is a string, used here as a number"),
+        ('event.t contains "x" and event.t > 3', "`event.t` is a string or list, used here as a number"),
+        ('event.t starts with "x" and event.t > 3', "`event.t` is a string, used here as a number"),
         ('length(3) > "x"', "`>` needs a number, got a string"),
         ('3 == "x"', "comparing a number with a string is never true"),
         ("event.n + 1", "a rule's condition must be true or false, not a number"),
@@ -111,7 +112,7 @@ def test_wrong_arity(call: str, message: str) -> None:
         ('event.n > 1 and "yes"', "`and`/`or` needs a bool, got a string"),
         ("true in [1]", "`in` needs a text, a number or a list, got true/false"),
         ('length(event.t) contains any of ["a"]', "`contains any of` needs a text or a list, got a number"),
-        ('sum of event.t for user in the last 1 hour > 1 and event.t contains "x"',
+        ('sum of event.t for user in the last 1 hour > 1 and event.t starts with "x"',
          "`event.t` is a number, used here as a string"),
     ],
 )
@@ -119,6 +120,50 @@ def test_type_mismatch(condition: str, message: str) -> None:
     error = only_error(HEADER + f'rule "r" when {condition} then block')
     assert error.message == message
     assert error.code == "type"
+
+
+_NEVER_AN_ITEM = '`{}(...)` gives {}, and a list `contains` only an item equal to the string: "{}" is never one'
+
+
+@pytest.mark.parametrize(
+    ("condition", "message", "hint"),
+    [
+        ('sum of event.t for user in the last 1 hour > 1 and event.t contains "x"',
+         "`contains` looks inside a string or a list, not a number", "compare a number with ==, < or >"),
+        ('length(event.t) contains "1"', "`contains` looks inside a string or a list, not a number",
+         "compare a number with ==, < or >"),
+        ('true contains "x"', "`contains` looks inside a string or a list, not a bool", "test true/false"),
+        ('lower(event.t) contains 5', "a string contains only a string, not a number",
+         'write the number as a string, e.g. `contains "42"`'),
+        ('event.t contains ["a", "b"]', "`contains` looks for one string or number, not a list",
+         "to look for any of several, write `contains any of [...]`"),
+        ('urls(event.t) contains ["a"]', "a list holds items equal to a string or a number, not a list",
+         "`contains any of [...]`"),
+        ('event.n > 1 and event.t starts with "a" and event.t contains event.n',
+         "a string contains only a string, not a number", "42"),
+        ('urls(event.t) contains "bit.ly"', _NEVER_AN_ITEM.format("urls", "whole URLs as written", "bit.ly"),
+         '`urls(...) contains any of ["bit.ly"]`'),
+        ('hosts(event.t) contains "https://bit.ly/x"', _NEVER_AN_ITEM.format("hosts", "host names", "https://bit.ly/x"),
+         'write "bit.ly"'),
+        ('domains(event.t) contains "münchen.de"',
+         _NEVER_AN_ITEM.format("domains", "registrable domains", "münchen.de"), 'write "xn--mnchen-3ya.de"'),
+    ],
+)
+def test_contains_type_errors_the_checker_can_see(condition: str, message: str, hint: str) -> None:
+    # Each passed `vigil check` and then dead-lettered or never matched an event (issue 10.11).
+    error = only_error(HEADER + f'rule "r" when {condition} then block')
+    assert (error.message, error.code) == (message, "type")
+    assert error.hint is not None and hint in error.hint
+
+
+@pytest.mark.parametrize(
+    "condition",
+    ['urls(event.t) contains "HTTPS://bit.ly/x"', 'urls(event.t) contains "www.x.test"',
+     'hosts(event.t) contains "BIT.LY"', 'domains(event.t) contains "xn--mnchen-3ya.de"',
+     'event.tags contains 3', '[1, 2] contains event.n', 'event.n > 1 and event.tags contains event.n'],
+)
+def test_contains_items_that_can_match_check(condition: str) -> None:
+    ruleset(HEADER + f'rule "r" when {condition} then block')
 
 
 def test_type_from_schema_conflicts_with_use() -> None:

@@ -171,6 +171,72 @@ def test_text_operators(make_engine: MakeEngine, condition: str, text: str, fire
     assert verdict(engine, t=text) == ("block" if fires else "allow")
 
 
+# `contains` on a list value is membership (issue 10.11): it dead-lettered every event whose field was a list.
+@pytest.mark.parametrize(
+    ("condition", "data", "fires"),
+    [
+        ('event.actor.roles contains "mod"', {"actor": {"roles": ["member", "mod"]}}, True),
+        ('event.actor.roles contains "mod"', {"actor": {"roles": ["member", "MOD"]}}, True),  # follows case
+        ('event.actor.roles contains "mod"', {"actor": {"roles": ["moderator"]}}, False),  # an item, not a part
+        ('event.actor.roles contains "mod"', {"actor": {"roles": []}}, False),
+        ('event.actor.roles contains "mod"', {"actor": {"roles": [None, {"mod": 1}, ["mod"]]}}, False),
+        ('event.actor.roles contains "mod"', {"actor": {"roles": "moderator"}}, True),  # a string: substring
+        ('event.actor.roles contains "mod"', {"actor": {}}, False),  # missing: unknown
+        ("event.ids contains 2", {"ids": [1, 2.0]}, True),
+        ("event.ids contains 2", {"ids": [1, "2"]}, False),  # a number is never equal to a string
+        ("event.ids contains 1", {"ids": [True]}, False),  # nor to true/false
+        ('event.ids contains "2"', {"ids": [2]}, False),
+        ('["a", "b"] contains event.s', {"s": "B"}, True),
+        ('hosts(event.t) contains "bit.ly"', {"t": "see https://BIT.LY/x"}, True),
+        ('hosts(event.t) contains "bit.ly"', {"t": "see https://notbit.ly/x"}, False),
+        ("event.tags contains event.tag", {"tags": ["a", "b"], "tag": "b"}, True),
+        ("event.tags contains event.tag", {"tags": "xaby", "tag": "ab"}, True),
+    ],
+)
+def test_contains_on_a_list_is_membership(make_engine: MakeEngine, condition: str, data: dict[str, Any],
+                                          fires: bool) -> None:
+    engine = make_engine(f'rule "r" when {condition} then block')
+    assert verdict(engine, **data) == ("block" if fires else "allow")
+
+
+def test_contains_on_a_list_in_another_rule_does_not_dead_letter(make_engine: MakeEngine) -> None:
+    # Fields are read for every rule of the event type: a list in `roles` lost the event for any rule.
+    engine = make_engine(HEADER + 'rule "mods" when event.actor.roles contains "mod" then flag\n'
+                         'rule "spam" when event.t contains "spam" then block')
+    assert verdict(engine, user="u", actor={"roles": ["mod"]}, t="hello") == "flag"
+    assert verdict(engine, user="u", actor={"roles": ["member"]}, t="spam!") == "block"
+    assert engine.stats.dead_letters == 0
+
+
+@pytest.mark.parametrize(
+    ("rules", "data", "reason"),
+    [
+        ('rule "r" when event.roles contains "mod" then block', {"roles": 5},
+         "field `event.roles` should be a string or list, got int 5"),
+        ('rule "r" when event.roles contains "mod" then block', {"roles": {"mod": True}},
+         "field `event.roles` should be a string or list, got dict {'mod': True}"),
+        ('rule "r" when event.ids contains 5 then block', {"ids": "5"},  # a string never contains a number
+         "field `event.ids` should be a list, got str '5'"),
+        ('rule "r" when event.roles contains event.role then block', {"roles": ["a"], "role": 1},
+         "field `event.role` should be a string, got int 1"),
+        ('schema "post" { roles: list  role: any }\nrule "r" when event.roles contains event.role then block',
+         {"roles": ["a"], "role": [1]}, "field `event.role` should be a string or number, got list [1]"),
+    ],
+)
+def test_contains_on_a_wrong_type_dead_letters_before_counting(make_engine: MakeEngine, rules: str,
+                                                               data: dict[str, Any], reason: str) -> None:
+    result = make_engine(rules).process(event(**data))
+    assert isinstance(result, DeadLetter)
+    assert result.reason == reason
+
+
+def test_contains_on_a_number_field_from_a_schema_is_membership(make_engine: MakeEngine) -> None:
+    engine = make_engine('schema "post" { ids: list  id2: number }\n'
+                         'rule "r" when event.ids contains event.id2 then block')
+    assert verdict(engine, ids=[3, 4], id2=4) == "block"
+    assert verdict(engine, ids=[3, 4], id2=5) == "allow"
+
+
 # ---- lists ------------------------------------------------------------------------------------
 
 
@@ -729,7 +795,7 @@ def test_wrong_field_type_dead_letters_and_leaves_counters(make_engine: MakeEngi
                          'rule "r" when event is "post" and posts >= 2 and event.t contains "x" then block')
     result = engine.process(event(user="u", t=5))
     assert isinstance(result, DeadLetter)
-    assert result.reason == "field `event.t` should be a string, got int 5"
+    assert result.reason == "field `event.t` should be a string or list, got int 5"
     assert engine.stats.dead_letters == 1
     assert engine.store.count_dead_letters() == 1
     assert verdict(engine, user="u", t="x") == "allow"  # the dead letter was not counted

@@ -17,8 +17,16 @@ from vigil.diagnostics import Diagnostic, Severity, Span
 from vigil.dsl import ast
 from vigil.dsl.depth import MAX_NESTING, definition_order, expression_depth, references
 from vigil.dsl.runtime import FieldTypeError, compile_regex, parse_time
+from vigil.signals import text as text_signals
 
 NUMBER, STRING, BOOL, LIST, ANY = "number", "string", "bool", "list", "any"
+# What a field is known to be from how rules use it when one use admits two types: the left of `contains`
+# (a string or a list) and the item `contains` looks for in a list (a string or a number). A later use of
+# the field narrows it to one of the two.
+STRING_OR_LIST, STRING_OR_NUMBER = "string or list", "string or number"
+_UNIONS = {STRING_OR_LIST: frozenset((STRING, LIST)), STRING_OR_NUMBER: frozenset((STRING, NUMBER))}
+# Functions whose list holds URLs or host names, whose items a `contains` literal can be checked against.
+_URL_LISTS = {"urls": "whole URLs as written", "hosts": "host names", "domains": "registrable domains"}
 SEVERITIES = ("low", "medium", "high", "critical")
 SCHEMA_TYPES = {"string": STRING, "number": NUMBER, "bool": BOOL, "list": LIST, "timestamp": ANY, "any": ANY}
 # Fields every event has, whatever its schema.
@@ -293,24 +301,30 @@ class Checker:
         p.define_types[name] = result
         return result
 
-    def _field(self, f: ast.Field, want: str = ANY) -> str:
-        known = BUILTIN_FIELDS.get(f.path) or self.program.field_types.get(f.path)
+    def _field(self, f: ast.Field, want: str = ANY, hint: str | None = None) -> str:
+        builtin = BUILTIN_FIELDS.get(f.path)
+        known = builtin or self.program.field_types.get(f.path)
         if self.program.schemas and known is None:
             declared = [".".join(p) for p in self.program.field_types]
             self.error(f"unknown field `event.{f.dotted}`: no schema declares it", f.span,
                        _did_you_mean(f.dotted, declared) or "add it to a schema", code="field")
             return ANY
-        if known is not None:
-            if want not in (ANY, known) and known != ANY:
-                self.error(f"`event.{f.dotted}` is a {known}, used here as a {want}", f.span, code="type")
-            return known
-        if want != ANY:
-            previous = self.program.field_types.setdefault(f.path, want)
-            if previous != want:
-                self.error(f"`event.{f.dotted}` is used both as a {previous} and as a {want}", f.span,
-                           "a field has one type; convert or use two fields", code="type")
+        if known is None:
+            if want != ANY:
+                self.program.field_types[f.path] = want
             return want
-        return ANY
+        if not _fits(known, want):
+            self.error(f"`event.{f.dotted}` is a {known}, used here as a {want}", f.span, hint, code="type")
+            return known
+        if known in _UNIONS:  # inferred from an earlier use: this one may say which of the two it is
+            known = self.program.field_types[f.path] = _narrow(known, want)
+        return known
+
+    def _known_type(self, e: ast.Expr) -> str:
+        """The type of `e` as far as known now, reporting nothing for a field (its use reports)."""
+        if isinstance(e, ast.Field):
+            return BUILTIN_FIELDS.get(e.path) or self.program.field_types.get(e.path) or ANY
+        return self.expr(e)
 
     # ---- expressions ----
     def expect(self, expr: ast.Expr, want: str, context: str) -> str:
@@ -318,7 +332,7 @@ class Checker:
         if isinstance(expr, ast.Field):
             return self._field(expr, want)
         got = self.expr(expr)
-        if want != ANY and got not in (ANY, want):
+        if not _fits(got, want):
             self.error(f"{context} needs a {want}, got a {got}", expr.span, code="type")
         return got
 
@@ -366,7 +380,7 @@ class Checker:
         if isinstance(e, ast.Compare):
             if e.op in ("==", "!="):
                 left, right = self.expr(e.left), self.expr(e.right)
-                if ANY not in (left, right) and left != right:
+                if not _fits(left, right):
                     self.error(f"comparing a {left} with a {right} is never true", e.span, code="type")
                 if isinstance(e.left, ast.Field) and right != ANY:
                     self._field(e.left, right)
@@ -386,6 +400,9 @@ class Checker:
             self.expect(e.counter, NUMBER, "`crosses`")
             self.expect(e.threshold, NUMBER, "`crosses`")
             return BOOL
+        if isinstance(e, ast.TextOp) and e.op == "contains":
+            self._contains(e)
+            return BOOL
         if isinstance(e, ast.TextOp):
             op = e.op.replace("_", " ")
             self.expect(e.left, STRING, f"`{op}`")
@@ -393,7 +410,7 @@ class Checker:
             return BOOL
         if isinstance(e, ast.ContainsAny):
             left = self.expr(e.left) if not isinstance(e.left, ast.Field) else self._field(e.left)
-            if left not in (STRING, LIST, ANY):
+            if not _fits(left, STRING_OR_LIST):
                 self.error(f"`contains any of` needs a text or a list, got a {left}", e.left.span, code="type")
             self._collection(e.collection)
             return BOOL
@@ -455,6 +472,67 @@ class Checker:
             return NUMBER
         raise TypeError(f"unhandled expression {e!r}")  # pragma: no cover - grammar and AST agree
 
+    def _contains(self, e: ast.TextOp) -> None:
+        """`contains`: a substring of a string, or an item of a list (docs/language.md, Text). What the
+        types show to be wrong is an error here; a field of unknown type learns what it must be, so an
+        event whose field is neither a string nor a list is dead-lettered before any counter moves."""
+        left, right = self._known_type(e.left), self._known_type(e.right)
+        left_want, right_want = STRING_OR_LIST, ANY
+        if not _fits(left, STRING_OR_LIST):
+            self.error(f"`contains` looks inside a string or a list, not a {left}", e.left.span,
+                       "compare a number with ==, < or >" if left == NUMBER else
+                       "test true/false with `== true`, or use it as the condition itself", code="type")
+            left_want = ANY
+        elif _narrow(left, STRING_OR_LIST) == LIST:
+            if _fits(right, STRING_OR_NUMBER):
+                right_want = STRING_OR_NUMBER
+                self._url_list_literal(e.left, e.right)
+            else:
+                self._contains_item_error(right, e.right.span, "a list holds items equal to a string or a number")
+        elif _narrow(left, STRING_OR_LIST) == STRING:
+            if _fits(right, STRING):
+                right_want = STRING
+            else:
+                self._contains_item_error(right, e.right.span, "a string contains only a string")
+        elif right == NUMBER:  # a string never contains a number: only a list can
+            left_want = LIST
+        elif right in (LIST, BOOL):
+            self._contains_item_error(right, e.right.span, "`contains` looks for one string or number")
+        elif right == ANY:
+            right_want = STRING  # fits both a string and a list; a schema can say it is a number
+        for operand, want in ((e.left, left_want), (e.right, right_want)):
+            if isinstance(operand, ast.Field):
+                self._field(operand, want)
+
+    def _contains_item_error(self, got: str, span: Span, rule: str) -> None:
+        hint = {LIST: "to look for any of several, write `contains any of [...]`",
+                NUMBER: 'write the number as a string, e.g. `contains "42"`'}.get(got)
+        self.error(f"{rule}, not a {'true/false' if got == BOOL else got}", span, hint, code="type")
+
+    def _url_list_literal(self, left: ast.Expr, item: ast.Expr) -> None:
+        """`urls(...) contains "bit.ly"` is membership, so true only for a URL that is exactly "bit.ly":
+        a literal that cannot be an item of a URL function's list is an error that says what to write."""
+        while isinstance(left, ast.NameRef) and left.name in self.program.defines:
+            left = self.program.defines[left.name].expr
+        if not (isinstance(left, ast.Call) and left.name in _URL_LISTS and isinstance(item, ast.String)):
+            return
+        value, function = item.value, left.name
+        if function == "urls":
+            fits = re2.search(r"(?i)https?://|www\.", value) is not None
+        else:
+            fits = value.isascii() and value != "" and not any(c in value for c in "/: ")
+        if fits:
+            return
+        hint = (f'`{function}(...) contains "{value}"` is true only for an item exactly equal to it; '
+                f'to find it inside the items, write `{function}(...) contains any of ["{value}"]`')
+        host = None if function == "urls" else text_signals.url_host(value)
+        if function == "urls":
+            hint += f', or `hosts(...) contains "{value}"` for a host'
+        elif host and host != value:
+            hint = f'host names are compared bare and in their ASCII (IDNA) form: write "{host}"'
+        self.error(f"`{function}(...)` gives {_URL_LISTS[function]}, and a list `contains` only an item equal "
+                   f'to the string: "{value}" is never one', item.span, hint, code="type")
+
     def _expand(self, e: ast.Expr, depth: int = 0) -> list[ast.Expr]:
         """`e` and its sub-expressions, following definitions (bounded, as cycles are reported elsewhere)."""
         out = [e]
@@ -471,6 +549,21 @@ class Checker:
                            _did_you_mean(c.name, self.program.lists) or f'declare it: list "{c.name}" from "FILE"',
                            code="name")
             self._used_lists.add(c.name)
+
+
+def _fits(got: str, want: str) -> bool:
+    """Whether a value of type `got` may be used where `want` is needed (a union: either of its two)."""
+    return ANY in (got, want) or bool(_UNIONS.get(got, {got}) & _UNIONS.get(want, {want}))
+
+
+def _narrow(known: str, want: str) -> str:
+    """What a value known as `known` and used as `want` is: the one type both admit, where there is one."""
+    if known == ANY:
+        return want
+    if want == ANY:
+        return known
+    both = _UNIONS.get(known, {known}) & _UNIONS.get(want, {want})
+    return next(iter(both)) if len(both) == 1 else known
 
 
 def _is_time(text: str) -> bool:

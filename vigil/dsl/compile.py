@@ -17,12 +17,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vigil.dsl import ast
-from vigil.dsl.check import BOOL, LIST, NUMBER, STRING, Program, children
+from vigil.dsl.check import BOOL, LIST, NUMBER, STRING, STRING_OR_LIST, STRING_OR_NUMBER, Program, children
 from vigil.dsl.unparse import unparse
 
-_CHECKED_ACCESS = {NUMBER: "_as_number", STRING: "_as_string", BOOL: "_as_bool", LIST: "_as_list"}
+_CHECKED_ACCESS = {NUMBER: "_as_number", STRING: "_as_string", BOOL: "_as_bool", LIST: "_as_list",
+                   STRING_OR_LIST: "_as_string_or_list", STRING_OR_NUMBER: "_as_string_or_number"}
 _TYPE_TEST = {NUMBER: "type({v}) in (int, float)", STRING: "type({v}) is str", BOOL: "type({v}) is bool",
-              LIST: "type({v}) is list"}
+              LIST: "type({v}) is list", STRING_OR_LIST: "type({v}) in (str, list)",
+              STRING_OR_NUMBER: "type({v}) in (str, int, float)"}
 _PY_COMPARE = {"==": "==", "!=": "!=", ">": ">", ">=": ">=", "<": "<", "<=": "<="}
 
 
@@ -219,6 +221,9 @@ class _FunctionBuilder:
                 phrase = self.c.constant("L", ("list", "", "phrases", (e.right.value,)))
                 return f"{phrase}.contains_any_normalized({self.val(e.left)})"
             return f"_contains_normalized({self.val(e.left)}, {self.val(e.right)})"
+        if isinstance(e, ast.TextOp) and e.op == "contains":
+            paths = (repr(x.dotted if isinstance(x, ast.Field) else "(contains)") for x in (e.left, e.right))
+            return f"_contains({self.val(e.left)}, {self.val(e.right)}, {', '.join(paths)})"
         if isinstance(e, ast.TextOp):
             return f"_text_op({e.op!r}, {self.val(e.left)}, {self.val(e.right)})"
         if isinstance(e, ast.ContainsAny):

@@ -66,6 +66,18 @@ def as_list(value: Any, path: str) -> list[Any] | None:
     raise FieldTypeError(path, "list", value)
 
 
+def as_string_or_list(value: Any, path: str) -> str | list[Any] | None:
+    if value is None or type(value) in (str, list):
+        return value  # type: ignore[no-any-return]
+    raise FieldTypeError(path, "string or list", value)
+
+
+def as_string_or_number(value: Any, path: str) -> str | float | int | None:
+    if value is None or type(value) in (str, int, float):
+        return value  # type: ignore[no-any-return]
+    raise FieldTypeError(path, "string or number", value)
+
+
 # A composite entity's key is its parts, each with `\` and `|` escaped by a backslash, joined by `|`: distinct
 # tuples never share a key (parts such as user agents are attacker-controlled), and parts without `|` or `\`
 # keep the plain `a|b` form. The one place keys are made: counters, labels and every store use them as is.
@@ -165,6 +177,32 @@ def contains_normalized(left: str | None, right: str | None) -> bool | None:
     if left is None or right is None:
         return None
     return TermList("", "phrases", [right]).contains_any_normalized(left)
+
+
+def contains(left: Any, right: Any, left_path: str, right_path: str) -> bool | None:
+    """`contains`: in a string, a substring; in a list, an item equal to the value. Both follow case as
+    `starts with` does (casefold). A number equals a number of the same value (1 and 1.0), never a string
+    or true/false; items of other kinds (objects, lists, null) equal nothing.
+
+    >>> contains("Hello World", "world", "t", "(contains)"), contains(["member", "Mod"], "mod", "r", "(contains)")
+    (True, True)
+    >>> contains(["modern"], "mod", "r", "(contains)"), contains([1, "2"], 2, "r", "(contains)")
+    (False, False)
+    """
+    if left is None or right is None:
+        return None
+    if type(left) is str:
+        if type(right) is not str:
+            raise FieldTypeError(right_path, "string, as a string contains only a string", right)
+        return right.casefold() in left.casefold()
+    if type(left) is list:
+        if type(right) is str:
+            wanted = right.casefold()
+            return any(type(item) is str and item.casefold() == wanted for item in left)
+        if type(right) in (int, float):
+            return any(type(item) in (int, float) and item == right for item in left)
+        raise FieldTypeError(right_path, "string or number", right)
+    raise FieldTypeError(left_path, "string or list", left)
 
 
 def text_op(op: str, left: str | None, right: str | None) -> bool | None:
