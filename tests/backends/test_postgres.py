@@ -161,3 +161,29 @@ def test_counters_reload_per_key_after_a_future_dated_event(store_url: str) -> N
         assert decision.verdict == "review"  # type: ignore[union-attr]  # the third post: the count was kept
     finally:
         second.close()
+
+
+SHARED_RULES = """
+entity user = event.user
+rule "Spam" when event is "post" and event.text contains "spam" then label user "spammer"
+rule "Known spammer" when event is "post" and user has label "spammer" then block
+"""
+
+
+def test_instances_over_one_database_see_each_others_labels(postgres: Server) -> None:
+    """Regression: each instance loaded the labels once at start, so a label another instance wrote
+    afterwards (a rule's, or a person's removal) was never seen and their decisions diverged."""
+    url = fresh_database(postgres, "shared")
+    rules = load_ruleset("r.vigil", files={"r.vigil": SHARED_RULES})
+    first, second = Engine(rules, open_store(url)), Engine(rules, open_store(url))
+    try:
+        assert second.process({"type": "post", "id": "b0", "time": 1000, "user": "u"}).verdict == "allow"  # type: ignore[union-attr]
+        first.process({"type": "post", "id": "a1", "time": 1001, "user": "u", "text": "spam"})
+        assert second.process({"type": "post", "id": "b1", "time": 1002, "user": "u"}).verdict == "block"  # type: ignore[union-attr]
+        # A person's removal through one instance holds in the other at once.
+        first.labels.set("user", "u", "spammer", present=False, now=1003, source="manual", actor="mod")
+        assert second.process({"type": "post", "id": "b2", "time": 1004, "user": "u"}).verdict == "allow"  # type: ignore[union-attr]
+        assert second.labels.change("user", "u", "spammer", present=True, now=1005, source="rule", actor="r") is None
+    finally:
+        first.close()
+        second.close()

@@ -9,11 +9,22 @@ A label set or removed by a person ("manual") can only be changed by a person wh
 a rule that would add a label a person removed, or remove one a person added, changes nothing. A
 person's change with an expiry stops holding at that time; releasing it ends it at once. A rule that
 re-adds an active label extends it to the later of the two expiries.
+
+The working set is bounded: labels are read from the store per entity when first asked about and kept
+for the `max_entities` entities asked about most recently (nothing is loaded at start). Over a store that
+other processes write too (PostgreSQL: `store.shared`), every question reads the store, so a label one
+instance writes is seen by the next event another instance decides.
 """
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
+
 from vigil.stores.base import LabelBackend, LabelRecord, StateStore, label_at
+
+# Entities whose labels stay in memory (a few hundred bytes each): docs/operations.md, "Memory".
+DEFAULT_LABEL_CACHE_ENTITIES = 100_000
 
 MANUAL, RULE = "manual", "rule"
 
@@ -40,28 +51,61 @@ def next_record(current: LabelRecord | None, entity_type: str, key: str, label: 
 
 
 class Labels:
-    """The in-process LabelBackend: the latest change of every label in memory, the history in `store`."""
+    """The in-process LabelBackend: each entity's latest change per label, read from `store` on demand and
+    kept for the `max_entities` entities used most recently (None: no limit); the history stays in `store`."""
 
-    def __init__(self, store: StateStore | None = None) -> None:
+    def __init__(self, store: StateStore | None = None, *,
+                 max_entities: int | None = DEFAULT_LABEL_CACHE_ENTITIES) -> None:
         from vigil.stores.memory import MemoryStore
 
+        if max_entities is not None and max_entities < 1:
+            raise ValueError(f"max_entities must be at least 1 (or None for no limit), got {max_entities}")
         self.store: StateStore = store if store is not None else MemoryStore()
-        self._latest: dict[tuple[str, str], dict[str, LabelRecord]] = {}
-        for record in self.store.load_labels():
-            self._keep(record)
+        self.max_entities = max_entities
+        # Another process may change a shared store's labels at any time: a cached entity would go stale.
+        self._read_through = bool(getattr(self.store, "shared", False))
+        self._latest: OrderedDict[tuple[str, str], dict[str, LabelRecord]] = OrderedDict()
+        # The engine's thread and the service's (label API, second stage) share the working set; the lock
+        # also spans a miss's store read, so a commit in between cannot be overwritten by what it read.
+        self._lock = threading.Lock()
 
-    def _keep(self, record: LabelRecord) -> bool:
-        """Make `record` its label's latest unless a later change is known; whether it did."""
-        labels = self._latest.setdefault((record.entity_type, record.key), {})
-        latest = labels.get(record.label)
-        if latest is not None and latest.updated_at > record.updated_at:
-            return False
-        labels[record.label] = record
-        return True
+    def _labels(self, entity_type: str, key: str) -> dict[str, LabelRecord]:
+        """The entity's latest record per label (from the working set, else from the store)."""
+        if self._read_through:
+            return {r.label: r for r in self.store.entity_labels(entity_type, key)}
+        entity = (entity_type, key)
+        with self._lock:
+            labels = self._latest.get(entity)
+            if labels is not None:
+                self._latest.move_to_end(entity)
+                return labels
+            labels = {}
+            for record in self.store.entity_labels(entity_type, key):
+                latest = labels.get(record.label)
+                if latest is None or latest.updated_at <= record.updated_at:
+                    labels[record.label] = record
+            self._latest[entity] = labels
+            if self.max_entities is not None and len(self._latest) > self.max_entities:
+                self._latest.popitem(last=False)  # stored already: it is read again when next asked about
+            return labels
+
+    def _keep(self, record: LabelRecord) -> None:
+        """Make a committed `record` its label's latest in the working set unless a later change is known
+        (an entity not held is read from the store when next asked about)."""
+        with self._lock:
+            labels = self._latest.get((record.entity_type, record.key))
+            if labels is None:
+                return
+            latest = labels.get(record.label)
+            if latest is None or latest.updated_at <= record.updated_at:
+                labels[record.label] = record
+
+    def cached_entities(self) -> int:
+        """How many entities' labels the working set holds now."""
+        return len(self._latest)
 
     def _at(self, entity_type: str, key: str, label: str, now: float) -> LabelRecord | None:
-        labels = self._latest.get((entity_type, key))
-        record = labels.get(label) if labels is not None else None
+        record = self._labels(entity_type, key).get(label)
         if record is None or record.updated_at <= now:
             return record
         # Asked about a time before the label's latest change (a replay, a late event): the history knows.
@@ -78,11 +122,11 @@ class Labels:
     def get(self, entity_type: str, key: str, now: float | None = None) -> list[LabelRecord]:
         """The active labels at `now`; without `now`, every label's latest record."""
         if now is None:
-            return sorted(self._latest.get((entity_type, key), {}).values(), key=lambda r: r.label)
+            return sorted(self._labels(entity_type, key).values(), key=lambda r: r.label)
         return [r for r in self.as_of(entity_type, key, now) if r.active(now)]
 
     def as_of(self, entity_type: str, key: str, at: float) -> list[LabelRecord]:
-        records = (self._at(entity_type, key, label, at) for label in self._latest.get((entity_type, key), {}))
+        records = (self._at(entity_type, key, label, at) for label in list(self._labels(entity_type, key)))
         return sorted((r for r in records if r is not None), key=lambda r: r.label)
 
     def history(self, entity_type: str, key: str) -> list[LabelRecord]:

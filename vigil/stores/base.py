@@ -98,6 +98,10 @@ def horizon(newest: int, window: int | None) -> int:
 class StateStore(Protocol):
     """Durable state behind the in-memory working set."""
 
+    # Whether other processes write this store too (PostgreSQL): then no process may answer from what it
+    # read earlier, since another may have changed it since.
+    shared: bool
+
     def write_counter_rows(self, rows: list[CounterRow]) -> None: ...
 
     def load_counter_rows(self, cid: str, since_sec: int | None) -> Iterable[CounterRow]:
@@ -118,7 +122,11 @@ class StateStore(Protocol):
         ...
 
     def load_labels(self) -> Iterable[LabelRecord]:
-        """The latest record of every label."""
+        """The latest record of every label (for tools and tests: the engine reads labels per entity)."""
+        ...
+
+    def entity_labels(self, entity_type: str, key: str) -> list[LabelRecord]:
+        """The latest record of each label of one entity."""
         ...
 
     def label_history(self, entity_type: str, key: str) -> list[LabelRecord]:

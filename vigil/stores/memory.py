@@ -18,10 +18,12 @@ from vigil.stores.base import (
 
 
 class MemoryStore:
+    shared = False
+
     def __init__(self, *, dead_letters: DeadLetterLimits | None = None) -> None:
         self.letter_limits = dead_letters if dead_letters is not None else DeadLetterLimits()
         self.counter_rows: list[CounterRow] = []
-        self.labels: dict[tuple[str, str, str], LabelRecord] = {}
+        self.labels: dict[tuple[str, str], dict[str, LabelRecord]] = {}  # entity → label → latest record
         self.history: list[LabelRecord] = []
         self.letters: list[DeadLetter] = []
         self.versions: list[RulesVersion] = []
@@ -45,13 +47,17 @@ class MemoryStore:
 
     def write_labels(self, records: list[LabelRecord]) -> None:
         for r in records:
-            latest = self.labels.get((r.entity_type, r.key, r.label))
+            labels = self.labels.setdefault((r.entity_type, r.key), {})
+            latest = labels.get(r.label)
             if latest is None or latest.updated_at <= r.updated_at:
-                self.labels[(r.entity_type, r.key, r.label)] = r
+                labels[r.label] = r
             self.history.append(r)
 
     def load_labels(self) -> Iterable[LabelRecord]:
-        return list(self.labels.values())
+        return [r for labels in self.labels.values() for r in labels.values()]
+
+    def entity_labels(self, entity_type: str, key: str) -> list[LabelRecord]:
+        return list(self.labels.get((entity_type, key), {}).values())
 
     def label_history(self, entity_type: str, key: str) -> list[LabelRecord]:
         return [r for r in self.history if r.entity_type == entity_type and r.key == key]

@@ -96,6 +96,8 @@ def run_migrations(conn: Any, migrations: list[str], version_table: str, lock_id
 
 
 class PostgresStore:
+    shared = True  # several processes on several machines: nothing read may be answered from later
+
     def __init__(self, url: str, *, min_size: int = 1, max_size: int = 4,
                  dead_letters: DeadLetterLimits | None = None) -> None:
         from psycopg_pool import ConnectionPool
@@ -172,6 +174,11 @@ class PostgresStore:
 
     def load_labels(self) -> Iterable[LabelRecord]:
         return [self._record(r) for r in self._read(f"SELECT {self._LABEL_COLUMNS} FROM labels")]
+
+    def entity_labels(self, entity_type: str, key: str) -> list[LabelRecord]:
+        rows = self._read(f"SELECT {self._LABEL_COLUMNS} FROM labels WHERE entity_type = %s AND key = %s",
+                          (entity_type, key))
+        return [self._record(r) for r in rows]
 
     def label_history(self, entity_type: str, key: str) -> list[LabelRecord]:
         rows = self._read(f"SELECT {self._LABEL_COLUMNS} FROM label_history WHERE entity_type = %s AND key = %s"

@@ -123,6 +123,8 @@ def _unusable(path: str, error: BaseException) -> StoreUnavailable:
 
 
 class SqliteStore:
+    shared = False  # one process per file (docs/operations.md)
+
     def __init__(self, path: str | Path, *, dead_letters: DeadLetterLimits | None = None) -> None:
         self.path = Path(path)
         self.letter_limits = dead_letters if dead_letters is not None else DeadLetterLimits()
@@ -243,6 +245,10 @@ class SqliteStore:
 
     def load_labels(self) -> Iterable[LabelRecord]:
         return [self._record(r) for r in self._read("SELECT * FROM labels")]
+
+    def entity_labels(self, entity_type: str, key: str) -> list[LabelRecord]:
+        rows = self._read("SELECT * FROM labels WHERE entity_type = ? AND key = ?", (entity_type, key))
+        return [self._record(r) for r in rows]
 
     def label_history(self, entity_type: str, key: str) -> list[LabelRecord]:
         rows = self._read(
