@@ -50,4 +50,11 @@ def make_service(tmp_path: Path, rules_dir: Path) -> Iterator[Callable[..., Runn
 
 @pytest.fixture
 def svc(make_service: Callable[..., Running]) -> Running:
+    """Following its rules directory (the default with one: rules source auto)."""
     return make_service()
+
+
+@pytest.fixture
+def store_svc(make_service: Callable[..., Running]) -> Running:
+    """Following the store, which the rules directory seeds (version 1): the API manages versions."""
+    return make_service(rules_source="store")

@@ -32,7 +32,8 @@ def server(tmp_path: Path, rules_dir: Path) -> Iterator[tuple[str, dict[str, str
     store = SqliteStore(tmp_path / "e2e.sqlite")
     secrets = {scope: create_token(store, scope, [scope])[1].value for scope in ("ingest", "admin")}
     port = _free_port()
-    app = create_app(ServiceSettings(port=port, rules_dir=str(rules_dir), reload_interval=0.2), store)
+    app = create_app(ServiceSettings(port=port, rules_dir=str(rules_dir), rules_source="store", reload_interval=0.2),
+                     store)
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False,
                             lifespan="on")
     uv = uvicorn.Server(config)

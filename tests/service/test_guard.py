@@ -17,7 +17,7 @@ NEW_RULES = {"files": {"main.vigil": 'rule "Everything"\n  when event is "post"\
 def test_a_text_plain_post_from_a_foreign_page_cannot_replace_the_rules_without_auth(
         make_service: Callable[..., Running]) -> None:
     """The reported attack: a `text/plain` POST with a foreign Origin and Host replaced the rules (201)."""
-    svc = make_service(auth=False)
+    svc = make_service(auth=False, rules_source="store")
     body = orjson.dumps(NEW_RULES)
     attack = svc.client.post("/v1/rules", content=body, headers={
         "Content-Type": "text/plain", "Origin": "http://evil.example", "Host": "evil.example:8470"})

@@ -33,18 +33,18 @@ def test_active_version_describes_the_rules(svc: Running) -> None:
     assert svc.get("/v1/rules?files=true").json()["files"]["common.vigil"] == COMMON
 
 
-def test_upload_activates_a_new_version(svc: Running) -> None:
-    response = _upload(svc, {"main.vigil": FLAG_ALL}, message="flag everything")
+def test_upload_activates_a_new_version(store_svc: Running) -> None:
+    response = _upload(store_svc, {"main.vigil": FLAG_ALL}, message="flag everything")
     assert response.status_code == 201
     body = response.json()
     assert (body["seq"], body["active"], body["author"], body["message"]) == (2, True, "admin", "flag everything")
-    assert svc.post_event(post("calm")).json()["verdict"] == "flag"
-    assert svc.post_event(post("calm")).json()["ruleset"] == body["version"]
-    assert _active(svc)["seq"] == 2
+    assert store_svc.post_event(post("calm")).json()["verdict"] == "flag"
+    assert store_svc.post_event(post("calm")).json()["ruleset"] == body["version"]
+    assert _active(store_svc)["seq"] == 2
 
 
-def test_a_broken_upload_is_rejected_with_locations_and_the_old_version_serves(svc: Running) -> None:
-    response = _upload(svc, {"main.vigil": BROKEN})
+def test_a_broken_upload_is_rejected_with_locations_and_the_old_version_serves(store_svc: Running) -> None:
+    response = _upload(store_svc, {"main.vigil": BROKEN})
     assert response.status_code == 422
     error = response.json()["error"]
     assert error["code"] == "rules_rejected"
@@ -52,19 +52,19 @@ def test_a_broken_upload_is_rejected_with_locations_and_the_old_version_serves(s
     assert (diagnostic["file"], diagnostic["line"], diagnostic["column"]) == ("main.vigil", 3, 28)
     assert diagnostic["text"].startswith("main.vigil:3:28: error: unknown name")
     assert "^" in diagnostic["rendered"]
-    assert _active(svc)["seq"] == 1
-    assert svc.post_event(post("hey!!!!!")).json()["verdict"] == "flag"
-    assert len(svc.get("/v1/rules/versions").json()["versions"]) == 1  # nothing stored
+    assert _active(store_svc)["seq"] == 1
+    assert store_svc.post_event(post("hey!!!!!")).json()["verdict"] == "flag"
+    assert len(store_svc.get("/v1/rules/versions").json()["versions"]) == 1  # nothing stored
 
 
-def test_an_upload_whose_own_tests_fail_is_rejected(svc: Running) -> None:
+def test_an_upload_whose_own_tests_fail_is_rejected(store_svc: Running) -> None:
     failing = FLAG_ALL + 'test "nothing fires" given "post" with text = "x" expect allow\n'
-    response = _upload(svc, {"main.vigil": failing})
+    response = _upload(store_svc, {"main.vigil": failing})
     assert response.status_code == 422
     [failure] = response.json()["error"]["test_failures"]
     assert failure["name"] == "nothing fires"
     assert "expected verdict allow, got flag" in failure["failures"][0]
-    assert _active(svc)["seq"] == 1
+    assert _active(store_svc)["seq"] == 1
 
 
 def test_dry_run_checks_without_storing(svc: Running) -> None:
@@ -74,35 +74,35 @@ def test_dry_run_checks_without_storing(svc: Running) -> None:
     assert _active(svc)["seq"] == 1
 
 
-def test_upload_shape_is_checked(svc: Running) -> None:
+def test_upload_shape_is_checked(store_svc: Running) -> None:
     cases: list[Any] = [{"files": "x"}, {"files": {}}, {"files": {"../x.vigil": ""}}, {"files": {"/abs.vigil": ""}},
                         {"files": {"a.vigil": 3}}, {"files": {"a.vigil": ""}, "entry": ["b.vigil"]},
                         {"files": {"a.txt": ""}}, {"files": {"a.vigil": ""}, "message": 5}, ["files"]]
     for case in cases:
-        response = svc.client.post("/v1/rules", json=case, headers=svc.headers("admin"))
+        response = store_svc.client.post("/v1/rules", json=case, headers=store_svc.headers("admin"))
         assert response.status_code == 422, case
         assert response.json()["error"]["code"] == "invalid_upload" or case == ["files"]
-    assert svc.client.post("/v1/rules", content=b"{", headers=svc.headers("admin")).status_code == 400
-    too_big = svc.client.post("/v1/rules", content=b" " * (9 << 20), headers=svc.headers("admin"))
+    assert store_svc.client.post("/v1/rules", content=b"{", headers=store_svc.headers("admin")).status_code == 400
+    too_big = store_svc.client.post("/v1/rules", content=b" " * (9 << 20), headers=store_svc.headers("admin"))
     assert too_big.status_code == 413
 
 
-def test_versions_activate_and_rollback(svc: Running) -> None:
-    assert _upload(svc, {"main.vigil": FLAG_ALL}).status_code == 201
-    versions = svc.get("/v1/rules/versions").json()
+def test_versions_activate_and_rollback(store_svc: Running) -> None:
+    assert _upload(store_svc, {"main.vigil": FLAG_ALL}).status_code == 201
+    versions = store_svc.get("/v1/rules/versions").json()
     assert [v["seq"] for v in versions["versions"]] == [2, 1] and versions["active"] == 2
-    one = svc.get("/v1/rules/versions/1").json()
+    one = store_svc.get("/v1/rules/versions/1").json()
     assert one["files"]["main.vigil"] == RULES
-    rolled = svc.client.post("/v1/rules/rollback", headers=svc.headers("admin"))
+    rolled = store_svc.client.post("/v1/rules/rollback", headers=store_svc.headers("admin"))
     assert rolled.status_code == 200 and rolled.json()["seq"] == 1
-    assert svc.post_event(post("calm")).json()["verdict"] == "allow"
-    assert svc.client.post("/v1/rules/rollback", headers=svc.headers("admin")).status_code == 409
-    forward = svc.client.post("/v1/rules/versions/2/activate", headers=svc.headers("admin"))
+    assert store_svc.post_event(post("calm")).json()["verdict"] == "allow"
+    assert store_svc.client.post("/v1/rules/rollback", headers=store_svc.headers("admin")).status_code == 409
+    forward = store_svc.client.post("/v1/rules/versions/2/activate", headers=store_svc.headers("admin"))
     assert forward.status_code == 200
-    assert svc.post_event(post("calm")).json()["verdict"] == "flag"
-    assert svc.client.post("/v1/rules/versions/99/activate", headers=svc.headers("admin")).status_code == 404
-    assert svc.get("/v1/rules/versions/99").status_code == 404
-    assert svc.get("/v1/rules/versions/x").status_code == 400
+    assert store_svc.post_event(post("calm")).json()["verdict"] == "flag"
+    assert store_svc.client.post("/v1/rules/versions/99/activate", headers=store_svc.headers("admin")).status_code == 404
+    assert store_svc.get("/v1/rules/versions/99").status_code == 404
+    assert store_svc.get("/v1/rules/versions/x").status_code == 400
 
 
 def test_a_change_on_disk_is_picked_up_within_seconds(svc: Running) -> None:
@@ -125,15 +125,15 @@ def test_a_broken_change_on_disk_keeps_the_old_version(svc: Running) -> None:
     assert svc.post_event(post("hey!!!!!")).json()["verdict"] == "block"
 
 
-def test_a_version_activated_by_another_instance_is_picked_up(svc: Running) -> None:
-    stored = svc.store.add_rules_version("elsewhere", {"r.vigil": FLAG_ALL}, ("r.vigil",), author="other",
+def test_a_version_activated_by_another_instance_is_picked_up(store_svc: Running) -> None:
+    stored = store_svc.store.add_rules_version("elsewhere", {"r.vigil": FLAG_ALL}, ("r.vigil",), author="other",
                                          message="", now=0.0)
-    svc.store.activate_rules_version(stored.seq)
-    assert wait_for(lambda: _active(svc)["seq"] == stored.seq)
-    assert svc.post_event(post("calm")).json()["verdict"] == "flag"
+    store_svc.store.activate_rules_version(stored.seq)
+    assert wait_for(lambda: _active(store_svc)["seq"] == stored.seq)
+    assert store_svc.post_event(post("calm")).json()["verdict"] == "flag"
 
 
-def test_uploads_under_traffic_fail_no_request(svc: Running) -> None:
+def test_uploads_under_traffic_fail_no_request(store_svc: Running) -> None:
     """The fault check: a broken upload while events flow is rejected, and no event request fails."""
     failures: list[int] = []
     sent = 0
@@ -142,7 +142,7 @@ def test_uploads_under_traffic_fail_no_request(svc: Running) -> None:
     def traffic() -> None:
         nonlocal sent
         while not stop.is_set():
-            response = svc.post_event(post("hey!!!!!"))
+            response = store_svc.post_event(post("hey!!!!!"))
             sent += 1
             if response.status_code != 200 or response.json()["verdict"] not in ("flag", "block"):
                 failures.append(response.status_code)
@@ -152,9 +152,9 @@ def test_uploads_under_traffic_fail_no_request(svc: Running) -> None:
     try:
         wait_for(lambda: sent > 20)
         for _ in range(3):
-            assert _upload(svc, {"main.vigil": BROKEN}).status_code == 422
+            assert _upload(store_svc, {"main.vigil": BROKEN}).status_code == 422
         good = RULES.replace('then flag\n\nrule "Bad', 'then block\n\nrule "Bad').replace("expect flag", "expect block")
-        assert _upload(svc, {"main.vigil": good, "common.vigil": COMMON, "lists/bad.txt": "x\n"}).status_code == 201
+        assert _upload(store_svc, {"main.vigil": good, "common.vigil": COMMON, "lists/bad.txt": "x\n"}).status_code == 201
         done = sent
         wait_for(lambda: sent > done + 20)
     finally:
@@ -162,7 +162,7 @@ def test_uploads_under_traffic_fail_no_request(svc: Running) -> None:
         thread.join()
     assert failures == []
     assert sent > 40
-    assert _active(svc)["seq"] == 2
+    assert _active(store_svc)["seq"] == 2
 
 
 DEEP = ('rule "Deep" when event is "post" and event.score' + " + 1" * 250 + " > 0 then flag\n")
@@ -206,16 +206,16 @@ def test_a_disk_load_that_failed_for_a_passing_reason_succeeds_on_retry(
     assert svc.post_event(post("calm")).json()["verdict"] == "flag"
 
 
-def test_an_upload_whose_tests_ask_for_too_many_events_is_refused_before_they_run(svc: Running) -> None:
+def test_an_upload_whose_tests_ask_for_too_many_events_is_refused_before_they_run(store_svc: Running) -> None:
     # `given 999999999999999999` grew the server to 22.8 GB until the kernel killed it (issue 11.2)
     huge = FLAG_ALL + 'test "huge" given 999999999999999999 "post" with text = "x" expect flag\n'
     for query in ("?dry_run=true", ""):
-        response = svc.client.post(f"/v1/rules{query}", json={"files": {"main.vigil": huge}},
-                                   headers=svc.headers("admin"))
+        response = store_svc.client.post(f"/v1/rules{query}", json={"files": {"main.vigil": huge}},
+                                   headers=store_svc.headers("admin"))
         assert response.status_code == 422
         [diagnostic] = [d for d in response.json()["error"]["diagnostics"] if d["severity"] == "error"]
         assert diagnostic["message"] == "a `given` gives at most 10,000 events, not 999,999,999,999,999,999"
-    assert _active(svc)["seq"] == 1
+    assert _active(store_svc)["seq"] == 1
 
 
 def test_the_gate_stops_the_tests_at_its_time_budget() -> None:
@@ -231,38 +231,38 @@ def test_the_gate_stops_the_tests_at_its_time_budget() -> None:
     assert failure["failures"][0].startswith("not run: the tests of this rules set ran past their time budget")
 
 
-def test_a_large_version_is_loaded_in_a_worker_process_and_activates(svc: Running) -> None:
+def test_a_large_version_is_loaded_in_a_worker_process_and_activates(store_svc: Running) -> None:
     words = ", ".join(f'"bw{i}q"' for i in range(30_000))  # over 256 KiB: loaded off the serving process
     big = (f'entity user = event.actor.id\nlist "big" of words = [{words}]\n'
            'rule "Big list" when event is "post" and event.text contains any of list "big" then block\n'
            'rule "Pattern" when event is "post" and event.text matches /^x+y$/i then flag\n'
            'test "a listed word blocks"\n  given "post" from user "u" with text = "hello bw29999q"\n  expect block\n')
-    assert svc.client.app.state.service.rules.loader.wanted({"main.vigil": big})
-    response = _upload(svc, {"main.vigil": big})
+    assert store_svc.client.app.state.service.rules.loader.wanted({"main.vigil": big})
+    response = _upload(store_svc, {"main.vigil": big})
     assert response.status_code == 201, response.text
-    assert svc.post_event(post("so bw12345q there")).json()["verdict"] == "block"
-    assert svc.post_event(post("XXXY")).json()["verdict"] == "flag"  # the regex came across too
-    assert svc.post_event(post("bw12345")).json()["verdict"] == "allow"
-    broken = _upload(svc, {"main.vigil": big.replace('"big" then block', '"bigg" then block')})
+    assert store_svc.post_event(post("so bw12345q there")).json()["verdict"] == "block"
+    assert store_svc.post_event(post("XXXY")).json()["verdict"] == "flag"  # the regex came across too
+    assert store_svc.post_event(post("bw12345")).json()["verdict"] == "allow"
+    broken = _upload(store_svc, {"main.vigil": big.replace('"big" then block', '"bigg" then block')})
     assert broken.status_code == 422
     assert "did you mean" in broken.text or "bigg" in broken.text
-    failing = _upload(svc, {"main.vigil": big.replace("expect block", "expect allow")})
+    failing = _upload(store_svc, {"main.vigil": big.replace("expect block", "expect allow")})
     assert failing.status_code == 422 and failing.json()["error"]["test_failures"]
-    assert _active(svc)["seq"] == 2
+    assert _active(store_svc)["seq"] == 2
 
 
-def test_a_version_python_cannot_compile_is_refused_everywhere(svc: Running) -> None:
+def test_a_version_python_cannot_compile_is_refused_everywhere(svc: Running, store_svc: Running) -> None:
     """Issue 11.1: 250 additions passed the checker, then a 500 SyntaxError half-replaced the running
     version (every event 500 while /v1/rules showed the old one). Now the checker refuses it: dry run,
     upload and a change on disk alike, and the old version keeps deciding."""
     for query in ("?dry_run=true", ""):
-        response = svc.client.post(f"/v1/rules{query}", json={"files": {"main.vigil": DEEP}},
-                                   headers=svc.headers("admin"))
+        response = store_svc.client.post(f"/v1/rules{query}", json={"files": {"main.vigil": DEEP}},
+                                         headers=store_svc.headers("admin"))
         assert response.status_code == 422, response.text
         [diagnostic] = [d for d in response.json()["error"]["diagnostics"] if d["severity"] == "error"]
         assert "nests 253 levels deep" in diagnostic["text"]
-    assert _active(svc)["seq"] == 1
-    assert svc.post_event(post("hey!!!!!")).json()["verdict"] == "flag"
+    assert _active(store_svc)["seq"] == 1
+    assert store_svc.post_event(post("hey!!!!!")).json()["verdict"] == "flag"
     (svc.rules_dir / "deep.vigil").write_text(DEEP)
     assert wait_for(lambda: 'vigil_rules_reloads_total{result="rejected",source="disk"} 1.0'
                     in svc.get("/metrics").text)

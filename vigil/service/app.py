@@ -107,7 +107,7 @@ def prepare(app: Starlette) -> tuple[RuleSet, Signals | None]:
         signals = svc.signals
         if svc.settings.banks is not None:
             signals = _open_banks(svc, svc.settings.banks)
-        svc.rules.signals = signals
+        svc.rules.gate = svc.rules.gate.with_signals(signals)  # the gate tests with the engine's signals
         try:
             svc.prepared = (svc.rules.initial(), signals)
         except BaseException:

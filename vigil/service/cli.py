@@ -49,8 +49,13 @@ def _loopback(host: str) -> bool:
 
 @click.command("serve")
 @click.option("--rules", "rules_dir", type=click.Path(exists=True, file_okay=False),
-              help="Rules directory to serve and watch (reloaded within seconds of a change). "
-                   "Without it, the store's active version is served.")
+              help="Rules directory: served and watched (reloaded within seconds of a change) when the rules "
+                   "source is `directory`; with `store`, it only seeds a store that has no active version.")
+@click.option("--rules-source", type=click.Choice(["auto", "directory", "store"]), default="auto",
+              envvar="VIGIL_RULES_SOURCE", show_default=True,
+              help="Where the running rules come from: the --rules directory (API uploads refused) or the "
+                   "store (upload, activate, roll back through the API). auto: the directory when one is given, "
+                   "unless the store's active version was put there through the API (env VIGIL_RULES_SOURCE).")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (loopback by default).")
 @click.option("--port", default=8470, show_default=True)
 @click.option("--allowed-host", "allowed_hosts", multiple=True, metavar="NAME",
@@ -90,7 +95,7 @@ def _loopback(host: str) -> bool:
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]))
 @signal_options
-def serve_command(rules_dir: str | None, host: str, port: int, allowed_hosts: tuple[str, ...], db: str,
+def serve_command(rules_dir: str | None, rules_source: str, host: str, port: int, allowed_hosts: tuple[str, ...], db: str,
                   max_body: int, max_batch: int, max_batch_body: int, max_depth: int, rate_limit: float,
                   rate_burst: int, auth_failure_rate: float, auth_failure_burst: int, public_metrics: bool,
                   max_event_skew: float, header_timeout: float, body_timeout: float, max_connections: int,
@@ -107,12 +112,15 @@ def serve_command(rules_dir: str | None, host: str, port: int, allowed_hosts: tu
     from vigil.service.app import RulesRejected, create_app, prepare
     from vigil.service.state import ServiceSettings
 
+    if rules_source == "directory" and rules_dir is None:
+        raise click.UsageError("--rules-source directory needs --rules DIR")
     if no_auth and not _loopback(host):
         raise click.ClickException("--no-auth is refused on a non-loopback address; create a token instead")
     if db in ("memory", "memory:") and not no_auth:
         raise click.ClickException("an in-memory store holds no tokens: add --no-auth, or give --db a file")
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    settings = ServiceSettings(host=host, port=port, allowed_hosts=allowed_hosts, rules_dir=rules_dir, auth=not no_auth,
+    settings = ServiceSettings(host=host, port=port, allowed_hosts=allowed_hosts, rules_dir=rules_dir,
+                               rules_source=rules_source, auth=not no_auth,
                                max_body_bytes=max_body, max_batch=max_batch, max_batch_bytes=max_batch_body,
                                max_depth=max_depth, max_event_skew=max_event_skew,
                                rate_limit=rate_limit, rate_burst=rate_burst,

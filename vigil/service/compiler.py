@@ -19,16 +19,15 @@ from typing import Any
 import anyio.to_thread
 
 from vigil.dsl.loader import RuleSet
+from vigil.gate import RulesRejected, load_checked
 
 DEFAULT_MIN_BYTES = 256 << 10
 
 
 def _load(files: dict[str, str], entry: tuple[str, ...]) -> tuple[str, Any]:
     """In the worker process: ("ok", pickled RuleSet) or ("rejected", the RulesRejected's fields)."""
-    from vigil.service.reload import RulesRejected, check_rules
-
     try:
-        ruleset = check_rules(files, entry, run_tests=False)
+        ruleset = load_checked(files, entry)
     except RulesRejected as error:
         return "rejected", (error.message, error.diagnostics, error.test_failures)
     return "ok", pickle.dumps(ruleset, protocol=pickle.HIGHEST_PROTOCOL)
@@ -47,8 +46,6 @@ class LoadOffProcess:
 
     async def load(self, files: dict[str, str], entry: tuple[str, ...]) -> RuleSet:
         """The checked, compiled rules set (without running its tests). Raises RulesRejected."""
-        from vigil.service.reload import RulesRejected
-
         if self._pool is None:
             # spawn, not fork: the serving process has threads (flusher, second stage, thread pool)
             self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))

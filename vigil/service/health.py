@@ -39,8 +39,13 @@ async def _readiness(svc: Service) -> Response:
     problems: list[str] = []
     if svc.engine is None or svc.stopping:
         problems.append("the engine is not running")
-    if svc.rules.active is None:
-        problems.append("no rules version is active: start with --rules DIR or upload one")
+    rules = svc.rules
+    if rules.active is None:
+        if rules.store_problem is not None:
+            problems.append(f"the store's active rules version {rules.store_problem.seq} does not pass the gate "
+                            "here: upload or activate another (details in rules_store)")
+        else:
+            problems.append("no rules version is active: start with --rules DIR or upload one")
     try:
         await anyio.to_thread.run_sync(svc.rules_store.active_rules_version)
     except Exception as error:  # noqa: BLE001 - whatever the backend raises, the answer is "not ready"
@@ -53,19 +58,28 @@ async def _readiness(svc: Service) -> Response:
                             f"try): {flushing.last_error}")
         if flushing.set_aside:  # each is a dead letter with its reason; the service goes on
             warnings.append(f"{flushing.set_aside} counter updates could not be stored: see the dead letters")
+    if rules.notice is not None:  # a directory given but not loaded: the store is the source
+        warnings.append(rules.notice)
+    if rules.store_problem is not None and rules.active is not None:
+        warnings.append(f"the store's active rules version {rules.store_problem.seq} does not pass the gate here; "
+                        f"version {rules.active.seq} serves on")
     if problems:
-        return JSONResponse({"status": "not ready", "problems": problems, "warnings": warnings}, status_code=503)
-    active = svc.rules.active
-    body: dict[str, Any] = {"status": "ready", "rules": {"seq": active.seq, "version": active.version}
-                            if active is not None else None}
-    problem = svc.rules.disk_problem
+        body: dict[str, Any] = {"status": "not ready", "problems": problems, "warnings": warnings,
+                                "rules_source": rules.source}
+        if rules.store_problem is not None:
+            body["rules_store"] = rules.store_problem.json()
+        return JSONResponse(body, status_code=503)
+    active = rules.active
+    body = {"status": "ready", "rules": {"seq": active.seq, "version": active.version, "source": rules.source}
+            if active is not None else None}
+    problem = rules.disk_problem
     if problem is not None:  # the old version still decides events, so still ready; but say what is wrong
-        body["warnings"] = [f"rules in {svc.rules.rules_dir} do not load; the active version serves on"]
-        body["rules_dir"] = {"path": str(svc.rules.rules_dir), **problem.json()}
-    warnings_list = body.setdefault("warnings", [])
-    warnings_list.extend(warnings)
-    if not warnings_list:
-        del body["warnings"]
+        warnings.insert(0, f"rules in {rules.rules_dir} do not load; the active version serves on")
+        body["rules_dir"] = {"path": str(rules.rules_dir), **problem.json()}
+    if rules.store_problem is not None:
+        body["rules_store"] = rules.store_problem.json()
+    if warnings:
+        body["warnings"] = warnings
     return JSONResponse(body)
 
 

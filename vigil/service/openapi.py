@@ -54,6 +54,7 @@ def _query(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any
 MODE = _query("mode", "sync (default): decide now; async: accept (202) and decide in the background",
               {"type": "string", "enum": ["sync", "async"]})
 BANK = _path("name", "the bank's name")
+FOLLOWS_DIRECTORY = "The service follows a rules directory (rules source: directory): change the files there."
 BYTES = {"schema": {"type": "string", "format": "binary"}}
 MEDIA = {"application/octet-stream": BYTES, "image/*": BYTES, "video/*": BYTES}
 TEXT_OR_BASE64 = [{"type": "object", "required": ["text"], "properties": {"text": {"type": "string"}}},
@@ -123,7 +124,8 @@ def openapi_document() -> dict[str, Any]:
                 "get": _op("The active rules version", "read", {"200": _json(ok, "Version, rules, warnings.")},
                            params=[_query("files", "include the files' text", {"type": "boolean"})]),
                 "post": _op("Upload a rules version: checked, tested, then activated atomically", "admin", {
-                    "201": _json(ok, "Stored and active."), "200": _json(ok, "dry_run: passed the checks.")},
+                    "201": _json(ok, "Stored and active."), "200": _json(ok, "dry_run: passed the checks."),
+                    "409": _json(_ref("Error"), FOLLOWS_DIRECTORY)},
                     body=_ref("RulesUpload"), params=[_query("dry_run", "check only", {"type": "boolean"})])},
             "/v1/rules/versions": {"get": _op("Stored rules versions, newest first", "read", {
                 "200": _json(ok, "Versions.")}, params=[_query("limit", "at most this many", {"type": "integer"})])},
@@ -131,10 +133,13 @@ def openapi_document() -> dict[str, Any]:
                 "200": _json(ok, "The version."), "404": _json(_ref("Error"), "No such version.")},
                 params=[_path("seq", "the version's number")])},
             "/v1/rules/versions/{seq}/activate": {"post": _op("Activate a stored version", "admin", {
-                "200": _json(ok, "Active."), "404": _json(_ref("Error"), "No such version.")},
+                "200": _json(ok, "Active."), "404": _json(_ref("Error"), "No such version."),
+                "409": _json(_ref("Error"), FOLLOWS_DIRECTORY)},
                 params=[_path("seq", "the version's number")])},
             "/v1/rules/rollback": {"post": _op("Activate the version stored before the active one", "admin", {
-                "200": _json(ok, "Active."), "409": _json(_ref("Error"), "There is no earlier version.")})},
+                "200": _json(ok, "Active."),
+                "409": _json(_ref("Error"), f"There is no earlier version, or {FOLLOWS_DIRECTORY[0].lower()}"
+                                            f"{FOLLOWS_DIRECTORY[1:]}")})},
             "/v1/hash": {"post": _op("Hash content: pdq (with quality), md5 and sha256 of media; text_simhash of text",
                                      "read", {"200": _json(_ref("Hashes"), "The hashes."),
                                               "415": _json(_ref("Error"), "A body that is neither media nor JSON.")},

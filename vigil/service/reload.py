@@ -1,12 +1,15 @@
-"""Rules versions in a running service: check, store, activate atomically, roll back, hot reload.
+"""Rules versions in a running service: one source of truth, one gate, atomic activation, hot reload.
 
-Every new version goes through the same gate, whether it was uploaded, changed on disk or activated by
-another instance: `load_ruleset` (the checker) and then the rules' own tests. A version that fails
-either is rejected with the messages, and the running version keeps serving (at start-up, the service
-does not start). Activation swaps the
-engine's compiled rules under its lock, so each event is decided wholly by one version and none is
-dropped. `poll` runs every second or two: it activates what another instance made active in the shared
-store, and what changed in the watched rules directory.
+The service follows either its rules directory or the store (vigil/rules_source.py), never both:
+following a directory, a change there is activated and the API refuses uploads, activations and
+rollbacks (`FollowsDirectory`, 409); following the store, the API manages versions and a directory only
+seeds an empty store. Every new version passes the one gate (vigil/gate.py: the checker, then the
+rules' own tests with the engine's signals), whether it was uploaded, changed on disk, rolled back to
+or activated by another instance. A version that fails is rejected with the messages, and the running
+version keeps serving (at start-up, the service does not start). Activation swaps the engine's compiled
+rules under its lock, so each event is decided wholly by one version and none is dropped. `poll` runs
+every second or two: following the store, it activates what another instance made active there;
+following a directory, what changed in it.
 """
 
 from __future__ import annotations
@@ -16,48 +19,53 @@ import logging
 import posixpath
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import anyio.to_thread
 
-from vigil.diagnostics import Diagnostic, DiagnosticError
 from vigil.dsl.loader import RuleSet, load_ruleset
 from vigil.dsl.testing import TEST_TIME_LIMIT
 from vigil.engine import Engine
+from vigil.gate import Gate, RulesRejected, diagnostic_json
+from vigil.rules_source import (
+    SOURCES,
+    Source,
+    dir_fingerprint,
+    disk_author,
+    read_directory,
+    read_rules_dir,
+    resolve_source,
+    seed_store,
+)
 from vigil.service.compiler import DEFAULT_MIN_BYTES, LoadOffProcess
 from vigil.signals.providers import Signals
 from vigil.stores.base import RulesStore, RulesVersion
 
 log = logging.getLogger("vigil.service.rules")
 
+__all__ = ["FollowsDirectory", "RulesManager", "RulesRejected", "check_rules", "diagnostic_json",
+           "dir_fingerprint", "read_rules_dir", "validate_files"]
+
 EMPTY_RULES = {"no-rules.vigil": ""}  # what runs before any version is active (readyz says not ready)
 MAX_FILES = 1000
 MAX_PATH = 300
-DISK_SUFFIXES = (".vigil", ".txt", ".csv", ".tsv", ".list")  # rules files and the lists they read
 
 
-def diagnostic_json(d: Diagnostic, sources: dict[str, str]) -> dict[str, Any]:
-    s = d.span
-    return {"file": s.file, "line": s.line, "column": s.column, "end_line": s.end_line,
-            "end_column": s.end_column, "severity": d.severity.value, "code": d.code, "message": d.message,
-            "hint": d.hint, "text": str(d), "rendered": d.render(sources.get(s.file))}
+class FollowsDirectory(Exception):
+    """An upload, activation or rollback through the API, refused because the service follows a rules
+    directory: the next change on disk would silently replace what the API activated."""
 
+    def __init__(self, action: str, rules_dir: Path | None) -> None:
+        self.action = action
+        self.rules_dir = rules_dir
+        super().__init__(f"this service follows the rules directory {rules_dir} (rules source: directory), "
+                         f"so it does not {action} rules versions through the API")
 
-@dataclass(slots=True)
-class RulesRejected(Exception):
-    """A rules version that the checker or the rules' tests refused; nothing was activated."""
-
-    message: str
-    diagnostics: list[dict[str, Any]] = field(default_factory=list)
-    test_failures: list[dict[str, Any]] = field(default_factory=list)
-
-    def __str__(self) -> str:
-        lines = [self.message]
-        lines += [d["rendered"] for d in self.diagnostics if d["severity"] == "error"]
-        lines += [f"test {t['name']!r} ({t['location']}): {'; '.join(t['failures'])}" for t in self.test_failures]
-        return "\n".join(lines)
+    hint = ("change the files in the directory (they are checked and activated within seconds), or restart "
+            "with --rules-source store (env VIGIL_RULES_SOURCE=store) to manage versions through the API; "
+            "the directory then only seeds a store that has no active version")
 
 
 def validate_files(files: object, entry: object) -> tuple[dict[str, str], tuple[str, ...]]:
@@ -89,66 +97,10 @@ def validate_files(files: object, entry: object) -> tuple[dict[str, str], tuple[
     return dict(files), entries
 
 
-def read_rules_dir(root: Path) -> dict[str, str]:
-    """The rules files under a directory, by path relative to it (hidden files skipped)."""
-    files: dict[str, str] = {}
-    for path in sorted(root.rglob("*")):
-        rel = path.relative_to(root).as_posix()
-        if path.is_file() and path.suffix in DISK_SUFFIXES and not any(p.startswith(".") for p in rel.split("/")):
-            files[rel] = path.read_text("utf-8")
-    return files
-
-
-def dir_fingerprint(root: Path) -> tuple[tuple[str, int, int], ...]:
-    """What changes when any rules file under `root` is written, added or removed."""
-    out = []
-    for path in root.rglob("*"):
-        if path.suffix in DISK_SUFFIXES:
-            try:
-                st = path.stat()
-            except OSError:
-                continue
-            out.append((path.as_posix(), st.st_mtime_ns, st.st_size))
-    return tuple(sorted(out))
-
-
 def check_rules(files: dict[str, str], entry: tuple[str, ...], run_tests: bool = True,
                 signals: Signals | None = None, test_time_limit: float = TEST_TIME_LIMIT) -> RuleSet:
-    """The gate every version passes: the checker, then the rules' own tests, run with `signals` (the
-    engine's own classifiers and banks, so a test passes here exactly when it passes under `vigil test`
-    with the same options), bounded in events by the checker and in time by `test_time_limit`. Raises
-    RulesRejected; its message says what failed, not what happens next (callers add that: at start-up
-    nothing is serving yet)."""
-    try:
-        ruleset = load_ruleset(list(entry), files=files)
-    except DiagnosticError as error:
-        diagnostics = [diagnostic_json(d, error.sources) for d in error.diagnostics]
-        n = len(error.errors)
-        raise RulesRejected(f"the rules have {n} error{'s' if n != 1 else ''}", diagnostics) from None
-    if run_tests:
-        test_rules(ruleset, signals, test_time_limit)
-    return ruleset
-
-
-def test_rules(ruleset: RuleSet, signals: Signals | None = None, time_limit: float = TEST_TIME_LIMIT) -> None:
-    """The second half of the gate: the rules' own tests, with `signals`, within `time_limit` seconds in
-    all. Raises RulesRejected."""
-    from vigil.dsl.testing import run_tests as run
-
-    failed = [r for r in run(ruleset, _beside(signals), time_limit=time_limit) if not r.passed]
-    if failed:
-        raise RulesRejected(
-            f"{len(failed)} of the rules' {len(ruleset.program.tests)} tests failed",
-            [diagnostic_json(d, ruleset.sources) for d in ruleset.warnings],
-            [{"name": r.name, "location": r.location, "failures": list(r.failures)} for r in failed])
-
-
-def _beside(signals: Signals | None) -> Signals | None:
-    """The engine's signals for a gate that runs in another thread: the same classifiers, banks and media
-    policy, with a cache of its own (the engine's is not shared across threads)."""
-    if signals is None:
-        return None
-    return Signals(classifiers=signals.classifiers, matcher=signals.matcher, media_policy=signals.media_policy)
+    """The gate (vigil/gate.py) in one call, for callers that have no `Gate` at hand."""
+    return Gate(signals, run_tests, test_time_limit).admit(files, entry)
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,18 +117,40 @@ class DiskProblem:
         return {"error": self.error, "since": self.since, "attempts": self.attempts}
 
 
-class RulesManager:
-    """Owns which rules version the engine runs. Activations are serialised by an asyncio lock; the
-    slow parts (loading, compiling, tests, store I/O) run in worker threads so traffic keeps flowing."""
+@dataclass(frozen=True, slots=True)
+class StoreProblem:
+    """The store's active version `seq` did not pass the gate here (this instance's signals, or a
+    version stored by an older Vigil): the error, since when, when last tried (monotonic)."""
 
-    def __init__(self, store: RulesStore, rules_dir: str | Path | None = None, *, run_tests: bool = True,
-                 test_time_limit: float = TEST_TIME_LIMIT,
+    seq: int
+    error: str
+    since: float
+    tried_at: float
+
+    def json(self) -> dict[str, Any]:
+        return {"seq": self.seq, "error": self.error, "since": self.since}
+
+
+class RulesManager:
+    """Owns which rules version the engine runs, and where versions come from (`source`, resolved by
+    `initial`). Activations are serialised by an asyncio lock; the slow parts (loading, compiling,
+    tests, store I/O) run in worker threads so traffic keeps flowing."""
+
+    def __init__(self, store: RulesStore, rules_dir: str | Path | None = None, *, source: str = "auto",
+                 run_tests: bool = True, test_time_limit: float = TEST_TIME_LIMIT,
                  on_reload: Callable[[str, str], None] | None = None, retry_interval: float = 30.0,
                  off_process_bytes: int = DEFAULT_MIN_BYTES) -> None:
+        if source not in SOURCES:
+            raise ValueError(f"rules source {source!r} is not one of {', '.join(SOURCES)}")
+        if source == "directory" and rules_dir is None:
+            raise ValueError("rules source 'directory' needs a rules directory (--rules DIR)")
         self.store = store
         self.rules_dir = Path(rules_dir) if rules_dir is not None else None
-        self.run_tests = run_tests
-        self.test_time_limit = test_time_limit
+        self.requested_source = source
+        self.source: Source | None = None  # "directory" or "store", once `initial` has resolved it
+        self.source_reason = ""
+        # The gate every version passes; `app.prepare` gives it the engine's signals before `initial`.
+        self.gate = Gate(None, run_tests, test_time_limit)
         self.on_reload = on_reload or (lambda source, result: None)
         self.engine: Engine | None = None
         self.active: RulesVersion | None = None
@@ -185,50 +159,103 @@ class RulesManager:
         self.retry_interval = retry_interval
         self.loader = LoadOffProcess(off_process_bytes)
         self.disk_problem: DiskProblem | None = None  # the watched directory's last load failed
-        # What the rules' tests run with: the engine's signals, set before `initial` (app.py).
-        self.signals: Signals | None = None
+        self.store_problem: StoreProblem | None = None  # the store's active version fails the gate here
+        self.notice: str | None = None  # a directory given but not loaded (following the store)
         self._fingerprint: tuple[tuple[str, int, int], ...] | None = None
         self._lock = asyncio.Lock()
 
     # ---- at startup (synchronous: before the engine exists) ----
     def initial(self) -> RuleSet:
-        """The rules to start with: the watched directory if there is one (stored as a new version when
-        it differs from the active one), else the store's active version, else an empty rules set.
+        """Resolve the source, then the rules to start with. Following a directory: the directory
+        (stored as a new version when it differs from the store's active one). Following the store: its
+        active version; with none, the directory seeds it, if one is given; else an empty rules set.
         Raises RulesRejected when the directory's rules fail: a service never starts on broken rules."""
-        if self.rules_dir is not None:
-            if not self.rules_dir.is_dir():
-                raise RulesRejected(f"rules directory {self.rules_dir} does not exist")
-            self._fingerprint = dir_fingerprint(self.rules_dir)
-            files = read_rules_dir(self.rules_dir)
-            entry = tuple(p for p in files if p.endswith(".vigil"))
-            ruleset = check_rules(*validate_files(files, list(entry) or None), run_tests=self.run_tests,
-                                  signals=self.signals, test_time_limit=self.test_time_limit)
-            current = self.store.active_rules_version()
-            if current is None or current.version != ruleset.version:
-                current = self.store.add_rules_version(ruleset.version, files, entry, author=f"disk:{self.rules_dir}",
-                                                       message="loaded at startup", now=time.time())
-                self.store.activate_rules_version(current.seq)
-            self.active, self.ruleset = current, ruleset
-            return ruleset
+        resolved = resolve_source(self.requested_source, self.rules_dir, self.store)
+        self.source, self.source_reason = resolved.source, resolved.reason
+        log.info("rules: %s", resolved.reason)
+        if resolved.source == "directory":
+            assert self.rules_dir is not None
+            return self._initial_from_directory(self.rules_dir)
+        return self._initial_from_store()
+
+    def _initial_from_directory(self, root: Path) -> RuleSet:
+        self._fingerprint = dir_fingerprint(root)
+        files, entry = read_directory(root)
+        ruleset = self.gate.admit(files, entry)
         current = self.store.active_rules_version()
-        if current is not None:
-            try:
-                self.ruleset = check_rules(current.files, current.entry, run_tests=False)
-                self.active = current
-                return self.ruleset
-            except RulesRejected as error:  # a version stored by an older Vigil that this one refuses
-                log.error("stored rules version %s no longer loads:\n%s", current.seq, error)
+        if current is None or current.version != ruleset.version:
+            if current is not None and not current.author.startswith("disk:"):
+                log.warning("rules in %s replace the store's active version %s (by %r): this service follows the "
+                            "directory (rules source: directory)", root, current.seq, current.author)
+            current = self.store.add_rules_version(ruleset.version, files, entry, author=disk_author(root),
+                                                   message="loaded at startup", now=time.time())
+            self.store.activate_rules_version(current.seq)
+        self.active, self.ruleset = current, ruleset
+        return ruleset
+
+    def _initial_from_store(self) -> RuleSet:
+        current = self.store.active_rules_version()
+        if current is None and self.rules_dir is not None:
+            self.active, self.ruleset = seed_store(self.store, self.rules_dir, self.gate)
+            log.info("the store had no active rules version: seeded version %s from %s", self.active.seq,
+                     self.rules_dir)
+            return self.ruleset
+        if current is None:
+            return load_ruleset(list(EMPTY_RULES), files=EMPTY_RULES)
+        if self.rules_dir is not None:
+            self._note_directory_not_loaded(self.rules_dir, current)
+        try:
+            self.ruleset = self.gate.admit(current.files, current.entry)
+            self.active = current
+            return self.ruleset
+        except RulesRejected as error:  # this instance's signals, or a version stored by an older Vigil
+            self._store_refused(current.seq, error)
         return load_ruleset(list(EMPTY_RULES), files=EMPTY_RULES)
+
+    def _note_directory_not_loaded(self, root: Path, current: RulesVersion) -> None:
+        """Say (log, /readyz) that the directory given differs from the version that runs, and why."""
+        try:
+            files = read_rules_dir(root)
+        except (OSError, UnicodeDecodeError):
+            files = {}
+        if files == current.files:
+            return
+        self.notice = (f"rules in {root} differ from the store's active version {current.seq} (by "
+                       f"{current.author!r}) and were not loaded: this service follows the store, where a "
+                       "directory only seeds an empty store; upload them (POST /v1/rules) to serve them")
+        log.warning("%s", self.notice)
+
+    def _store_refused(self, seq: int, error: RulesRejected) -> None:
+        problem = self.store_problem
+        since = problem.since if problem is not None and problem.seq == seq else time.time()
+        self.store_problem = StoreProblem(seq, str(error), since, time.monotonic())
+        self.last_rejection = error
+        serving = f"version {self.active.seq} keeps serving" if self.active else "no version is active"
+        log.error("the store's active rules version %s does not pass the gate here (%s; upload or activate "
+                  "another):\n%s", seq, serving, error)
 
     def bind(self, engine: Engine) -> None:
         self.engine = engine
 
     # ---- while serving ----
+    def require_store(self, action: str) -> None:
+        """Raise FollowsDirectory unless versions may be changed through the API (following the store)."""
+        if self.source == "directory":
+            raise FollowsDirectory(action, self.rules_dir)
+
     async def upload(self, files: dict[str, str], entry: tuple[str, ...], *, author: str, message: str = "",
-                     source: str = "api", dry_run: bool = False) -> tuple[RulesVersion | None, RuleSet]:
-        """Check a new version and, unless `dry_run`, store and activate it. Raises RulesRejected."""
+                     dry_run: bool = False) -> tuple[RulesVersion | None, RuleSet]:
+        """Pass a new version through the gate and, unless `dry_run`, store and activate it. Raises
+        FollowsDirectory (a dry run is allowed whatever the source) or RulesRejected."""
+        if not dry_run:
+            self.require_store("upload")
+        return await self._admit_and_store(files, entry, author=author, message=message, source="api",
+                                           dry_run=dry_run)
+
+    async def _admit_and_store(self, files: dict[str, str], entry: tuple[str, ...], *, author: str, message: str,
+                               source: str, dry_run: bool = False) -> tuple[RulesVersion | None, RuleSet]:
         try:
-            ruleset = await self._check(files, entry, self.run_tests)
+            ruleset = await self._admit(files, entry)
         except RulesRejected as error:
             self.last_rejection = error
             self.on_reload(source, "rejected")
@@ -241,16 +268,14 @@ class RulesManager:
         self.on_reload(source, "activated")
         return stored, ruleset
 
-    async def _check(self, files: dict[str, str], entry: tuple[str, ...], run_tests: bool) -> RuleSet:
-        """The gate, beside traffic: a large version is loaded in a worker process (compiler.py), a small
-        one in a thread; the tests run in a thread with the engine's signals."""
+    async def _admit(self, files: dict[str, str], entry: tuple[str, ...]) -> RuleSet:
+        """The gate, beside traffic: a large version is checked in a worker process (compiler.py), a
+        small one in a thread; the tests run in a thread with the engine's signals."""
+        gate = self.gate
         if not self.loader.wanted(files):
-            return await anyio.to_thread.run_sync(check_rules, files, entry, run_tests, self.signals,
-                                                  self.test_time_limit)
+            return await anyio.to_thread.run_sync(gate.admit, files, entry)
         ruleset = await self.loader.load(files, entry)
-        if run_tests:
-            await anyio.to_thread.run_sync(test_rules, ruleset, self.signals, self.test_time_limit)
-        return ruleset
+        return await anyio.to_thread.run_sync(gate.test, ruleset)
 
     def close(self) -> None:
         self.loader.close()
@@ -260,12 +285,17 @@ class RulesManager:
         return self.store.add_rules_version(version, files, entry, author=author, message=message, now=time.time())
 
     async def activate(self, seq: int, *, source: str = "api") -> RulesVersion:
-        """Activate a stored version (a rollback, or a version another instance activated)."""
+        """Activate a stored version (a rollback, or through the API), after the gate. Raises
+        FollowsDirectory, KeyError (no such version) or RulesRejected."""
+        self.require_store("activate" if source == "api" else "roll back")
+        return await self._activate_stored(seq, source)
+
+    async def _activate_stored(self, seq: int, source: str) -> RulesVersion:
         stored = await anyio.to_thread.run_sync(self.store.get_rules_version, seq)
         if stored is None:
             raise KeyError(seq)
         try:
-            ruleset = await self._check(stored.files, stored.entry, False)
+            ruleset = await self._admit(stored.files, stored.entry)
         except RulesRejected as error:
             self.on_reload(source, "rejected")
             self.last_rejection = error
@@ -273,44 +303,66 @@ class RulesManager:
         async with self._lock:
             if source == "store" and self.active is not None and self.active.seq == stored.seq:
                 return stored  # this instance activated it while the poll was looking
-            await self._activate(stored, ruleset)
+            # Following another instance's activation: the store says so already, and writing it again
+            # could undo a newer activation made meanwhile.
+            await self._activate(stored, ruleset, record=source != "store")
         self.on_reload(source, "activated")
         return stored
 
-    async def _activate(self, stored: RulesVersion, ruleset: RuleSet) -> None:
+    async def _activate(self, stored: RulesVersion, ruleset: RuleSet, *, record: bool = True) -> None:
         engine = self.engine
         if engine is None:
             raise RuntimeError("the service has no engine yet")
         previous = self.ruleset
         engine.activate(ruleset)  # in the event loop's thread: an event is decided by one version or the other
-        try:
-            await anyio.to_thread.run_sync(self.store.activate_rules_version, stored.seq)
-        except BaseException:
-            if previous is not None:
-                engine.activate(previous)
-            raise
+        if record:
+            try:
+                await anyio.to_thread.run_sync(self.store.activate_rules_version, stored.seq)
+            except BaseException:
+                if previous is not None:
+                    engine.activate(previous)
+                raise
         self.active, self.ruleset = stored, ruleset
         log.info("rules version %s (%s) active", stored.seq, stored.version)
 
     async def rollback(self) -> RulesVersion:
-        """Activate the newest stored version older than the active one."""
+        """Activate the newest stored version older than the active one (after the gate)."""
+        self.require_store("roll back")
         current = self.active.seq if self.active is not None else None
         versions = await anyio.to_thread.run_sync(self.store.list_rules_versions, 1000)
         older = [v for v in versions if current is None or v.seq < current]
         if not older:
             raise LookupError("no earlier rules version to roll back to")
-        return await self.activate(older[0].seq, source="rollback")
+        return await self._activate_stored(older[0].seq, "rollback")
 
     async def poll(self) -> None:
-        """One round of hot reload: the shared store first (another instance's activation), then disk."""
-        active = await anyio.to_thread.run_sync(self.store.active_rules_version)
-        if active is not None and (self.active is None or active.seq != self.active.seq):
-            try:
-                await self.activate(active.seq, source="store")
-            except (RulesRejected, KeyError) as error:
-                log.error("rules version %s, active in the store, does not load here: %s", active.seq, error)
-        if self.rules_dir is not None:
+        """One round of hot reload from the one source: the store (another instance's activation), or
+        the watched directory."""
+        if self.source == "store":
+            await self._poll_store()
+        elif self.source == "directory" and self.rules_dir is not None:
             await self._poll_disk(self.rules_dir)
+
+    async def _poll_store(self) -> None:
+        """Activate the store's active version when another instance changed it. One that fails the gate
+        here is tried again after `retry_interval` (a classifier or bank may answer by then), and kept
+        in `store_problem` (shown by /readyz) meanwhile."""
+        active = await anyio.to_thread.run_sync(self.store.active_rules_version)
+        if active is None or (self.active is not None and active.seq == self.active.seq):
+            self.store_problem = None
+            return
+        problem = self.store_problem
+        if (problem is not None and problem.seq == active.seq
+                and time.monotonic() - problem.tried_at < self.retry_interval):
+            return
+        try:
+            await self._activate_stored(active.seq, "store")
+        except RulesRejected as error:
+            self._store_refused(active.seq, error)
+            return
+        except KeyError:  # activated and then deleted, or a store mid-change: the next round sees
+            return
+        self.store_problem = None
 
     async def _poll_disk(self, root: Path) -> None:
         """Load the watched directory when it changed, or when its last load failed and `retry_interval`
@@ -323,15 +375,15 @@ class RulesManager:
             return
         self._fingerprint = fingerprint
         try:
-            files = await anyio.to_thread.run_sync(read_rules_dir, root)
-            files, entry = validate_files(files, None)
+            files, entry = await anyio.to_thread.run_sync(read_directory, root)
+            files, entry = validate_files(files, list(entry))
             if self.ruleset is not None and self._same_content(files):
                 self.disk_problem = None
                 return
-            stored, _ = await self.upload(files, entry, author=f"disk:{root}", message="changed on disk",
-                                          source="disk")
+            stored, _ = await self._admit_and_store(files, entry, author=disk_author(root),
+                                                    message="changed on disk", source="disk")
         except Exception as error:  # noqa: BLE001 - whatever failed, the running version serves on; say so
-            if not isinstance(error, RulesRejected):
+            if error is not self.last_rejection:  # the gate's own refusals were counted as they happened
                 self.on_reload("disk", "rejected")
             message = str(error) if isinstance(error, (RulesRejected, OSError, ValueError, TypeError)) else (
                 f"{type(error).__name__}: {error}")

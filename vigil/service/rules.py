@@ -14,7 +14,7 @@ from vigil.dsl.loader import RuleSet
 from vigil.service.auth import require
 from vigil.service.errors import ApiError, JSONResponse
 from vigil.service.limits import read_body
-from vigil.service.reload import RulesRejected, diagnostic_json, validate_files
+from vigil.service.reload import FollowsDirectory, RulesRejected, diagnostic_json, validate_files
 from vigil.service.state import service
 from vigil.stores.base import RulesVersion
 
@@ -42,6 +42,11 @@ def rejected(error: RulesRejected, active: RulesVersion | None) -> ApiError:
                     extra={"diagnostics": error.diagnostics, "test_failures": error.test_failures})
 
 
+def follows_directory(error: FollowsDirectory) -> ApiError:
+    return ApiError(409, "rules_follow_directory", str(error), FollowsDirectory.hint,
+                    extra={"rules_source": "directory", "rules_dir": str(error.rules_dir)})
+
+
 async def get_active(request: Request) -> Response:
     require(request, "read")
     rules = service(request).rules
@@ -49,15 +54,23 @@ async def get_active(request: Request) -> Response:
         raise ApiError(404, "no_rules", "no rules version is active", "upload one with POST /v1/rules")
     body = version_json(rules.active, files=request.query_params.get("files", "") in ("1", "true"))
     body["active"] = True
+    body["source"] = rules.source
     body.update(ruleset_json(rules.ruleset))
     return JSONResponse(body)
 
 
 async def upload(request: Request) -> Response:
     """{"files": {path: text}, "entry": [paths] (default: every .vigil file), "message": "..."};
-    ?dry_run=true checks without storing. 201 with the new version, or 422 with the checker's messages."""
+    ?dry_run=true checks without storing. 201 with the new version, 422 with the checker's messages, or
+    409 when the service follows a rules directory (a dry run is answered whatever the source)."""
     token = require(request, "admin")
     svc = service(request)
+    dry_run = request.query_params.get("dry_run", "") in ("1", "true")
+    if not dry_run:
+        try:
+            svc.rules.require_store("upload")  # before reading a body that would be refused anyway
+        except FollowsDirectory as error:
+            raise follows_directory(error) from None
     raw = await read_body(request, svc.settings.max_rules_bytes)
     try:
         data = orjson.loads(raw)
@@ -74,10 +87,11 @@ async def upload(request: Request) -> Response:
     except (ValueError, TypeError) as error:
         raise ApiError(422, "invalid_upload", str(error), '{"files": {"main.vigil": "..."}, "entry": ["main.vigil"]}'
                        ) from None
-    dry_run = request.query_params.get("dry_run", "") in ("1", "true")
     try:
         stored, ruleset = await svc.rules.upload(files, entry, author=token.name, message=message[:1000],
                                                  dry_run=dry_run)
+    except FollowsDirectory as error:
+        raise follows_directory(error) from None
     except RulesRejected as error:
         raise rejected(error, svc.rules.active) from None
     body: dict[str, Any] = version_json(stored) if stored is not None else {"version": ruleset.version,
@@ -124,6 +138,8 @@ async def activate(request: Request) -> Response:
     seq = _seq(request)
     try:
         stored = await svc.rules.activate(seq)
+    except FollowsDirectory as error:
+        raise follows_directory(error) from None
     except KeyError:
         raise ApiError(404, "unknown_version", f"no rules version {seq}", "GET /v1/rules/versions lists them"
                        ) from None
@@ -138,6 +154,8 @@ async def rollback(request: Request) -> Response:
     svc = service(request)
     try:
         stored = await svc.rules.rollback()
+    except FollowsDirectory as error:
+        raise follows_directory(error) from None
     except LookupError as error:
         raise ApiError(409, "no_earlier_version", str(error)) from None
     except RulesRejected as error:

@@ -36,6 +36,9 @@ class ServiceSettings:
     # Names requests may give in Host beyond those of `host` (guard.served_names); "*" allows any.
     allowed_hosts: tuple[str, ...] = ()
     rules_dir: str | None = None
+    # Where the running rules come from (vigil/rules_source.py): "directory" (rules_dir; the API refuses
+    # uploads), "store" (the API manages versions; rules_dir only seeds an empty store), or "auto".
+    rules_source: str = "auto"
     auth: bool = True
     max_body_bytes: int = 1 << 20  # one event (the engine's own limit for an event is 1 MiB too)
     max_batch_bytes: int = 4 << 20
@@ -82,7 +85,8 @@ class Service:
         self.buckets = TokenBuckets(settings.rate_limit, settings.rate_burst) if settings.rate_limit > 0 else None
         self.auth_failures = (TokenBuckets(settings.auth_failure_rate, settings.auth_failure_burst)
                               if settings.auth_failure_rate > 0 else None)
-        self.rules = RulesManager(rules_store, settings.rules_dir, run_tests=settings.run_rule_tests,
+        self.rules = RulesManager(rules_store, settings.rules_dir, source=settings.rules_source,
+                                  run_tests=settings.run_rule_tests,
                                   retry_interval=settings.reload_retry_interval,
                                   test_time_limit=settings.rule_tests_time_limit,
                                   off_process_bytes=settings.off_process_bytes,
