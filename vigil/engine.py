@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vigil.dsl import ast, runtime
+from vigil.dsl.builtins import Function, Functions
+from vigil.dsl.compile import CompiledRules, function_local
 from vigil.dsl.loader import RuleSet
 from vigil.effects import (
     VERDICT_RANK,
@@ -70,6 +72,7 @@ class Engine:
         self.stats = Stats()
         self.on_dead_letter = on_dead_letter
         self._lock = threading.Lock()
+        self._functions: dict[Function, Callable[..., Any]] = {}
         self.activate(ruleset)
         self.counters.start()
 
@@ -80,7 +83,7 @@ class Engine:
         # Everything that can fail happens before the running version or a counter is touched: the
         # loader compiled the code; running it only defines the functions, in a namespace of their own.
         code = ruleset.code or compile(compiled.source, f"<rules {ruleset.version}>", "exec")
-        namespace = self._namespace(compiled.constants)
+        namespace = self._namespace(compiled, ruleset.program.functions)
         exec(code, namespace)  # noqa: S102 - generated from checked rules; literals emitted with repr
         with self._lock:
             self.counters.bind(compiled.counters)
@@ -95,7 +98,15 @@ class Engine:
             self._slow_default: Callable[..., list[Any]] | None = namespace.get("slow_other")
             self._slow_types = compiled.slow_types
 
-    def _namespace(self, constants: dict[str, Any]) -> dict[str, Any]:
+    def _function(self, function: Function) -> Callable[..., Any]:
+        """A function's callable for this engine: made once per engine and function, not per rules version
+        (a plugin's `bind` may open a connection)."""
+        made = self._functions.get(function)
+        if made is None:
+            made = self._functions[function] = function.make_callable(self.signals)
+        return made
+
+    def _namespace(self, compiled: CompiledRules, functions: Functions) -> dict[str, Any]:
         ns: dict[str, Any] = {
             "__builtins__": {"len": len, "int": int, "float": float, "type": type, "dict": dict, "str": str,
                              "bool": bool, "list": list},
@@ -108,16 +119,6 @@ class Engine:
             "_as_string_or_list": runtime.as_string_or_list,
             "_as_string_or_number": runtime.as_string_or_number,
             "_entity_key": runtime.entity_key,
-            "_age": runtime.age,
-            "_length": runtime.length,
-            "_normalized": runtime.normalized,
-            "_lower": runtime.lower,
-            "_urls": runtime.urls,
-            "_domains": runtime.domains,
-            "_domain": runtime.domain,
-            "_host": runtime.host,
-            "_hosts": runtime.hosts,
-            "_without_links": runtime.without_links,
             "_text_op": runtime.text_op,
             "_contains": runtime.contains,
             "_contains_normalized": runtime.contains_normalized,
@@ -127,11 +128,13 @@ class Engine:
             "_classifier_score": self.signals.classifier_score,
             "_classifier_label": self.signals.classifier_label,
             "_bank_match": self.signals.bank_match,
-            "_nsfw": self.signals.nsfw,
         }
+        # The registered functions the rules call, from the registry they were checked against.
+        for name in compiled.functions:
+            ns[function_local(name)] = self._function(functions[name])
         ns["_add_many"] = self.counters.add_many
         ns["_NO_RESULTS"] = {}
-        ns.update(constants)
+        ns.update(compiled.constants)
         return ns
 
     @property

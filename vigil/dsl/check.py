@@ -15,11 +15,11 @@ import re2
 
 from vigil.diagnostics import Diagnostic, Severity, Span
 from vigil.dsl import ast
+from vigil.dsl.builtins import ANY, BOOL, LIST, NUMBER, STRING, Functions, builtin_functions
 from vigil.dsl.depth import MAX_NESTING, definition_order, expression_depth, references
 from vigil.dsl.runtime import FieldTypeError, compile_regex, parse_time
 from vigil.signals import text as text_signals
 
-NUMBER, STRING, BOOL, LIST, ANY = "number", "string", "bool", "list", "any"
 # What a field is known to be from how rules use it when one use admits two types: the left of `contains`
 # (a string or a list) and the item `contains` looks for in a list (a string or a number). A later use of
 # the field narrows it to one of the two.
@@ -39,32 +39,6 @@ MAX_TEST_EVENTS = 100_000
 _Decl = TypeVar("_Decl", ast.EntityDecl, ast.Define, ast.ListDecl, ast.Schema)
 
 
-@dataclass(frozen=True, slots=True)
-class Builtin:
-    """A function callable from rules: argument types and result type."""
-
-    params: tuple[str, ...]
-    result: str
-    doc: str
-
-
-BUILTINS: dict[str, Builtin] = {
-    "normalized": Builtin((STRING,), STRING, "the text's canonical form for matching (docs/language.md, Text)"),
-    "without_links": Builtin((STRING,), STRING, "the text without URLs, e-mail addresses, domains, @mentions, #tags"),
-    "lower": Builtin((STRING,), STRING, "lower case"),
-    "length": Builtin((ANY,), NUMBER, "characters in a string, or items in a list"),
-    "urls": Builtin((STRING,), LIST, "URLs in a text"),
-    "domains": Builtin((STRING,), LIST, "registrable domains of URLs and host names in a text"),
-    "domain": Builtin((STRING,), STRING, "registrable domain of one URL, host or e-mail address"),
-    "host": Builtin((STRING,), STRING, "host name of one URL, lower case, IDNA"),
-    "hosts": Builtin((STRING,), LIST, "host names of the URLs in a text"),
-    "age": Builtin((ANY,), NUMBER, "seconds from a timestamp (RFC 3339 or epoch) to the event's time"),
-    "language": Builtin((STRING,), STRING, "ISO 639-1 code of the text's language (the `language` classifier)"),
-    "profanity": Builtin((STRING,), NUMBER, "offensive-language probability 0–1 (the `profanity` classifier)"),
-    "nsfw": Builtin((ANY,), NUMBER, "probability 0–1 that an image (base64, or a file under --media-root) is NSFW"),
-}
-
-
 @dataclass(slots=True)
 class Program:
     """A checked rules set: every declaration by name, with the inferred type of each definition."""
@@ -78,6 +52,8 @@ class Program:
     tests: list[ast.Test] = field(default_factory=list)
     # The type each field path must have, from schemas and from how rules use it.
     field_types: dict[tuple[str, ...], str] = field(default_factory=dict)
+    # The functions the rules were checked against: the compiler and the engine use the same ones.
+    functions: Functions = field(default_factory=builtin_functions)
 
 
 def _did_you_mean(name: str, candidates: Iterable[str]) -> str | None:
@@ -86,8 +62,9 @@ def _did_you_mean(name: str, candidates: Iterable[str]) -> str | None:
 
 
 class Checker:
-    def __init__(self) -> None:
-        self.program = Program()
+    def __init__(self, functions: Functions | None = None) -> None:
+        self.program = Program(functions=functions if functions is not None else builtin_functions())
+        self.functions = self.program.functions
         self.diagnostics: list[Diagnostic] = []
         self._used_defines: set[str] = set()
         self._used_lists: set[str] = set()
@@ -356,13 +333,13 @@ class Checker:
                            f"test its labels (`{e.name} has label \"...\"`) or count by it", code="type")
                 return ANY
             self.error(f"unknown name `{e.name}`", e.span,
-                       _did_you_mean(e.name, [*self.program.defines, *BUILTINS]), code="name")
+                       _did_you_mean(e.name, [*self.program.defines, *self.functions]), code="name")
             return ANY
         if isinstance(e, ast.Call):
-            builtin = BUILTINS.get(e.name)
+            builtin = self.functions.get(e.name)
             if builtin is None:
                 self.error(f"unknown function `{e.name}`", e.span,
-                           _did_you_mean(e.name, BUILTINS) or "functions: " + ", ".join(sorted(BUILTINS)),
+                           _did_you_mean(e.name, self.functions) or "functions: " + ", ".join(sorted(self.functions)),
                            code="name")
                 for a in e.args:
                     self.expr(a)
@@ -463,6 +440,10 @@ class Checker:
                 if part is not None and any(isinstance(n, ast.Counter) for n in self._expand(part)):
                     self.error("a counter's value or `where` filter cannot use another counter", part.span,
                                "count with a simpler condition, and compare the counters in the rule", code="type")
+                if part is not None and any(self._is_slow(n) for n in self._expand(part)):
+                    self.error("a counter's value or `where` filter cannot use a slow signal (a policy model or "
+                               "a slow function): counters move with the first decision", part.span,
+                               "count without it, and test the signal in the rule", code="type")
             if e.value is not None:
                 self.expect(e.value, NUMBER if e.kind == "sum" else ANY, f"`{e.kind}`")
             if e.where is not None:
@@ -542,6 +523,12 @@ class Checker:
             out += self._expand(child, depth + 1)
         return out
 
+    def _is_slow(self, e: ast.Expr) -> bool:
+        """Whether `e` itself needs the second stage (a policy answer or a slow function)."""
+        if isinstance(e, ast.PolicyFinds):
+            return True
+        return isinstance(e, ast.Call) and e.name in self.functions and self.functions[e.name].slow
+
     def _collection(self, c: ast.Collection) -> None:
         if isinstance(c, ast.ListRef):
             if c.name not in self.program.lists:
@@ -574,8 +561,9 @@ def _is_time(text: str) -> bool:
     return True
 
 
-def check(modules: list[ast.Module]) -> tuple[Program, list[Diagnostic]]:
-    checker = Checker()
+def check(modules: list[ast.Module], functions: Functions | None = None) -> tuple[Program, list[Diagnostic]]:
+    """Check a rules set against `functions` (Vigil's built-ins when None)."""
+    checker = Checker(functions)
     program = checker.check(modules)
     return program, checker.diagnostics
 

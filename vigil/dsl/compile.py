@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vigil.dsl import ast
-from vigil.dsl.check import BOOL, LIST, NUMBER, STRING, STRING_OR_LIST, STRING_OR_NUMBER, Program, children
+from vigil.dsl.builtins import BOOL, LIST, NUMBER, STRING
+from vigil.dsl.check import STRING_OR_LIST, STRING_OR_NUMBER, Program, children
 from vigil.dsl.unparse import unparse
 
 _CHECKED_ACCESS = {NUMBER: "_as_number", STRING: "_as_string", BOOL: "_as_bool", LIST: "_as_list",
@@ -68,6 +69,14 @@ class CompiledRules:
 
     # Event types whose events have slow rules to run (None: the types no rule names).
     slow_types: frozenset[str | None] = frozenset()
+    # The registered functions the code calls, by name (the engine binds these: function_local(name)).
+    functions: tuple[str, ...] = ()
+
+
+def function_local(name: str) -> str:
+    """The name a registered function has in the compiled rules' namespace: a prefix of its own, so no
+    function name can shadow a helper (`_get`), a temporary (`_t1`) or a constant."""
+    return f"_fn_{name}"
 
 
 def counter_id(counter: ast.Counter) -> str:
@@ -277,17 +286,23 @@ class _FunctionBuilder:
         return f"(None if ({a} := {self.val(arg)}) is None else {function}({name}, {a}{rest}))"
 
     def call_code(self, e: ast.Call) -> str:
+        """A call as the registry describes it (vigil/dsl/builtins.py): `_fn_NAME(args)`, behind a test
+        that every argument is known unless the function takes unknowns itself."""
+        function = self.c.program.functions[e.name]
+        self.c.functions_used.add(e.name)
         args = [self.val(a) for a in e.args]
-        if e.name == "age":
-            return f"_age({args[0]}, t)"
-        if e.name == "language":
-            return self.signal_code("_classifier_label", "'language'", e.args[0])
-        if e.name == "profanity":
-            return self.signal_code("_classifier_score", "'profanity'", e.args[0])
-        if e.name == "nsfw":
-            a = self.temp()
-            return f"(None if ({a} := {args[0]}) is None else _nsfw({a}))"
-        return f"_{e.name}({', '.join(args)})"
+        guards: list[str] = []
+        if function.known_args:
+            for i, arg in enumerate(args):
+                local = self.temp()
+                guards.append(f"({local} := {arg}) is None")
+                args[i] = local
+        if function.time:
+            args.append("t")
+        if function.slow:
+            args.insert(0, "ev.key")  # called once per event and arguments (builtins._Memo)
+        call = f"{function_local(e.name)}({', '.join(args)})"
+        return f"(None if {' or '.join(guards)} else {call})" if guards else call
 
     def entity_key(self, name: str) -> str:
         decl = self.c.program.entities[name]
@@ -426,6 +441,7 @@ class Compiler:
         self._counter_index: dict[ast.Counter, int] = {}
         self.rule_infos: list[RuleInfo] = []
         self.rule_features: list[list[tuple[str, ast.Expr]]] = []
+        self.functions_used: set[str] = set()
 
     def is_normalized(self, e: ast.Expr) -> bool:
         """Whether `e` is the result of `normalized(...)`, directly or through definitions."""
@@ -499,7 +515,7 @@ class Compiler:
                 index, rule.name, rule.severity, rule.mode, rule.rollout_percent, verdict,
                 tuple(dict.fromkeys(entities)), rule.actions, rule.description, rule.owner, str(rule.span),
                 rule.rollout_entity,
-                2 if any(isinstance(n, ast.PolicyFinds) for n in self._all_nodes(rule.condition)) else 1,
+                2 if any(self._is_slow(n) for n in self._all_nodes(rule.condition)) else 1,
             ))
         types: set[str] = set()
         for rule in self.program.rules:
@@ -534,7 +550,13 @@ class Compiler:
         source = "\n\n\n".join(["\n".join(header)] + functions + tables)
         specs = [CounterSpec(counter_id(c), c.kind, c.window, unparse(c)) for c in self.counters]
         return CompiledRules(source + "\n", self.rule_infos, specs, self._materialize(), event_types,
-                             frozenset(slow_types))
+                             frozenset(slow_types), tuple(sorted(self.functions_used)))
+
+    def _is_slow(self, e: ast.Expr) -> bool:
+        """Whether `e` needs the second stage: a policy answer, or a function registered as slow."""
+        if isinstance(e, ast.PolicyFinds):
+            return True
+        return isinstance(e, ast.Call) and self.program.functions[e.name].slow
 
     def _all_nodes(self, e: ast.Expr) -> list[ast.Expr]:
         out = [e]

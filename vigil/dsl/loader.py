@@ -14,6 +14,7 @@ from typing import Any
 
 from vigil.diagnostics import Diagnostic, DiagnosticError, Severity, Span
 from vigil.dsl import ast
+from vigil.dsl.builtins import Functions
 from vigil.dsl.check import Program, check
 from vigil.dsl.compile import CompiledRules, compile_program
 from vigil.dsl.parse import parse
@@ -81,9 +82,12 @@ def _entry_points(paths: list[str]) -> list[str]:
     return out
 
 
-def load_ruleset(paths: list[str] | str, files: dict[str, str] | None = None) -> RuleSet:
+def load_ruleset(paths: list[str] | str, files: dict[str, str] | None = None,
+                 functions: Functions | None = None) -> RuleSet:
     """Load rules from files or directories (every `*.vigil` below them), or from `files`, a mapping
-    of path → text with `paths` naming the entry files. Raises DiagnosticError with every problem."""
+    of path → text with `paths` naming the entry files. Raises DiagnosticError with every problem.
+    `functions`: what the rules may call (vigil.plugins.load_functions; Vigil's built-ins when None); the
+    engine runs the rules set with the same ones."""
     reader = _Reader(files)
     entries = [paths] if isinstance(paths, str) else list(paths)
     roots = [] if files is not None else [str(Path(e).resolve() if Path(e).is_dir() else Path(e).resolve().parent)
@@ -123,7 +127,7 @@ def load_ruleset(paths: list[str] | str, files: dict[str, str] | None = None) ->
 
     for entry in entries:
         visit(entry, [], None)
-    program, found = check(modules)
+    program, found = check(modules, functions)
     diagnostics.extend(found)
     list_items = _read_lists(program, reader, diagnostics, sources)
     errors = [d for d in diagnostics if d.severity is Severity.ERROR]
