@@ -187,3 +187,14 @@ def test_a_counter_cannot_filter_on_a_slow_signal(signal: str) -> None:
     assert [d.message for d in info.value.diagnostics] == [
         ("a counter's value or `where` filter cannot use a slow signal (a policy model or a slow function): "
          "counters move with the first decision")]
+
+
+def test_a_rules_set_pickles_with_its_functions(engines: list[Engine]) -> None:
+    # The service loads a large rules version in a worker process and unpickles it (vigil/service/compiler.py).
+    import pickle
+
+    rules = pickle.loads(pickle.dumps(load('rule "r" when lower(event.t) == "a" and age(event.at) > 10 and '
+                                           'language(event.t) is missing then flag')))
+    assert set(rules.program.functions) == set(builtin_functions())
+    engines.append(engine := Engine(rules))
+    assert decide(engine, t="A", at=0).verdict == "flag"
