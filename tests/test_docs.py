@@ -53,3 +53,22 @@ def test_every_builtin_function_is_documented() -> None:
     text = DOC.read_text("utf-8")
     missing = [name for name in builtin_functions() if f"`{name}(" not in text]
     assert not missing, f"docs/language.md does not document: {missing}"
+
+
+def test_the_plugin_example_registers_and_its_rules_pass() -> None:
+    import types
+
+    from vigil.dsl.builtins import builtin_functions
+    from vigil.plugins import register_plugin
+
+    text = DOC.read_text("utf-8")
+    section = text[text.index("## Functions from plugins"):]
+    module = types.ModuleType("my_platform.vigil_functions")
+    exec(re.findall(r"```python\n(.*?)```", section, re.DOTALL)[0], module.__dict__)  # noqa: S102 - the page's own example
+    functions = builtin_functions()
+    register_plugin(functions, "my-platform", module.register_functions)
+    assert functions["staff_email"].source == "my-platform"
+    rules_text = re.findall(r"```vigil-plugin\n(.*?)```", section, re.DOTALL)[0]
+    ruleset = load_ruleset("plugin.vigil", files={"plugin.vigil": rules_text}, functions=functions)
+    results = run_tests(ruleset)
+    assert len(results) == 2 and all(r.passed for r in results), [r.failures for r in results]

@@ -29,9 +29,20 @@ def _console() -> Console:
     return Console(stderr=True)
 
 
+def _functions() -> Any:
+    """The functions rules may call: Vigil's and every installed plugin's (loaded here, once a command
+    runs, never on import). A plugin that cannot be loaded stops the command, naming it."""
+    from vigil.plugins import PluginError, load_functions
+
+    try:
+        return load_functions()
+    except PluginError as error:
+        raise click.ClickException(str(error)) from None
+
+
 def _load(paths: tuple[str, ...]) -> RuleSet:
     try:
-        ruleset = load_ruleset(list(paths))
+        ruleset = load_ruleset(list(paths), functions=_functions())
     except DiagnosticError as error:
         # soft_wrap: a diagnostic stays one `file:line:col: ...` line however narrow the terminal
         _console().print(error.render(), markup=False, highlight=False, soft_wrap=True)

@@ -12,6 +12,7 @@ vigil/plugins.py), so adding one is one `functions.add(...)` below.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import re
@@ -86,6 +87,7 @@ class Functions(Mapping[str, Function]):
 
     def __init__(self) -> None:
         self._by_name: dict[str, Function] = {}
+        self._source = BUILTIN_SOURCE  # who is registering now (vigil.plugins.register_plugin sets it)
 
     def __getitem__(self, name: str) -> Function:
         return self._by_name[name]
@@ -99,11 +101,22 @@ class Functions(Mapping[str, Function]):
     def __repr__(self) -> str:
         return f"Functions({', '.join(self._by_name)})"
 
+    @contextlib.contextmanager
+    def registering(self, source: str) -> Iterator[None]:
+        """Within the block, functions added are `source`'s (a plugin's entry-point name)."""
+        previous, self._source = self._source, source
+        try:
+            yield
+        finally:
+            self._source = previous
+
     def add(self, name: str, params: tuple[str, ...] | list[str], result: str, doc: str, *,
             call: Callable[..., Any] | None = None, bind: Callable[[Signals], Callable[..., Any]] | None = None,
             slow: bool = False, time: bool = False, known_args: bool = True,
-            source: str = BUILTIN_SOURCE) -> Function:
-        """Register a function; raises FunctionError if the name is taken or invalid, or a type unknown."""
+            source: str | None = None) -> Function:
+        """Register a function; raises FunctionError if the name is taken or invalid, or a type unknown.
+        `source` names who registers it (the plugin being loaded, unless given)."""
+        source = self._source if source is None else source
         if not isinstance(name, str) or not _NAME.fullmatch(name):
             raise FunctionError(f"function name {name!r} is not a name rules can call (letters, digits, _)")
         if name in _keywords():
