@@ -68,7 +68,7 @@ def _workers(client: object, url: str, lines: list[bytes], n_workers: int, tmp: 
     deadline = time.monotonic() + 1200
     try:
         while time.monotonic() < deadline:
-            done = client.hlen("vigil:decisions")  # type: ignore[attr-defined]
+            done = client.hlen("vigil:decisions:redis:events")  # type: ignore[attr-defined]
             if first is None and done > 0:
                 first = (time.perf_counter(), done)
             if done >= len(lines):

@@ -50,10 +50,10 @@ def test_kill_9_one_of_two_workers(redis_client: Any, redis_url: str, rules_dir:
     log = open(log_path, "wb")  # noqa: SIM115
     a, b = _worker(redis_url, rules_dir, "a", log), _worker(redis_url, rules_dir, "b", log)
     try:
-        _wait(lambda: redis_client.hlen("vigil:decisions") >= N // 3, 120, "a third of the decisions")
+        _wait(lambda: redis_client.hlen("vigil:decisions:redis:events") >= N // 3, 120, "a third of the decisions")
         os.kill(a.pid, signal.SIGKILL)
         a.wait(10)
-        _wait(lambda: redis_client.hlen("vigil:decisions") >= N and redis_client.xpending("events", "g")["pending"] == 0,
+        _wait(lambda: redis_client.hlen("vigil:decisions:redis:events") >= N and redis_client.xpending("events", "g")["pending"] == 0,
               150, "every decision, nothing pending")
         b.send_signal(signal.SIGTERM)
         assert b.wait(20) == 0, log_path.read_text()
@@ -69,7 +69,7 @@ def test_kill_9_one_of_two_workers(redis_client: Any, redis_url: str, rules_dir:
     single = Engine(ruleset)
     expected = {d.event_id: d for d in (single.decide(parse_event(r)) for r in raws)}
 
-    decided = {k.decode(): orjson.loads(v) for k, v in redis_client.hgetall("vigil:decisions").items()}
+    decided = {k.decode(): orjson.loads(v) for k, v in redis_client.hgetall("vigil:decisions:redis:events").items()}
     assert decided.keys() == expected.keys()  # exactly one decision per event
     # Which events cross a threshold depends on the order the two workers took the events in (an event
     # taken after a later one counts at its own second, without it); that each event was counted exactly

@@ -54,7 +54,7 @@ def test_kafka_worker(broker: Server, tmp_path: Path, rules_dir: Path, monkeypat
     real = WindowCounters.add_many
 
     def failing(self: Any, event_id: str, sec: int, updates: Any) -> Any:
-        if event_id == "bad":
+        if event_id.endswith("\x1fbad"):  # the event key: source and id
             raise ConnectionError("backend says no")
         return real(self, event_id, sec, updates)
 
@@ -81,6 +81,6 @@ def test_kafka_worker(broker: Server, tmp_path: Path, rules_dir: Path, monkeypat
     assert result[0].decided == 200 and result[0].dead == 1
 
     decisions = _consume(broker, "decisions", 200, 60)
-    assert {m.key().decode() for m in decisions} == {f"e{i}" for i in range(200)}
+    assert {m.key().decode() for m in decisions} == {f"kafka:events\x1fe{i}" for i in range(200)}
     dead = _consume(broker, "events.dead", 1, 60)
     assert len(dead) == 1 and dict(dead[0].headers())["reason"].startswith(b"internal error")

@@ -30,7 +30,7 @@ def _run(redis_url: str, rules_dir: Path, *, stop: threading.Event | None = None
 
 
 def _decisions(client: Any) -> dict[str, dict[str, Any]]:
-    return {k.decode(): orjson.loads(v) for k, v in client.hgetall("vigil:decisions").items()}
+    return {k.decode(): orjson.loads(v) for k, v in client.hgetall("vigil:decisions:redis:events").items()}
 
 
 def test_decides_acknowledges_and_publishes(redis_client: Any, redis_url: str, rules_dir: Path) -> None:
@@ -69,6 +69,34 @@ def test_a_redelivered_event_counts_once(redis_client: Any, redis_url: str, rule
     assert decisions["p2"]["verdict"] == "flag"  # 600 > 500, not 900
 
 
+def test_two_streams_reusing_an_id_are_two_events(redis_client: Any, redis_url: str, rules_dir: Path) -> None:
+    """Ids are unique per stream only: the second stream's p1 is another purchase (it was taken for a
+    redelivery of the first's, so it counted nothing, and its decision overwrote the first's)."""
+    def purchase(event_id: str) -> bytes:
+        return orjson.dumps({"type": "purchase", "id": event_id, "time": T0, "user": "u", "amount": 300})
+
+    redis_client.xadd("shop", {"event": purchase("p1")})
+    redis_client.xadd("app", {"event": purchase("p1")})
+    redis_client.xadd("app", {"event": purchase("p2")})
+    for stream in ("shop", "app"):
+        run_worker(_settings(redis_url), rules=[str(rules_dir)], stream_redis=redis_url, stream=stream,
+                   bootstrap=None, topic=None, group="g", consumer="w1", output=None, idle_exit=1.5)
+    shop = {k.decode(): orjson.loads(v) for k, v in redis_client.hgetall("vigil:decisions:redis:shop").items()}
+    app = {k.decode(): orjson.loads(v) for k, v in redis_client.hgetall("vigil:decisions:redis:app").items()}
+    assert shop["p1"]["verdict"] == "allow" and shop["p1"]["source"] == "redis:shop"
+    assert app["p1"]["verdict"] == "flag" and app["p1"]["source"] == "redis:app"  # 600 > 500
+    assert app["p2"]["verdict"] == "flag"
+    # A configured source names the events instead of the stream: here both streams' p1 are one event
+    redis_client.flushdb()
+    redis_client.xadd("shop", {"event": purchase("p1")})
+    redis_client.xadd("app", {"event": purchase("p1")})
+    for stream in ("shop", "app"):
+        run_worker(_settings(redis_url), rules=[str(rules_dir)], stream_redis=redis_url, stream=stream,
+                   bootstrap=None, topic=None, group="g", consumer="w1", output=None, idle_exit=1.5,
+                   event_source="checkout")
+    assert orjson.loads(redis_client.hget("vigil:decisions:checkout", "p1"))["verdict"] == "allow"
+
+
 def test_poison_messages_go_to_the_dead_letter_stream(redis_client: Any, redis_url: str, rules_dir: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     from vigil.stores.redis_counters import RedisCounters
@@ -76,7 +104,7 @@ def test_poison_messages_go_to_the_dead_letter_stream(redis_client: Any, redis_u
     real = RedisCounters.add_many
 
     def failing(self: Any, event_id: str, sec: int, updates: Any) -> Any:
-        if event_id == "bad":
+        if event_id.endswith("\x1fbad"):  # the event key: source and id
             raise ConnectionError("backend says no")
         return real(self, event_id, sec, updates)
 

@@ -22,6 +22,9 @@ import click
 @click.option("--rules", "rules", multiple=True, type=click.Path(exists=True),
               help="Rules files or directories, watched for changes. Without it, the store's active version.")
 @click.option("--output", default=None, help="Stream (Redis) or topic (Kafka) to publish decisions to.")
+@click.option("--source", "event_source", default=None,
+              help="Name of the events' source: ids are unique per source (counters' redelivery marks, "
+                   "label changes, decisions). Default: redis:STREAM or kafka:TOPIC.")
 @click.option("--config", "config_path", default=None, type=click.Path(exists=True, dir_okay=False),
               help="vigil.toml (default: $VIGIL_CONFIG, or ./vigil.toml if present).")
 @click.option("--db", default=None, help="Durable store URL (overrides store.url and VIGIL_STORE).")
@@ -32,8 +35,8 @@ import click
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]))
 def worker_command(stream_url: str | None, bootstrap: str | None, topic: str | None, group: str,
-                   consumer: str | None, rules: tuple[str, ...], output: str | None, config_path: str | None,
-                   db: str | None, redis_url: str | None, max_events: int | None, idle_exit: float | None,
+                   consumer: str | None, rules: tuple[str, ...], output: str | None, event_source: str | None,
+                   config_path: str | None, db: str | None, redis_url: str | None, max_events: int | None, idle_exit: float | None,
                    log_level: str) -> None:
     """Consume events from a Redis stream (--stream) or a Kafka topic (--kafka, --topic) in a consumer
     group; decide each with the rules; write decisions; acknowledge. Several workers share one stream."""
@@ -68,7 +71,7 @@ def worker_command(stream_url: str | None, bootstrap: str | None, topic: str | N
     try:
         stats = run_worker(settings, rules=list(rules), stream_redis=stream_redis, stream=stream,
                            bootstrap=bootstrap, topic=topic, group=group, consumer=consumer, output=output,
-                           max_events=max_events, idle_exit=idle_exit)
+                           max_events=max_events, idle_exit=idle_exit, event_source=event_source)
     except Exception as error:
         message = unreachable_message(error)
         if message is None:
@@ -98,7 +101,7 @@ def unreachable_message(error: BaseException) -> str | None:
 def run_worker(settings: Any, *, rules: list[str], stream_redis: str | None, stream: str | None,
                bootstrap: str | None, topic: str | None, group: str, consumer: str, output: str | None,
                max_events: int | None = None, idle_exit: float | None = None,
-               stop: threading.Event | None = None) -> Any:
+               stop: threading.Event | None = None, event_source: str | None = None) -> Any:
     """Build the engine, source and sinks from settings, run until stopped, then drain and close."""
     from vigil.diagnostics import DiagnosticError
     from vigil.dsl.loader import load_ruleset
@@ -152,7 +155,7 @@ def run_worker(settings: Any, *, rules: list[str], stream_redis: str | None, str
         for sig in (signal.SIGTERM, signal.SIGINT):
             previous[sig] = signal.signal(sig, lambda *_: stop.set())
     worker = Worker(engine, source, sinks, watcher=watcher, max_attempts=w.max_attempts,
-                    max_event_skew=w.max_event_skew)
+                    max_event_skew=w.max_event_skew, event_source=event_source)
     try:
         return worker.run(stop, max_events=max_events, idle_exit=idle_exit)
     finally:

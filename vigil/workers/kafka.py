@@ -1,7 +1,7 @@
 """Kafka (any Kafka-protocol broker): a consumer group with offsets committed after processing.
 
 confluent-kafka's consumer with auto-commit off: a batch is decided, its decisions produced (and
-flushed) to the output topic keyed by event id, then the batch's offsets are committed synchronously.
+flushed) to the output topic keyed by source and event id, then the batch's offsets are committed synchronously.
 Kafka keeps no delivery count, so a failing message is retried in place, with backoff, and after
 `max_attempts` goes to the dead-letter topic; a rebalance or a crash before the commit redelivers the
 batch to another member of the group, whose effects are idempotent by event id.
@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 
 from vigil.effects import Decision
+from vigil.events import event_key
 from vigil.workers.loop import Message
 
 # librdkafka's own log lines (a connection refused, every few milliseconds, per client) go to this logger,
@@ -108,7 +109,8 @@ class KafkaSource:
 
 
 class KafkaOutput:
-    """Decisions produced to a topic keyed by event id (compaction keeps one per event)."""
+    """Decisions produced to a topic keyed by source and event id (Event.key: `SOURCE\\x1fID`), so
+    compaction keeps one per event even when several input topics share the output."""
 
     def __init__(self, bootstrap: str, topic: str) -> None:
         from confluent_kafka import Producer
@@ -118,7 +120,8 @@ class KafkaOutput:
 
     def write(self, decisions: list[Decision]) -> None:
         for d in decisions:
-            self.producer.produce(self.topic, key=d.event_id.encode(), value=orjson.dumps(d.to_json()))
+            self.producer.produce(self.topic, key=event_key(d.source, d.event_id).encode(),
+                                  value=orjson.dumps(d.to_json()))
             self.producer.poll(0)
         remaining = self.producer.flush(30)
         if remaining:

@@ -1,7 +1,7 @@
 """The loop every worker runs, whatever the broker: read a batch, decide each event, write the decisions,
-then acknowledge. Delivery is at least once; the effects are idempotent by event id (the counter and
-label backends apply an event once), and decisions are upserted by event id, so a redelivered event
-leaves exactly one decision and changes no count twice.
+then acknowledge. Delivery is at least once; the effects are idempotent by event id within the worker's
+source (the counter and label backends apply an event once), and decisions are upserted by source and
+event id, so a redelivered event leaves exactly one decision and changes no count twice.
 
 A message whose event is invalid is dead-lettered at once (it would fail the same way again). A message
 whose processing raises (a backend briefly down, a bug) is retried; after `max_attempts` deliveries it
@@ -11,6 +11,7 @@ in hand, acknowledges it, and returns; the caller then flushes and closes the en
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -152,10 +153,15 @@ class RulesWatcher:
 
 
 class Worker:
+    """`event_source` names where the events come from (default: the source's name, `redis:STREAM` or
+    `kafka:TOPIC`). Ids are unique per source only: it scopes counters' redelivery marks, label changes
+    once per event and the decisions written, so two streams reusing an id never stand for each other."""
+
     def __init__(self, engine: Engine, source: Source, sinks: Sequence[Sink] = (), *,
                  watcher: RulesWatcher | None = None, max_attempts: int = 5,
-                 max_event_skew: float = DEFAULT_MAX_FUTURE_SKEW) -> None:
+                 max_event_skew: float = DEFAULT_MAX_FUTURE_SKEW, event_source: str | None = None) -> None:
         self.engine, self.source, self.sinks, self.watcher = engine, source, list(sinks), watcher
+        self.event_source = event_source or source.name
         self.max_attempts = max_attempts
         self.max_event_skew = max_event_skew
         self.stats = WorkerStats()
@@ -204,9 +210,9 @@ class Worker:
         while True:
             try:
                 event = parse_event(message.raw, now=time.time(), max_future_skew=self.max_event_skew)
-                return self.engine.decide(event)
+                return self.engine.decide(dataclasses.replace(event, source=self.event_source))
             except (EventError, FieldTypeError) as error:
-                self.engine.dead_letter(message.raw, str(error), self.source.name)
+                self.engine.dead_letter(message.raw, str(error), self.event_source)
                 self._dead(message, str(error))
                 return None
             except Exception as error:  # noqa: BLE001 - transient or a bug: at least once means trying again

@@ -5,8 +5,9 @@ pending entries idle for `claim_idle` seconds or more (their worker died, or fai
 delivered `max_attempts` times go to the dead-letter stream, the others are claimed (XCLAIM) and
 processed again. Entries are acknowledged (XACK) only after their decisions are written.
 
-An event is an entry's `event` field (JSON); decisions go to the hash `{prefix}:decisions` (event id →
-decision JSON, so a redelivered event's decision replaces the first) and, with `--output`, to a stream.
+An event is an entry's `event` field (JSON); decisions go to the hash `{prefix}:decisions:{source}` (one
+per source, since ids are unique per source only: event id → decision JSON, so a redelivered event's
+decision replaces the first) and, with `--output`, to a stream.
 """
 
 from __future__ import annotations
@@ -110,17 +111,25 @@ class RedisStreamSource:
 
 
 class RedisDecisionTable:
-    """Decisions upserted into a hash, event id → decision JSON: one per event, however often decided."""
+    """Decisions upserted into a hash per source, `{key}:{source}`, event id → decision JSON: one per
+    event, however often decided (`key` alone for a decision without a source)."""
 
     def __init__(self, client: Any, key: str) -> None:
         self.client, self.key = client, key
 
+    def hash_for(self, source: str) -> str:
+        return f"{self.key}:{source}" if source else self.key
+
     def write(self, decisions: list[Decision]) -> None:
-        self.client.hset(self.key, mapping={d.event_id: orjson.dumps(d.to_json()) for d in decisions})
+        by_hash: dict[str, dict[str, bytes]] = {}
+        for d in decisions:
+            by_hash.setdefault(self.hash_for(d.source), {})[d.event_id] = orjson.dumps(d.to_json())
+        for key, mapping in by_hash.items():
+            self.client.hset(key, mapping=mapping)
 
 
 class RedisOutputStream:
-    """Decisions appended to a stream (at least once: a consumer dedupes by `event_id`)."""
+    """Decisions appended to a stream (at least once: a consumer dedupes by `source` and `event_id`)."""
 
     def __init__(self, client: Any, stream: str, maxlen: int = OUTPUT_MAXLEN) -> None:
         self.client, self.stream, self.maxlen = client, stream, maxlen
@@ -128,6 +137,6 @@ class RedisOutputStream:
     def write(self, decisions: list[Decision]) -> None:
         pipe = self.client.pipeline(transaction=False)
         for d in decisions:
-            pipe.xadd(self.stream, {"event_id": d.event_id, "verdict": d.verdict,
+            pipe.xadd(self.stream, {"event_id": d.event_id, "source": d.source, "verdict": d.verdict,
                                     "decision": orjson.dumps(d.to_json())}, maxlen=self.maxlen, approximate=True)
         pipe.execute()
