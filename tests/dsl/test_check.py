@@ -33,6 +33,40 @@ def test_syntax_error_at_end_of_file() -> None:
     assert error.hint is not None and "then review" in error.hint
 
 
+def test_every_syntax_error_of_a_file_is_reported_with_the_checker_errors() -> None:
+    # One syntax error hid every other error of the file (issue 10.19): each item is parsed on its own.
+    text = (HEADER + 'define posts = count of "post" by user in the last 1 hour\n'  # lines 1-5
+            'rule "one"\n'                                   # 6
+            '  when event is "post" and posts > 3\n'         # 7
+            '  then block,\n'                                # 8: a trailing comma
+            '\n'
+            'rule "two" when event.n = 3 then review\n'      # 10: `=` for `==` (and the comma of 8 found here)
+            'rule "three"\n'                                 # 11
+            '  when event.t > "x"\n'                         # 12: a type error
+            '  then flag\n'
+            'rule "four" when posts > 1 then label user "x" for secs seconds\n'  # 14
+            'test "t"\n  given "post" from user "u"\n  expect allow,\n    rule "one"\n')
+    found = [(str(d.span), d.code, d.message) for d in errors_of(text)]
+    assert [where for where, _, _ in found] == ["r.vigil:10:1", "r.vigil:10:25", "r.vigil:14:52", "r.vigil:12:18"]
+    assert [code for _, code, _ in found] == ["syntax", "syntax", "syntax", "type"]
+    assert found[1][2].startswith("unexpected `=`") and found[3][2] == "`>` needs a number, got a string"
+
+
+def test_uses_of_an_item_with_a_syntax_error_are_not_reported_again() -> None:
+    # What a broken item declares is known by name: its uses are not "unknown", nor its uses "never used".
+    diagnostics = errors_of('entity acct = lower(event.x)\n'
+                            'define n = count of "post" by acct where event is "like" in the last 1 hour\n'
+                            'list "bad" = ["a",]\n'
+                            'define unused_here = event.n\n'
+                            'schema "post" { n: number t: }\n'
+                            'rule "broken" when then block\n'
+                            'rule "r" when n > 1 and acct has label "x" and event.t in list "bad" '
+                            'and unused_here > 1 and event.undeclared > 1 then label acct "y"\n'
+                            'test "t" given "post" expect rule "broken"\n')
+    assert [(d.span.line, d.code) for d in diagnostics] == [(1, "syntax"), (2, "syntax"), (3, "syntax"),
+                                                           (5, "syntax"), (6, "syntax")]
+
+
 def test_unknown_name_did_you_mean() -> None:
     error = only_error('define spam_score = event.n\nrule "r" when spam_scor > 3 then block')
     assert error.message == "unknown name `spam_scor`"

@@ -9,6 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from vigil.diagnostics import DiagnosticError, Severity
+from vigil.dsl import ast
 from vigil.dsl.loader import load_ruleset
 from vigil.dsl.parse import parse
 from vigil.effects import DeadLetter
@@ -50,7 +51,8 @@ EVENTS = [
 
 def check_parse(text: str) -> None:
     module, diagnostics = parse(text, "f.vigil")
-    assert (module is None) == bool(diagnostics)
+    # One error per item that does not parse, each standing in the module as an Unparsed item.
+    assert sum(isinstance(item, ast.Unparsed) for item in module.items) == len(diagnostics)
     for d in diagnostics:
         assert d.severity is Severity.ERROR and d.message
         assert d.span.file == "f.vigil"

@@ -158,6 +158,10 @@ def test_rule_without_event_type_applies_to_every_type(make_engine: MakeEngine) 
         ("event.t matches /^a.b$/", "a\nb", False),
         ("event.t matches /^b$/m", "a\nb", True),
         ("event.t matches /a\\/b/", "x a/b", True),
+        ("event.t matches /^[a/]+$/", "a/a/", True),  # a `/` in a class did end the regex (issue 10.19)
+        ("event.t matches /^[a/]+$/", "a/b", False),
+        ("event.t matches /[^/]+$/", "a/", False),
+        ("event.t matches /https?:[/][/]bit[.]ly/i", "see HTTPS://bit.ly/x", True),
         ('normalized(event.t) contains "paypal"', "PаyPаl", True),  # Cyrillic а
         ('normalized(event.t) contains "paypal"', "p4yp4l", True),  # leetspeak
         ('normalized(event.t) contains "paypal"', "pay\u200bpal", True),  # zero-width space

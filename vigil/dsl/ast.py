@@ -357,7 +357,17 @@ class Test:
     start: str | None = None  # `starting at "RFC 3339 time"`: when the first event happens
 
 
-Item = Union[Use, EntityDecl, Define, ListDecl, Schema, Rule, Test]
+@dataclass(frozen=True, slots=True)
+class Unparsed:
+    """A top-level item with a syntax error (reported by the parser). What it would have declared is kept,
+    so the checker can still check the file's other items without reporting its uses as unknown."""
+
+    kind: str  # "entity", "define", "list", "schema", "rule", "test", "use", or "" where it cannot be told
+    name: str
+    span: Span = _span()
+
+
+Item = Union[Use, EntityDecl, Define, ListDecl, Schema, Rule, Test, Unparsed]
 
 
 @dataclass(frozen=True, slots=True)

@@ -70,6 +70,8 @@ class Checker:
         self._used_lists: set[str] = set()
         self._define_stack: list[str] = []
         self._too_deep: set[int] = set()  # id() of rules whose condition nests too deeply to check
+        # What items with a syntax error would have declared, by kind: their uses are not reported unknown.
+        self._unparsed: dict[str, set[str]] = {}
 
     # ---- reporting ----
     def error(self, message: str, span: Span, hint: str | None = None, code: str = "error") -> None:
@@ -94,6 +96,8 @@ class Checker:
                 self.error(f"the tests of this rules set give more than {MAX_TEST_EVENTS:,} events in all",
                            test.span, "test each threshold with a few events more and fewer than it", code="value")
                 break
+        if self._unparsed:  # an item that did not parse may be what uses them
+            return self.program
         for name, define in self.program.defines.items():
             if name not in self._used_defines:
                 self.warning(f"definition `{name}` is never used", define.span,
@@ -137,6 +141,8 @@ class Checker:
                     else:
                         seen_rules[item.name] = item
                         p.rules.append(item)
+                elif isinstance(item, ast.Unparsed):
+                    self._unparsed.setdefault(item.kind, set()).add(item.name)
                 elif isinstance(item, ast.Test):
                     if item.name in seen_tests:
                         self.error(f'duplicate test name "{item.name}"', item.span, code="duplicate")
@@ -248,7 +254,7 @@ class Checker:
                        'e.g. `starting at "2026-03-01T23:59:00Z"`', code="value")
         rule_names = {r.name for r in self.program.rules}
         for exp in test.expectations:
-            if exp.kind in ("rule", "no_rule") and exp.value not in rule_names:
+            if exp.kind in ("rule", "no_rule") and exp.value not in rule_names | self._unparsed.get("rule", set()):
                 self.error(f'no rule named "{exp.value}"', exp.span, _did_you_mean(exp.value, rule_names),
                            code="name")
             if exp.entity is not None:
@@ -257,7 +263,7 @@ class Checker:
     # ---- names ----
     def _entity(self, name: str, span: Span) -> ast.EntityDecl | None:
         decl = self.program.entities.get(name)
-        if decl is None:
+        if decl is None and name not in self._unparsed.get("entity", ()):
             self.error(f"unknown entity `{name}`", span,
                        _did_you_mean(name, self.program.entities) or f"declare it: `entity {name} = event.…`",
                        code="name")
@@ -281,7 +287,7 @@ class Checker:
     def _field(self, f: ast.Field, want: str = ANY, hint: str | None = None) -> str:
         builtin = BUILTIN_FIELDS.get(f.path)
         known = builtin or self.program.field_types.get(f.path)
-        if self.program.schemas and known is None:
+        if self.program.schemas and known is None and "schema" not in self._unparsed:
             declared = [".".join(p) for p in self.program.field_types]
             self.error(f"unknown field `event.{f.dotted}`: no schema declares it", f.span,
                        _did_you_mean(f.dotted, declared) or "add it to a schema", code="field")
@@ -332,6 +338,8 @@ class Checker:
                 self.error(f"`{e.name}` is an entity, not a value", e.span,
                            f"test its labels (`{e.name} has label \"...\"`) or count by it", code="type")
                 return ANY
+            if e.name in self._unparsed.get("define", set()) | self._unparsed.get("entity", set()):
+                return ANY  # its definition has a syntax error, reported already
             self.error(f"unknown name `{e.name}`", e.span,
                        _did_you_mean(e.name, [*self.program.defines, *self.functions]), code="name")
             return ANY
@@ -531,7 +539,7 @@ class Checker:
 
     def _collection(self, c: ast.Collection) -> None:
         if isinstance(c, ast.ListRef):
-            if c.name not in self.program.lists:
+            if c.name not in self.program.lists and c.name not in self._unparsed.get("list", ()):
                 self.error(f'unknown list "{c.name}"', c.span,
                            _did_you_mean(c.name, self.program.lists) or f'declare it: list "{c.name}" from "FILE"',
                            code="name")

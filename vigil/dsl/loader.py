@@ -116,10 +116,8 @@ def load_ruleset(paths: list[str] | str, files: dict[str, str] | None = None,
                                           code="file"))
             return
         sources[path] = text
-        module, errors = parse(text, path)
+        module, errors = parse(text, path)  # with syntax errors, the items that parsed are still checked
         diagnostics.extend(errors)
-        if module is None:
-            return
         for item in module.items:
             if isinstance(item, ast.Use):
                 visit(reader.join(path, item.path), [*stack, key], item.span)
