@@ -119,6 +119,7 @@ def serve_command(rules_dir: str | None, rules_source: str, host: str, port: int
     if db in ("memory", "memory:") and not no_auth:
         raise click.ClickException("an in-memory store holds no tokens: add --no-auth, or give --db a file")
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    max_connections = _connection_cap(max_connections)
     settings = ServiceSettings(host=host, port=port, allowed_hosts=allowed_hosts, rules_dir=rules_dir,
                                rules_source=rules_source, auth=not no_auth,
                                max_body_bytes=max_body, max_batch=max_batch, max_batch_bytes=max_batch_body,
@@ -139,6 +140,24 @@ def serve_command(rules_dir: str | None, rules_source: str, host: str, port: int
 
     uvicorn.Server(server_config(app, host, port, header_timeout=header_timeout, max_connections=max_connections,
                                  body_timeout=body_timeout, log_level=log_level)).run()
+
+
+def _connection_cap(requested: int) -> int:
+    """--max-connections as the descriptor limit allows it, said at start; refused with a hint when it
+    was asked for explicitly and cannot be had (vigil.service.server.fit_connections)."""
+    from vigil.service.server import DescriptorLimitError, apply_descriptor_limit
+
+    source = click.get_current_context().get_parameter_source("max_connections")
+    try:
+        budget = apply_descriptor_limit(requested, explicit=source is not click.core.ParameterSource.DEFAULT)
+    except DescriptorLimitError as error:
+        raise click.ClickException(str(error)) from None
+    if budget.warning is not None:
+        click.echo(f"warning: {budget.warning}", err=True)
+    limit = "no limit" if budget.descriptor_limit < 0 else f"ulimit -n {budget.descriptor_limit}"
+    logging.getLogger("vigil.service").info("at most %d connections (file descriptors: %s)",
+                                            budget.max_connections, limit)
+    return budget.max_connections
 
 
 def _banks(banks_db: str | None, db: str) -> str | None:

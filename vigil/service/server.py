@@ -7,11 +7,16 @@ headers must arrive within `header_timeout` seconds of its first byte (or of the
 connections beyond `max_connections` are closed as they arrive, before they cost more than a moment.
 Likewise a request's body must arrive within `body_timeout` seconds of its headers: one deadline for the
 whole body, since a per-read time-out never trips for a client sending a byte a second.
+
+The connection cap only protects the service if the process may open that many descriptors and still
+have some for its own files (`fit_connections`): the soft RLIMIT_NOFILE is raised towards the hard one
+when that is enough; otherwise an explicit --max-connections is refused and the default is lowered.
 """
 
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from typing import Any
 
 import uvicorn
@@ -97,3 +102,64 @@ def server_config(app: Any, host: str, port: int, *, header_timeout: float = 10.
     return uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False, lifespan="on",
                           timeout_graceful_shutdown=10, timeout_keep_alive=keep_alive,
                           http=guarded_protocol(header_timeout, max_connections, body_timeout))
+
+
+# Descriptors kept for the service's own files beside its connections: the store and its -wal and -shm,
+# the bank file, rules files being read, the listening socket, the event loop, the media decoding pool's
+# pipes, connections to PostgreSQL, Redis or a policy model.
+RESERVED_DESCRIPTORS = 100
+
+
+class DescriptorLimitError(Exception):
+    """The file descriptor limit is too low for the connections asked for: what to change, and how."""
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionBudget:
+    max_connections: int  # the cap to run with
+    descriptor_limit: int  # the soft RLIMIT_NOFILE to run under (-1: unlimited)
+    raise_soft_to: int | None = None  # raise the soft limit to this first (at most the hard limit)
+    warning: str | None = None  # said at start when the cap was lowered
+
+
+def fit_connections(requested: int, soft: int, hard: int, *, explicit: bool,
+                    reserve: int = RESERVED_DESCRIPTORS, unlimited: int = -1) -> ConnectionBudget:
+    """The connection cap that the descriptor limits (`soft`, `hard`; `unlimited` for none) allow.
+
+    >>> fit_connections(1000, 20000, 20000, explicit=False).max_connections
+    1000
+    >>> fit_connections(1000, 1024, 4096, explicit=True).raise_soft_to
+    1100
+    >>> fit_connections(1000, 400, 400, explicit=False).max_connections
+    300
+    """
+    needed = requested + reserve
+    if soft == unlimited or needed <= soft:
+        return ConnectionBudget(requested, soft)
+    if hard == unlimited or needed <= hard:
+        return ConnectionBudget(requested, needed, raise_soft_to=needed)
+    usable = hard - reserve
+    what = (f"{requested} connections need {needed} file descriptors ({reserve} kept for the service's own "
+            f"files), but this process may open at most {hard} (ulimit -n, hard limit)")
+    hint = (f"raise the limit (`ulimit -n {needed}` in the shell that starts it, LimitNOFILE={needed} under "
+            f"systemd, --ulimit nofile={needed} under Docker)")
+    if usable < 1:
+        raise DescriptorLimitError(f"{what}: too few to serve; {hint}")
+    if explicit:
+        raise DescriptorLimitError(f"--max-connections {what}: {hint}, or lower --max-connections to {usable}")
+    return ConnectionBudget(usable, hard, raise_soft_to=hard if hard > soft else None,
+                            warning=f"serving at most {usable} connections, not {requested}: {what}; {hint}")
+
+
+def apply_descriptor_limit(requested: int, *, explicit: bool) -> ConnectionBudget:
+    """`fit_connections` for this process, raising its soft descriptor limit where that is needed and
+    allowed. Raises DescriptorLimitError when `explicit` asks for more than the hard limit allows."""
+    try:
+        import resource
+    except ImportError:  # no RLIMIT_NOFILE to consult (not a Unix)
+        return ConnectionBudget(requested, -1)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    budget = fit_connections(requested, soft, hard, explicit=explicit, unlimited=resource.RLIM_INFINITY)
+    if budget.raise_soft_to is not None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (budget.raise_soft_to, hard))
+    return budget
