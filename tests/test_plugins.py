@@ -166,3 +166,36 @@ def test_vigil_check_reports_a_broken_plugin_by_name(tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 1
     assert "Error: " + WHO.format(m="vigil_broken") + " failed to load: ImportError: needs libfoo" in done.stderr
+
+
+@pytest.mark.parametrize("off_process_bytes", [0, 1], ids=["in-thread", "worker-process"])
+def test_vigil_serve_checks_and_decides_with_a_plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                      off_process_bytes: int) -> None:
+    # The signals carry the plugins' functions to the gate (start-up, uploads) and to the engine; a large
+    # upload is checked in a spawned worker process, which gets them pickled (plugins' by reference).
+    from starlette.testclient import TestClient
+
+    from vigil.service import ServiceSettings, create_app
+    from vigil.signals.providers import build_signals
+    from vigil.stores.sqlite import SqliteStore
+
+    monkeypatch.syspath_prepend(str(EXAMPLE))
+    monkeypatch.syspath_prepend(str(example_site(tmp_path)))
+    monkeypatch.setenv("VIGIL_EXAMPLE_STANDING_DB", str(standing_db(tmp_path)))
+    signals = build_signals(classifiers_dir=str(tmp_path / "none"))
+    settings = ServiceSettings(rules_dir=str(RULES), rules_source="store", auth=False,
+                               off_process_bytes=off_process_bytes)
+    with TestClient(create_app(settings, SqliteStore(tmp_path / "vigil.sqlite"), signals=signals),
+                    base_url="http://localhost") as client:
+        loud = client.post("/v1/events", json={"type": "post", "id": "p1", "time": 1, "user": "u2",
+                                                "text": "STOP SHOUTING"}).json()
+        assert loud["verdict"] == "flag" and loud["pending"] is True
+        upload = client.post("/v1/rules", json={"files": {"main.vigil": (
+            'rule "Shouted comment" when event is "comment" and shouting(event.text) > 0.5 then review\n'
+            'test "t" given "comment" with text = "HEY" expect review\n')}})
+        assert upload.status_code == 201, upload.text
+        comment = client.post("/v1/events", json={"type": "comment", "id": "c1", "time": 2, "text": "HEY YOU"})
+        assert comment.json()["verdict"] == "review"
+        typo = client.post("/v1/rules", json={"files": {"main.vigil": (
+            'rule "r" when shouting(event.text) > "high" then review\n')}})
+        assert typo.status_code == 422 and "`>` needs a number, got a string" in typo.text

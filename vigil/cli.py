@@ -40,9 +40,9 @@ def _functions() -> Any:
         raise click.ClickException(str(error)) from None
 
 
-def _load(paths: tuple[str, ...]) -> RuleSet:
+def _load(paths: tuple[str, ...], functions: Any = None) -> RuleSet:
     try:
-        ruleset = load_ruleset(list(paths), functions=_functions())
+        ruleset = load_ruleset(list(paths), functions=functions if functions is not None else _functions())
     except DiagnosticError as error:
         # soft_wrap: a diagnostic stays one `file:line:col: ...` line however narrow the terminal
         _console().print(error.render(), markup=False, highlight=False, soft_wrap=True)
@@ -93,10 +93,11 @@ def signal_options(function: Any) -> Any:
     return function
 
 
-def _signals(options: dict[str, Any]) -> Any:
+def _signals(options: dict[str, Any], functions: Any) -> Any:
+    """The signals from the options, with the functions the rules were loaded with (plugins loaded once)."""
     from vigil.signals.providers import build_signals
 
-    return build_signals(**options)
+    return build_signals(**options, functions=functions)
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,7 +198,8 @@ def test(rules: tuple[str, ...], time_limit: float, **signal_opts: Any) -> None:
     """Run the tests written beside RULES; exit 1 if any fails."""
     from vigil.dsl.testing import run_tests
 
-    results = run_tests(_load(rules), _signals(signal_opts), time_limit=time_limit)
+    functions = _functions()
+    results = run_tests(_load(rules, functions), _signals(signal_opts, functions), time_limit=time_limit)
     failed = [r for r in results if not r.passed]
     for r in results:
         mark = click.style("PASS", fg="green") if r.passed else click.style("FAIL", fg="red")
@@ -241,7 +243,8 @@ def run(rules: tuple[str, ...], events_path: str, out_path: str, db: str | None,
     from vigil.events import parse_event
     from vigil.stages import SlowStage
 
-    engine = Engine(_load(rules), _open_store(db), signals=_signals(signal_opts))
+    functions = _functions()
+    engine = Engine(_load(rules, functions), _open_store(db), signals=_signals(signal_opts, functions))
     out = sys.stdout.buffer if out_path == "-" else open(out_path, "wb")  # noqa: SIM115
     write_lock = threading.Lock()
 
@@ -330,7 +333,8 @@ def explain(rules: tuple[str, ...], event_json: str, db: str | None, **signal_op
     from vigil.stages import SlowStage
 
     raw = Path(event_json[1:]).read_bytes() if event_json.startswith("@") else event_json.encode()
-    engine = Engine(_load(rules), _open_store(db), signals=_signals(signal_opts))
+    functions = _functions()
+    engine = Engine(_load(rules, functions), _open_store(db), signals=_signals(signal_opts, functions))
     followups: list[Decision] = []
     try:
         result = engine.process(raw)

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from vigil.diagnostics import Diagnostic, DiagnosticError
+from vigil.dsl.builtins import Functions
 from vigil.dsl.loader import RuleSet, load_ruleset
 from vigil.dsl.testing import TEST_TIME_LIMIT
 from vigil.signals.providers import Signals
@@ -45,16 +46,17 @@ class RulesRejected(Exception):
         return "\n".join(lines)
 
 
-def load_checked(files: dict[str, str], entry: tuple[str, ...]) -> RuleSet:
+def load_checked(files: dict[str, str], entry: tuple[str, ...], functions: Functions | None = None) -> RuleSet:
     """The checker's half of the gate, on files given as path → text: pure, so a large version can run
-    it in a worker process (service/compiler.py). Raises RulesRejected."""
-    return _checked(lambda: load_ruleset(list(entry), files=files))
+    it in a worker process (service/compiler.py). `functions`: what the rules may call (Vigil's built-ins
+    when None). Raises RulesRejected."""
+    return _checked(lambda: load_ruleset(list(entry), files=files, functions=functions))
 
 
-def load_checked_paths(paths: list[str]) -> RuleSet:
+def load_checked_paths(paths: list[str], functions: Functions | None = None) -> RuleSet:
     """The checker's half of the gate, on rules files or directories on disk. Raises RulesRejected
     (a file that cannot be read is a diagnostic like any other)."""
-    return _checked(lambda: load_ruleset(paths))
+    return _checked(lambda: load_ruleset(paths, functions=functions))
 
 
 def _checked(load: Any) -> RuleSet:
@@ -82,13 +84,19 @@ class Gate:
     def with_signals(self, signals: Signals | None) -> Gate:
         return replace(self, signals=signals)
 
+    @property
+    def functions(self) -> Functions | None:
+        """The functions the rules are checked against: the engine's (its signals carry them, plugins'
+        included), or Vigil's built-ins without signals."""
+        return self.signals.functions if self.signals is not None else None
+
     def admit(self, files: dict[str, str], entry: tuple[str, ...]) -> RuleSet:
         """Check and test a version given as files (an upload, a stored version, a directory read)."""
-        return self.test(load_checked(files, entry))
+        return self.test(load_checked(files, entry, self.functions))
 
     def admit_paths(self, paths: list[str]) -> RuleSet:
         """Check and test the rules files or directories at `paths`."""
-        return self.test(load_checked_paths(paths))
+        return self.test(load_checked_paths(paths, self.functions))
 
     def test(self, ruleset: RuleSet) -> RuleSet:
         """The second half, for a version the checker passed (perhaps in another process): its own
@@ -112,4 +120,4 @@ def _beside(signals: Signals | None) -> Signals | None:
     if signals is None:
         return None
     return Signals(classifiers=signals.classifiers, matcher=signals.matcher, media_policy=signals.media_policy,
-                   decoder=signals.decoder)
+                   decoder=signals.decoder, functions=signals.functions)

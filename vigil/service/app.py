@@ -155,7 +155,7 @@ def _open_banks(svc: Service, path: str) -> Signals:
     svc.bank_store = open_bank_store(path)
     svc.matcher = HashMatcher(svc.bank_store, refresh_interval=svc.settings.bank_refresh_interval, decoder=decoder)
     return Signals(classifiers=given.classifiers, matcher=svc.matcher,
-                   media_policy=given.media_policy or MediaPolicy(), decoder=decoder)
+                   media_policy=given.media_policy or MediaPolicy(), decoder=decoder, functions=given.functions)
 
 
 def _close(engine: Engine, svc: Service) -> None:

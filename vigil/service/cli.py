@@ -174,9 +174,13 @@ def _banks(banks_db: str | None, db: str) -> str | None:
 
 def _signals(options: dict[str, Any], media_roots: tuple[str, ...]) -> Any:
     """Classifiers and policy models from the options; the app opens the banks itself (settings.banks)."""
+    from vigil.plugins import PluginError
     from vigil.signals.providers import build_signals
 
-    signals = build_signals(**options)
+    try:
+        signals = build_signals(**options)  # with the installed plugins' functions
+    except PluginError as error:
+        raise click.ClickException(str(error)) from None
     if media_roots:
         from vigil.hashing.media import MediaPolicy
 

@@ -18,16 +18,18 @@ from typing import Any
 
 import anyio.to_thread
 
+from vigil.dsl.builtins import Functions
 from vigil.dsl.loader import RuleSet
 from vigil.gate import RulesRejected, load_checked
 
 DEFAULT_MIN_BYTES = 256 << 10
 
 
-def _load(files: dict[str, str], entry: tuple[str, ...]) -> tuple[str, Any]:
-    """In the worker process: ("ok", pickled RuleSet) or ("rejected", the RulesRejected's fields)."""
+def _load(files: dict[str, str], entry: tuple[str, ...], functions: Functions | None) -> tuple[str, Any]:
+    """In the worker process: ("ok", pickled RuleSet) or ("rejected", the RulesRejected's fields).
+    `functions` come pickled from the serving process: plugins' functions by reference to their modules."""
     try:
-        ruleset = load_checked(files, entry)
+        ruleset = load_checked(files, entry, functions)
     except RulesRejected as error:
         return "rejected", (error.message, error.diagnostics, error.test_failures)
     return "ok", pickle.dumps(ruleset, protocol=pickle.HIGHEST_PROTOCOL)
@@ -44,12 +46,14 @@ class LoadOffProcess:
     def wanted(self, files: dict[str, str]) -> bool:
         return self.min_bytes > 0 and sum(len(text) for text in files.values()) >= self.min_bytes
 
-    async def load(self, files: dict[str, str], entry: tuple[str, ...]) -> RuleSet:
-        """The checked, compiled rules set (without running its tests). Raises RulesRejected."""
+    async def load(self, files: dict[str, str], entry: tuple[str, ...],
+                   functions: Functions | None = None) -> RuleSet:
+        """The checked, compiled rules set (without running its tests), checked against `functions`
+        (Vigil's built-ins when None). Raises RulesRejected."""
         if self._pool is None:
             # spawn, not fork: the serving process has threads (flusher, second stage, thread pool)
             self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
-        kind, value = await asyncio.wrap_future(self._pool.submit(_load, files, entry))
+        kind, value = await asyncio.wrap_future(self._pool.submit(_load, files, entry, functions))
         if kind == "rejected":
             message, diagnostics, failures = value
             raise RulesRejected(message, diagnostics, failures)

@@ -274,7 +274,7 @@ class RulesManager:
         gate = self.gate
         if not self.loader.wanted(files):
             return await anyio.to_thread.run_sync(gate.admit, files, entry)
-        ruleset = await self.loader.load(files, entry)
+        ruleset = await self.loader.load(files, entry, gate.functions)
         return await anyio.to_thread.run_sync(gate.test, ruleset)
 
     def close(self) -> None:

@@ -13,6 +13,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from vigil.dsl.builtins import Functions, builtin_functions
+
 if TYPE_CHECKING:  # the optional extras: imported only by whoever builds a Signals with them
     from vigil.classifiers.registry import ClassifierRegistry
     from vigil.hashing.decoder import MediaDecoder
@@ -33,6 +35,8 @@ class Signals:
     # Decodes media for nsfw() (the matcher has its own for `matches bank`; build_signals gives both the
     # same decoder processes). None: in the calling thread, under the default limits.
     decoder: MediaDecoder | None = None
+    # The functions rules may call: Vigil's, and the installed plugins' when build_signals made these.
+    functions: Functions = field(default_factory=builtin_functions)
     _cache: OrderedDict[tuple[str, str], Any] = field(default_factory=OrderedDict)
     _warned: set[str] = field(default_factory=set)
     _nsfw: Any = None  # the NSFW model, loaded on first use
@@ -131,10 +135,16 @@ def build_signals(*, classifiers_dir: str | None = None, policies_dir: str | Non
                   endpoint: str | None = None, model: str = "gpt-oss-safeguard-20b",
                   api_key_env: str | None = None, timeout_s: float = 10.0, tokens_per_minute: int | None = None,
                   retry_queue: str | None = None, banks_db: str | None = None,
-                  media_roots: tuple[str, ...] = ()) -> Signals:
+                  media_roots: tuple[str, ...] = (), functions: Functions | None = None) -> Signals:
     """Signals from the command line's options. Each part needs its extra (`vigil[ml]`, `vigil[hashing]`)
-    only when asked for; the built-in classifiers (language, profanity) come whenever `vigil[ml]` is there."""
+    only when asked for; the built-in classifiers (language, profanity) come whenever `vigil[ml]` is there.
+    `functions`: those rules may call; by default Vigil's and every installed plugin's, loaded here
+    (vigil.plugins.load_functions raises PluginError naming a plugin that cannot be used)."""
     from pathlib import Path
+
+    from vigil.plugins import load_functions
+
+    functions = load_functions() if functions is None else functions
 
     registry = None
     try:
@@ -175,4 +185,4 @@ def build_signals(*, classifiers_dir: str | None = None, policies_dir: str | Non
 
         matcher = HashMatcher(open_bank_store(banks_db), decoder=decoder)
         policy = MediaPolicy(file_roots=tuple(Path(r).resolve() for r in media_roots))
-    return Signals(classifiers=registry, matcher=matcher, media_policy=policy, decoder=decoder)
+    return Signals(classifiers=registry, matcher=matcher, media_policy=policy, decoder=decoder, functions=functions)
