@@ -27,7 +27,7 @@ from vigil.dsl.loader import RuleSet
 from vigil.gate import Gate, RulesRejected
 from vigil.stores.base import RulesStore, RulesVersion
 
-Source = Literal["directory", "store"]
+RulesSource = Literal["directory", "store"]
 SOURCES = ("auto", "directory", "store")
 DISK_AUTHOR = "disk:"  # the author of a version read from a directory: "disk:" and the directory
 DISK_SUFFIXES = (".vigil", ".txt", ".csv", ".tsv", ".list")  # rules files and the lists they read
@@ -37,7 +37,7 @@ DISK_SUFFIXES = (".vigil", ".txt", ".csv", ".tsv", ".list")  # rules files and t
 class Resolved:
     """The mode chosen at start-up, and why (a sentence for the log and /readyz)."""
 
-    source: Source
+    source: RulesSource
     reason: str
 
 

@@ -31,7 +31,7 @@ from vigil.engine import Engine
 from vigil.gate import Gate, RulesRejected, diagnostic_json
 from vigil.rules_source import (
     SOURCES,
-    Source,
+    RulesSource,
     dir_fingerprint,
     disk_author,
     read_directory,
@@ -147,7 +147,7 @@ class RulesManager:
         self.store = store
         self.rules_dir = Path(rules_dir) if rules_dir is not None else None
         self.requested_source = source
-        self.source: Source | None = None  # "directory" or "store", once `initial` has resolved it
+        self.source: RulesSource | None = None  # "directory" or "store", once `initial` has resolved it
         self.source_reason = ""
         # The gate every version passes; `app.prepare` gives it the engine's signals before `initial`.
         self.gate = Gate(None, run_tests, test_time_limit)

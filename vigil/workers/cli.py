@@ -12,6 +12,10 @@ from typing import Any
 
 import click
 
+from vigil.dsl.testing import TEST_TIME_LIMIT
+
+log = logging.getLogger("vigil.workers")
+
 
 @click.command("worker")
 @click.option("--stream", "stream_url", help="Redis stream to consume: redis://host:port/db/STREAM.")
@@ -20,7 +24,14 @@ import click
 @click.option("--group", default="vigil", show_default=True, help="Consumer group shared by the workers.")
 @click.option("--consumer", default=None, help="This worker's name in the group (default: host-pid).")
 @click.option("--rules", "rules", multiple=True, type=click.Path(exists=True),
-              help="Rules files or directories, watched for changes. Without it, the store's active version.")
+              help="Rules files or directories: run and watched when the rules source is `directory`; with "
+                   "`store`, one directory seeds a store that has no active version.")
+@click.option("--rules-source", type=click.Choice(["auto", "directory", "store"]), default="auto",
+              envvar="VIGIL_RULES_SOURCE", show_default=True,
+              help="Where the running rules come from: the --rules files, or the store's active version. auto: "
+                   "the files when given, unless the store's active version was put there through the API.")
+@click.option("--rule-tests-time-limit", default=TEST_TIME_LIMIT, show_default=True,
+              help="Seconds a rules version's own tests may run before the version is refused.")
 @click.option("--output", default=None, help="Stream (Redis) or topic (Kafka) to publish decisions to.")
 @click.option("--source", "event_source", default=None,
               help="Name of the events' source: ids are unique per source (counters' redelivery marks, "
@@ -35,8 +46,9 @@ import click
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]))
 def worker_command(stream_url: str | None, bootstrap: str | None, topic: str | None, group: str,
-                   consumer: str | None, rules: tuple[str, ...], output: str | None, event_source: str | None,
-                   config_path: str | None, db: str | None, redis_url: str | None, max_events: int | None, idle_exit: float | None,
+                   consumer: str | None, rules: tuple[str, ...], rules_source: str, rule_tests_time_limit: float,
+                   output: str | None, event_source: str | None, config_path: str | None,
+                   db: str | None, redis_url: str | None, max_events: int | None, idle_exit: float | None,
                    log_level: str) -> None:
     """Consume events from a Redis stream (--stream) or a Kafka topic (--kafka, --topic) in a consumer
     group; decide each with the rules; write decisions; acknowledge. Several workers share one stream."""
@@ -47,6 +59,8 @@ def worker_command(stream_url: str | None, bootstrap: str | None, topic: str | N
         raise click.UsageError("give either --stream redis://…/STREAM or --kafka HOST:PORT --topic T")
     if bootstrap is not None and not topic:
         raise click.UsageError("--kafka needs --topic")
+    if rules_source == "directory" and not rules:
+        raise click.UsageError("--rules-source directory needs --rules PATH")
     try:
         settings = load_settings(config_path)
     except ConfigError as error:
@@ -71,7 +85,8 @@ def worker_command(stream_url: str | None, bootstrap: str | None, topic: str | N
     try:
         stats = run_worker(settings, rules=list(rules), stream_redis=stream_redis, stream=stream,
                            bootstrap=bootstrap, topic=topic, group=group, consumer=consumer, output=output,
-                           max_events=max_events, idle_exit=idle_exit, event_source=event_source)
+                           max_events=max_events, idle_exit=idle_exit, event_source=event_source,
+                           rules_source=rules_source, rule_tests_time_limit=rule_tests_time_limit)
     except Exception as error:
         message = unreachable_message(error)
         if message is None:
@@ -101,31 +116,30 @@ def unreachable_message(error: BaseException) -> str | None:
 def run_worker(settings: Any, *, rules: list[str], stream_redis: str | None, stream: str | None,
                bootstrap: str | None, topic: str | None, group: str, consumer: str, output: str | None,
                max_events: int | None = None, idle_exit: float | None = None,
-               stop: threading.Event | None = None, event_source: str | None = None) -> Any:
-    """Build the engine, source and sinks from settings, run until stopped, then drain and close."""
-    from vigil.diagnostics import DiagnosticError
-    from vigil.dsl.loader import load_ruleset
+               stop: threading.Event | None = None, event_source: str | None = None, rules_source: str = "auto",
+               rule_tests_time_limit: float = TEST_TIME_LIMIT, signals: Any = None) -> Any:
+    """Build the engine, source and sinks from settings, run until stopped, then drain and close.
+    `signals` (classifiers, policy models, banks) go both to the engine and to the gate its rules pass."""
     from vigil.engine import Engine
+    from vigil.gate import Gate, RulesRejected
     from vigil.stores.open import open_backends, redis_client
     from vigil.workers.loop import RulesWatcher, Sink, Source, Worker
 
     backends = open_backends(settings)
     store = backends.store
+    rules_store = store if hasattr(store, "active_rules_version") else None
+    gate = Gate(signals, time_limit=rule_tests_time_limit)
     try:
-        if rules:
-            ruleset = load_ruleset(rules)
-        else:
-            active = store.active_rules_version() if hasattr(store, "active_rules_version") else None
-            if active is None:
-                raise click.UsageError("no --rules, and the store has no active rules version")
-            ruleset = load_ruleset(list(active.entry), files=active.files)
-    except DiagnosticError as error:
+        ruleset, source_mode = starting_rules(rules, rules_source, rules_store, gate)
+    except (RulesRejected, click.UsageError) as error:
         backends.close()
         store.close()
-        raise click.ClickException(error.render()) from None
-    engine = Engine(ruleset, store, counters=backends.counters, labels=backends.labels)
-    watcher = RulesWatcher(engine, rules, store if hasattr(store, "active_rules_version") else None,
-                           settings.worker.reload_interval)
+        if isinstance(error, click.UsageError):
+            raise
+        raise click.ClickException(f"rules refused, so the worker did not start: {error}") from None
+    engine = Engine(ruleset, store, counters=backends.counters, labels=backends.labels, signals=signals)
+    watcher = RulesWatcher(engine, gate, source=source_mode, paths=rules, store=rules_store,
+                           interval=settings.worker.reload_interval)
     w = settings.worker
     source: Source
     sinks: list[Sink] = []
@@ -166,3 +180,31 @@ def run_worker(settings: Any, *, rules: list[str], stream_redis: str | None, str
         backends.close()
         if stream_client is not None:
             stream_client.close()
+
+
+def starting_rules(rules: list[str], requested: str, rules_store: Any, gate: Any) -> tuple[Any, Any]:
+    """The rules a worker starts on, through the gate, and the source it follows from then on
+    (vigil/rules_source.py). Raises RulesRejected, or click.UsageError when there are none to run."""
+    from pathlib import Path
+
+    from vigil.rules_source import resolve_source, seed_store
+
+    if requested == "store" and rules_store is None:
+        raise click.UsageError("--rules-source store needs a store that keeps rules versions (--db)")
+    resolved = resolve_source(requested, ", ".join(rules) or None, rules_store)
+    log.debug("rules: %s", resolved.reason)  # the worker's first lines are for what went wrong, if anything
+    if resolved.source == "directory":
+        return gate.admit_paths(rules), "directory"
+    active = rules_store.active_rules_version() if rules_store is not None else None
+    if active is None:
+        if not rules:
+            raise click.UsageError("no --rules, and the store has no active rules version")
+        if len(rules) != 1 or not Path(rules[0]).is_dir():
+            raise click.UsageError("seeding the store (--rules-source store) takes one rules directory")
+        stored, ruleset = seed_store(rules_store, Path(rules[0]), gate)
+        log.info("the store had no active rules version: seeded version %s from %s", stored.seq, rules[0])
+        return ruleset, "store"
+    if rules:
+        log.warning("following the store's active version %s (by %r): --rules %s not loaded", active.seq,
+                    active.author, ", ".join(rules))
+    return gate.admit(active.files, active.entry), "store"

@@ -15,17 +15,18 @@ import dataclasses
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from vigil.diagnostics import DiagnosticError
-from vigil.dsl.loader import load_ruleset
+from vigil.dsl.loader import RuleSet
 from vigil.dsl.runtime import FieldTypeError
 from vigil.effects import Decision
 from vigil.engine import Engine
 from vigil.events import DEFAULT_MAX_FUTURE_SKEW, EventError, parse_event
+from vigil.gate import Gate, RulesRejected
+from vigil.rules_source import RulesSource
 from vigil.stores.base import RulesStore
 
 log = logging.getLogger("vigil.workers")
@@ -89,15 +90,21 @@ def rules_fingerprint(paths: Sequence[str]) -> tuple[tuple[str, int, int], ...]:
 
 
 class RulesWatcher:
-    """Hot reload: every `interval` seconds, a new active version in the store or a change on disk is
-    checked and activated; rules that fail the checker are logged and the running version keeps going."""
+    """Hot reload from the worker's one rules source (vigil/rules_source.py): every `interval` seconds,
+    a change in the rules files (`directory`) or a new active version in the store (`store`) passes the
+    gate (the checker and the rules' own tests, with the engine's signals) and is activated between two
+    events; one the gate refuses is logged and the running version keeps going."""
 
-    def __init__(self, engine: Engine, paths: Sequence[str] = (), store: RulesStore | None = None,
-                 interval: float = 2.0) -> None:
-        self.engine, self.paths, self.store, self.interval = engine, list(paths), store, interval
+    def __init__(self, engine: Engine, gate: Gate, *, source: RulesSource = "directory", paths: Sequence[str] = (),
+                 store: RulesStore | None = None, interval: float = 2.0) -> None:
+        if source == "store" and store is None:
+            raise ValueError("following the store needs a store that keeps rules versions")
+        self.engine, self.gate, self.source, self.interval = engine, gate, source, interval
+        self.paths = list(paths) if source == "directory" else []
+        self.store = store if source == "store" else None
         self._fingerprint = rules_fingerprint(self.paths) if self.paths else None
-        active = self._active_seq()
-        self._seq = active
+        self._seq: int | None = None
+        self._seq = self._active_seq()
         self._next = time.monotonic() + interval
         self.rejected = 0
         self.reloads = 0
@@ -118,27 +125,26 @@ class RulesWatcher:
     def poll(self) -> bool:
         """One round; returns True when another rules version became active."""
         self._next = time.monotonic() + self.interval
-        changed = False
         if self.store is not None:
             active = self.store.active_rules_version()
-            if active is not None and active.seq != self._seq:
-                self._seq = active.seq
-                changed |= self._activate(lambda: load_ruleset(list(active.entry), files=active.files),
-                                          f"store version {active.seq}")
+            if active is None or active.seq == self._seq:
+                return False
+            self._seq = active.seq  # refused or not, tried once: the next activation is another version
+            return self._activate(lambda: self.gate.admit(active.files, active.entry), f"store version {active.seq}")
         if self.paths:
             fingerprint = rules_fingerprint(self.paths)
             if fingerprint != self._fingerprint:
                 self._fingerprint = fingerprint
-                changed |= self._activate(lambda: load_ruleset(self.paths), f"disk {', '.join(self.paths)}")
-        return changed
+                return self._activate(lambda: self.gate.admit_paths(self.paths), f"disk {', '.join(self.paths)}")
+        return False
 
-    def _activate(self, load: Any, where: str) -> bool:
+    def _activate(self, admit: Callable[[], RuleSet], where: str) -> bool:
         try:
-            ruleset = load()
-        except DiagnosticError as error:
+            ruleset = admit()
+        except RulesRejected as error:
             self.rejected += 1
-            log.error("rules from %s rejected; version %s keeps running:\n%s", where, self.engine.version,
-                      error.render())
+            log.error("rules from %s refused by the gate; version %s keeps running:\n%s", where, self.engine.version,
+                      error)
             return False
         except (OSError, ValueError) as error:
             self.rejected += 1
