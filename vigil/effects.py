@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass, field
 from typing import Any
+
+import orjson
 
 # The ordered set of verdicts: the strongest one any rule gives wins.
 VERDICTS = ("allow", "flag", "review", "block")
@@ -35,12 +38,56 @@ class LabelEffect:
 
 @dataclass(frozen=True, slots=True)
 class OutputEffect:
-    """Send the decision to a named output (a review queue, a webhook, a stream)."""
+    """A message to the named output (routed by the settings to sinks: a webhook, a stream, a topic, a
+    file, a review queue), about the entity `subject_type`:`subject_key`, with parameters as JSON values."""
 
     name: str
+    subject_type: str | None = None
+    subject_key: str | None = None
+    params: dict[str, Any] = field(default_factory=dict, hash=False)
 
     def to_json(self) -> dict[str, Any]:
-        return {"kind": "output", "name": self.name}
+        out: dict[str, Any] = {"kind": "output", "name": self.name}
+        if self.subject_type is not None:
+            out["subject"] = {"entity": self.subject_type, "key": self.subject_key}
+        if self.params:
+            out["params"] = self.params
+        return out
+
+
+# An output parameter is sent to receivers as JSON; one whose JSON is larger than this (a whole text, an
+# image) is sent as a summary (its type, size, SHA-256 and a prefix), so that one event cannot make a
+# message of any size. Engine(max_param_bytes=…) changes it.
+MAX_PARAM_BYTES = 16 << 10
+
+
+def param_value(value: Any, max_bytes: int = MAX_PARAM_BYTES) -> Any:
+    """`value` (what a rule's expression gave) as the JSON value an output carries, within `max_bytes`.
+
+    >>> param_value(["a", 1, None]), param_value(float("nan"))
+    (['a', 1, None], None)
+    >>> param_value("x" * 100, max_bytes=50)["summarized"]
+    'string'
+    """
+    plain = _jsonable(value)
+    data = orjson.dumps(plain)
+    if len(data) <= max_bytes:
+        return plain
+    text = plain if isinstance(plain, str) else data.decode()
+    return {"summarized": "string" if isinstance(plain, str) else type(plain).__name__, "bytes": len(data),
+            "sha256": hashlib.sha256(data).hexdigest(), "prefix": text[:EXPLAINED_PREFIX_CHARS]}
+
+
+def _jsonable(value: Any) -> Any:
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    return str(value)
 
 
 Effect = LabelEffect | OutputEffect
@@ -143,6 +190,17 @@ class Decision:
             "pending": self.pending,
             **({"source": self.source} if self.source else {}),
         }
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxMessage:
+    """One message for one sink, kept in the state store's outbox until the sink has taken it. `key` is
+    the message's idempotency key, the same at every delivery of it, so a receiver can drop duplicates."""
+
+    sink: str
+    key: str
+    body: bytes  # JSON, as sent
+    created_at: float
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
 import threading
 import time as wall
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from vigil.dsl import ast, runtime
 from vigil.dsl.builtins import Function, Functions
@@ -19,11 +18,13 @@ from vigil.effects import (
     DeadLetter,
     Decision,
     Effect,
+    MAX_PARAM_BYTES,
     LabelEffect,
+    OutboxMessage,
     OutputEffect,
     RuleHit,
     explained_value,
-    strongest,
+    param_value,
 )
 from vigil.events import Event, EventError, parse_event
 from vigil.signals.counters import WindowCounters
@@ -49,6 +50,13 @@ def in_rollout(rule: str, key: str, percent: float) -> bool:
     return zlib.crc32(f"{rule}\0{key}".encode()) % 10000 < percent * 100
 
 
+class OutboxPlanner(Protocol):
+    """The messages a decision sends to sinks (its outputs, routed; the decision itself, when published),
+    written to the outbox with the decision's label changes."""
+
+    def plan(self, event: Event, decision: Decision) -> list[OutboxMessage]: ...
+
+
 class Engine:
     """Decides events with the active rules set. Built with its store; tests build their own.
 
@@ -61,7 +69,8 @@ class Engine:
     def __init__(self, ruleset: RuleSet, store: StateStore | None = None, *, flush_interval: float = 1.0,
                  on_dead_letter: Callable[[DeadLetter], None] | None = None,
                  signals: Signals | None = None, counters: CounterBackend | None = None,
-                 labels: LabelBackend | None = None) -> None:
+                 labels: LabelBackend | None = None, outbox: OutboxPlanner | None = None,
+                 max_param_bytes: int = MAX_PARAM_BYTES) -> None:
         self.store: StateStore = store if store is not None else MemoryStore()
         self.signals = signals if signals is not None else Signals()
         # Counters and labels live beside the store unless shared backends are given (vigil/stores/redis_*).
@@ -69,6 +78,10 @@ class Engine:
         self.counters: CounterBackend = counters if counters is not None else WindowCounters(store,
                                                                                              flush_interval)
         self.labels: LabelBackend = labels if labels is not None else Labels(self.store)
+        # Where outputs and published decisions go (vigil.sinks builds it from the settings); None: nowhere,
+        # they stay in the decisions.
+        self.outbox = outbox
+        self.max_param_bytes = max_param_bytes
         self.stats = Stats()
         self.on_dead_letter = on_dead_letter
         self._lock = threading.Lock()
@@ -171,10 +184,12 @@ class Engine:
         before any state changes (compiled rules read their fields first)."""
         with self._lock:
             hits = self._dispatch.get(event.type, self._default)(event)
-            decision = self._decision(event, hits) if hits else Decision(
-                event.id, event.type, event.time, "allow", ruleset_version=self.ruleset.version, source=event.source)
-            if self._slow_types and self.slow_pending(event):
-                decision = dataclasses.replace(decision, pending=True)
+            pending = bool(self._slow_types) and self.slow_pending(event)
+            if hits or self.outbox is not None:  # a decision without hits may be published too
+                decision = self._decision(event, hits, pending=pending)
+            else:
+                decision = Decision(event.id, event.type, event.time, "allow", ruleset_version=self.ruleset.version,
+                                    pending=pending, source=event.source)
         self.stats.events += 1
         self.stats.verdicts[decision.verdict] += 1
         return decision
@@ -202,25 +217,24 @@ class Engine:
             hits = function(event, policy) if function is not None else []
             # The second stage's label changes are its own: a shared label store that remembers which
             # events it applied must not take them for a redelivery of the first stage's.
-            decision = self._decision(event, hits, effects_id=f"{event.key}#2") if hits else Decision(
-                event.id, event.type, event.time, "allow", ruleset_version=self.ruleset.version, source=event.source)
-        return dataclasses.replace(decision, verdict=strongest(first.verdict, decision.verdict), stage=2)
+            return self._decision(event, hits, effects_id=f"{event.key}#2", stage=2, floor=first.verdict)
 
-    def _decision(self, event: Event, raw_hits: list[tuple[int, dict[str, Any], tuple[Any, ...]]],
-                  effects_id: str | None = None) -> Decision:
-        verdict = "allow"
+    def _decision(self, event: Event, raw_hits: list[tuple[int, dict[str, Any], tuple[Any, ...], tuple[Any, ...]]],
+                  effects_id: str | None = None, *, pending: bool = False, stage: int = 1,
+                  floor: str = "allow") -> Decision:
+        verdict = floor
         hits: list[RuleHit] = []
         live_effects: list[Effect] = []
         records: list[LabelRecord] = []
         asked: dict[tuple[str, str, str], list[tuple[LabelEffect, str]]] = {}  # label → (effect, rule) asking
-        for index, features, keys in raw_hits:
+        for index, features, keys, params in raw_hits:
             info = self._rules[index]
             keyed = dict(zip(info.entities, keys))
             mode = info.mode
             if mode == "rollout":
                 key = keyed.get(info.rollout_entity or "")
                 mode = "live" if key is not None and in_rollout(info.name, key, info.rollout_percent) else "shadow"
-            effects = self._effects(info.actions, keyed, event.time)
+            effects = self._effects(info.actions, keyed, event.time, params)
             hits.append(RuleHit(info.name, mode, info.severity, info.verdict, effects,
                                 {k: explained_value(v) for k, v in features.items() if v is not runtime.UNSET}))
             counts = self.stats.rule_hits if mode == "live" else self.stats.shadow_hits
@@ -240,24 +254,45 @@ class Engine:
                                         actor=actor, expires_at=effect.expires_at)
             if record is not None:
                 records.append(record)
-        applied = {(r.entity_type, r.key, r.label): r for r in self.labels.commit(records, effects_id or event.key)}
-        # The decision lists the label changes the store took, as it holds them: none that a person's change
-        # refused or that were so already, each once.
-        reported: list[Effect] = []
-        for effect in live_effects:
-            if isinstance(effect, LabelEffect):
-                record = applied.pop((effect.entity_type, effect.key, effect.label), None)
-                if record is None:
-                    continue
-                effect = LabelEffect(record.entity_type, record.key, record.label, not record.present,
-                                     record.expires_at)
-            reported.append(effect)
-        return Decision(event.id, event.type, event.time, verdict, tuple(reported), tuple(hits),
-                        self.ruleset.version, source=event.source)
 
-    @staticmethod
-    def _effects(actions: tuple[ast.Action, ...], keys: dict[str, Any], now: float) -> tuple[Effect, ...]:
+        def decided(stored: list[LabelRecord]) -> Decision:
+            # The decision lists the label changes the store took, as it holds them: none that a person's
+            # change refused or that were so already, each once.
+            applied = {(r.entity_type, r.key, r.label): r for r in stored}
+            reported: list[Effect] = []
+            for effect in live_effects:
+                if isinstance(effect, LabelEffect):
+                    record = applied.pop((effect.entity_type, effect.key, effect.label), None)
+                    if record is None:
+                        continue
+                    effect = LabelEffect(record.entity_type, record.key, record.label, not record.present,
+                                         record.expires_at)
+                reported.append(effect)
+            return Decision(event.id, event.type, event.time, verdict, tuple(reported), tuple(hits),
+                            self.ruleset.version, stage=stage, pending=pending, source=event.source)
+
+        commit_id = effects_id or event.key
+        if self.outbox is None:
+            return decided(self.labels.commit(records, commit_id))
+        if isinstance(self.labels, Labels) and self.labels.store is self.store:
+            # Labels in this store: its messages commit in the same transaction as the label changes, so a
+            # crash between the decision and the delivery loses neither. The in-process labels store every
+            # change they are given, so the decision is known before the commit.
+            decision = decided(records)
+            self.labels.commit(records, commit_id, outbox=self.outbox.plan(event, decision))
+            return decision
+        # Shared labels (Redis) commit apart from this store: the messages follow at once, in its own
+        # transaction; a redelivered event plans the same messages, which the outbox takes once.
+        decision = decided(self.labels.commit(records, commit_id))
+        messages = self.outbox.plan(event, decision)
+        if messages:
+            self.store.commit_effects([], messages)
+        return decision
+
+    def _effects(self, actions: tuple[ast.Action, ...], keys: dict[str, Any], now: float,
+                 params: tuple[Any, ...]) -> tuple[Effect, ...]:
         out: list[Effect] = []
+        values = iter(params)
         for action in actions:
             if isinstance(action, ast.LabelAction):
                 key = keys.get(action.entity)
@@ -269,7 +304,12 @@ class Engine:
                 if key is not None:
                     out.append(LabelEffect(action.entity, key, action.label, True))
             elif isinstance(action, ast.OutputAction):
-                out.append(OutputEffect(action.name))
+                named = {}
+                for name, _expr in action.params:
+                    value = next(values)
+                    named[name] = param_value(None if value is runtime.UNSET else value, self.max_param_bytes)
+                subject = action.subject
+                out.append(OutputEffect(action.name, subject, keys.get(subject) if subject else None, named))
         return tuple(out)
 
     def close(self) -> None:

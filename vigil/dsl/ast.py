@@ -306,9 +306,32 @@ class UnlabelAction:
 
 
 @dataclass(frozen=True, slots=True)
+class OutputArg:
+    """One argument after an output's `with`: `subject ENTITY` (name None, subject set), `name = value`,
+    or a value without a name (a mistake the checker explains: name None, subject None)."""
+
+    name: str | None
+    value: Expr | None
+    subject: str | None = None
+    span: Span = _span()
+
+
+@dataclass(frozen=True, slots=True)
 class OutputAction:
+    """`output "NAME" with subject ENTITY, param = value, …`: a message to the sinks the settings route
+    NAME to, about the entity SUBJECT, carrying the parameters' values."""
+
     name: str
     span: Span = _span()
+    args: tuple[OutputArg, ...] = ()
+
+    @property
+    def subject(self) -> str | None:
+        return next((a.subject for a in self.args if a.subject is not None), None)
+
+    @property
+    def params(self) -> tuple[tuple[str, Expr], ...]:
+        return tuple((a.name, a.value) for a in self.args if a.name is not None and a.value is not None)
 
 
 Action = Union[VerdictAction, LabelAction, UnlabelAction, OutputAction]
@@ -326,6 +349,8 @@ class Rule:
     rollout_percent: float = 100.0
     rollout_entity: str | None = None
     span: Span = _span()
+    # Output arguments written where no output precedes them (after a verdict or a label): an error.
+    stray_args: tuple[OutputArg, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

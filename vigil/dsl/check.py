@@ -198,6 +198,15 @@ class Checker:
                            code="nesting")
                 self._too_deep.add(id(rule))
                 self._used_defines.update(references(rule.condition, children))
+            for action in rule.actions:
+                for name, value in action.params if isinstance(action, ast.OutputAction) else ():
+                    depth = expression_depth(value, lambda n: depths.get(n, 0), children)
+                    if depth > MAX_NESTING:
+                        self.error(f"output parameter `{name}` nests {depth} levels deep (at most "
+                                   f"{MAX_NESTING}, counting the definitions it uses)", value.span, hint,
+                                   code="nesting")
+                        self._too_deep.add(id(value))
+                        self._used_defines.update(references(value, children))
 
     # ---- rules & tests ----
     def _plain_text(self, name: str, what: str, span: Span) -> None:
@@ -218,6 +227,13 @@ class Checker:
                 self._plain_text(action.label, "label name", action.span)
             elif isinstance(action, ast.OutputAction):
                 self._plain_text(action.name, "output name", action.span)
+                self._check_output(action)
+        for arg in rule.stray_args:
+            what = f"`{arg.name} = …`" if arg.name is not None else "`subject …`" if arg.subject else "this value"
+            self.error(f"{what} is an output's argument, but no output comes directly before it", arg.span,
+                       'write an output\'s arguments right after its `with`, before the next action: '
+                       '`output "redact" with subject user, reason = "scam", label user "scammer"`',
+                       code="output")
         cond_type = ANY if id(rule) in self._too_deep else self.expr(rule.condition)
         if cond_type not in (BOOL, ANY):
             self.error(f"a rule's condition must be true or false, not a {cond_type}", rule.condition.span,
@@ -236,6 +252,57 @@ class Checker:
         for action in rule.actions:
             if isinstance(action, (ast.LabelAction, ast.UnlabelAction)):
                 self._entity(action.entity, action.span)
+
+    def _check_output(self, action: ast.OutputAction) -> None:
+        """An output's arguments: one subject (a declared entity), named parameters with JSON-able values
+        known when the rule fires (no policy model: its answer comes in the second stage)."""
+        form = f'`output "{action.name}" with subject user, reason = "scam", id = event.id`'
+        subjects = [a for a in action.args if a.subject is not None]
+        for extra in subjects[1:]:
+            self.error(f'output "{action.name}" has more than one subject', extra.span,
+                       "an output is about one entity; send a second output for another", code="output")
+        if subjects:
+            self._entity(subjects[0].subject or "", subjects[0].span)
+        seen: set[str] = set()
+        for arg in action.args:
+            if arg.value is None:
+                continue
+            if arg.name is None:
+                self.error(self._unnamed(action.name, arg.value), arg.span,
+                           f"an output's arguments are `subject ENTITY` and `name = value`, e.g. {form}",
+                           code="output")
+                continue
+            if arg.name in seen:
+                self.error(f'output "{action.name}" has two parameters named `{arg.name}`', arg.span,
+                           "give each parameter its own name, or pass a list", code="duplicate")
+            seen.add(arg.name)
+            if id(arg.value) in self._too_deep:
+                continue
+            self.expr(arg.value)
+            if any(isinstance(node, ast.PolicyFinds) for node in self._expanded(arg.value)):
+                self.error(f"output parameter `{arg.name}` asks a policy model, whose answer comes later",
+                           arg.value.span, "test the policy in the rule's condition; pass values known at once",
+                           code="output")
+
+    def _unnamed(self, output: str, value: ast.Expr) -> str:
+        """What to say of a value written without a name, with the named form it likely meant."""
+        if isinstance(value, ast.NameRef) and value.name in self.program.entities:
+            return f'output "{output}": write `subject {value.name}` to say whom it is about, not `{value.name}`'
+        if isinstance(value, ast.Field):
+            return (f'output "{output}": a parameter needs a name: write `{value.path[-1]} = event.{value.dotted}`,'
+                    f" not `event.{value.dotted}`")
+        return f'output "{output}": a parameter needs a name, e.g. `reason = …`'
+
+    def _expanded(self, e: ast.Expr) -> Iterator[ast.Expr]:
+        """`e` and every node below it, through the definitions it names."""
+        stack, seen = [e], set()
+        while stack:
+            node = stack.pop()
+            yield node
+            if isinstance(node, ast.NameRef) and node.name in self.program.defines and node.name not in seen:
+                seen.add(node.name)
+                stack.append(self.program.defines[node.name].expr)
+            stack.extend(children(node))
 
     def _check_test(self, test: ast.Test) -> None:
         for given in test.givens:

@@ -48,7 +48,8 @@ class RuleInfo:
     mode: str
     rollout_percent: float
     verdict: str | None
-    # Entities whose keys the generated code returns with a hit, in order: action entities, then rollout.
+    # Entities whose keys the generated code returns with a hit, in order: label entities, output subjects,
+    # then rollout.
     entities: tuple[str, ...]
     actions: tuple[ast.Action, ...]
     description: str
@@ -403,7 +404,11 @@ class _FunctionBuilder:
             # repr: a rule name or file name may hold a newline, which must not end the comment
             body.append(f"    # rule {info.index}: {info.name!r} ({info.location!r})")
             body.append(f"    if {condition}:")
-            body.append(f"        hits.append(({info.index}, {{{feature_code}}}, {entity_keys}))")
+            # Output parameters' values, in the order of the rule's outputs and their parameters.
+            values = [self.val(value) for action in rule.actions if isinstance(action, ast.OutputAction)
+                      for _name, value in action.params]
+            params = f"({', '.join(values)},)" if values else "()"
+            body.append(f"        hits.append(({info.index}, {{{feature_code}}}, {entity_keys}, {params}))")
         # Fields and entity keys are read first: a wrongly typed one raises FieldTypeError before any
         # counter moves, so a dead-lettered event leaves no trace in the state.
         eager = [(name, self.c.slot_code[(self.etype, name)]) for key, name in self.slots.items()
@@ -509,6 +514,10 @@ class Compiler:
             self.rule_features.append(features)
             verdict = next((a.verdict for a in rule.actions if isinstance(a, ast.VerdictAction)), None)
             entities = [a.entity for a in rule.actions if isinstance(a, (ast.LabelAction, ast.UnlabelAction))]
+            entities += [a.subject for a in rule.actions if isinstance(a, ast.OutputAction) and a.subject]
+            for action in rule.actions:  # counters an output parameter reads are counters like any other
+                for _name, value in action.params if isinstance(action, ast.OutputAction) else ():
+                    self._collect(value, [], set())
             if rule.rollout_entity:
                 entities.append(rule.rollout_entity)
             self.rule_infos.append(RuleInfo(

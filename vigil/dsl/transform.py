@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast as python_ast
+import dataclasses
 from typing import Any
 
 from lark import Token, v_args
@@ -31,6 +32,23 @@ def number_value(token: Token) -> float:
     if value > MAX_NUMBER:
         raise ValueError(f"the number {str(token)[:20]}… is too large (at most {MAX_NUMBER:.0e})")
     return value
+
+
+def _gather_output_args(items: list[Any]) -> tuple[tuple[ast.Action, ...], tuple[ast.OutputArg, ...]]:
+    """The grammar lists an output's arguments beside the actions; each belongs to the output it follows
+    directly. One that follows no output (a verdict or a label came between) is returned as stray."""
+    actions: list[ast.Action] = []
+    stray: list[ast.OutputArg] = []
+    for item in items:
+        if not isinstance(item, ast.OutputArg):
+            actions.append(item)
+        elif actions and isinstance(actions[-1], ast.OutputAction):
+            last = actions[-1]
+            actions[-1] = ast.OutputAction(last.name, dataclasses.replace(
+                last.span, end_line=item.span.end_line, end_column=item.span.end_column), (*last.args, item))
+        else:
+            stray.append(item)
+    return tuple(actions), tuple(stray)
 
 
 @v_args(meta=True)
@@ -114,14 +132,25 @@ class ToAst(Transformer_NonRecursive[Token, ast.Module]):
     def unlabel_action(self, meta: Meta, c: list[Any]) -> ast.UnlabelAction:
         return ast.UnlabelAction(str(c[0]), string_value(c[1]), self._span(meta))
 
-    def output_action(self, meta: Meta, c: list[Token]) -> ast.OutputAction:
-        return ast.OutputAction(string_value(c[0]), self._span(meta))
+    def output_action(self, meta: Meta, c: list[Any]) -> ast.OutputAction:
+        args = (c[1],) if len(c) > 1 and c[1] is not None else ()
+        return ast.OutputAction(string_value(c[0]), self._span(meta), args)
+
+    def output_subject(self, meta: Meta, c: list[Token]) -> ast.OutputArg:
+        return ast.OutputArg(None, None, str(c[0]), self._span(meta))
+
+    def output_param(self, meta: Meta, c: list[Any]) -> ast.OutputArg:
+        return ast.OutputArg(str(c[0]), c[1], None, self._span(meta))
+
+    def output_unnamed(self, meta: Meta, c: list[Any]) -> ast.OutputArg:
+        return ast.OutputArg(None, c[0], None, self._span(meta))
 
     def rule(self, meta: Meta, c: list[Any]) -> ast.Rule:
         name = string_value(c[0])
         meta_items = [x for x in c[1:] if isinstance(x, tuple)]
         rest = [x for x in c[1:] if not isinstance(x, tuple)]
-        condition, actions = rest[0], tuple(rest[1:])
+        condition = rest[0]
+        actions, stray = _gather_output_args(rest[1:])
         fields: dict[str, Any] = {}
         for key, value in meta_items:
             if key == "severity":
@@ -130,7 +159,7 @@ class ToAst(Transformer_NonRecursive[Token, ast.Module]):
                 fields["mode"], fields["rollout_percent"], fields["rollout_entity"] = value
             else:
                 fields[key] = value
-        return ast.Rule(name, condition, actions, span=self._span(meta), **fields)
+        return ast.Rule(name, condition, actions, span=self._span(meta), stray_args=stray, **fields)
 
     # ---- tests ----
     def from_opt(self, meta: Meta, c: list[Token]) -> tuple[str, Any]:

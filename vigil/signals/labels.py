@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Sequence
 
+from vigil.effects import OutboxMessage
 from vigil.stores.base import LabelBackend, LabelRecord, StateStore, label_at
 
 # Entities whose labels stay in memory (a few hundred bytes each): docs/operations.md, "Memory".
@@ -139,11 +141,16 @@ class Labels:
         return next_record(self._at(entity_type, key, label, now), entity_type, key, label, present=present,
                            now=now, source=source, actor=actor, expires_at=expires_at, reason=reason)
 
-    def commit(self, records: list[LabelRecord], event_id: str = "") -> list[LabelRecord]:
+    def commit(self, records: list[LabelRecord], event_id: str = "",
+               outbox: Sequence[OutboxMessage] = ()) -> list[LabelRecord]:
         """Store the records durably, then make them visible; returns them. (`event_id` matters to shared
-        backends, which apply one event's changes at most once.)"""
-        if records:
+        backends, which apply one event's changes at most once.) `outbox`: messages the same event sends
+        to sinks, stored in the same transaction."""
+        if outbox:
+            self.store.commit_effects(records, list(outbox))
+        elif records:
             self.store.write_labels(records)
+        if records:
             for r in records:
                 self._keep(r)
         return records

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from vigil.effects import DeadLetter
+from vigil.effects import DeadLetter, OutboxMessage
 
 if TYPE_CHECKING:
     from vigil.dsl.compile import CounterSpec
@@ -133,6 +133,11 @@ class StateStore(Protocol):
         """Every change of the entity's labels, in the order stored."""
         ...
 
+    def commit_effects(self, labels: list[LabelRecord], outbox: list[OutboxMessage]) -> None:
+        """Write label changes (as `write_labels`) and enqueue outbox messages (as `enqueue_outbox`) in one
+        transaction: an event's effects are all stored or none."""
+        ...
+
     def add_dead_letter(self, letter: DeadLetter) -> None: ...
 
     def dead_letters(self, limit: int = 100) -> list[DeadLetter]: ...
@@ -140,6 +145,69 @@ class StateStore(Protocol):
     def count_dead_letters(self) -> int: ...
 
     def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    """A message in the outbox as stored: `state` is "pending" (to deliver, from `next_at`), "delivered",
+    or "dead" (gave up after `attempts`, `last_error` says why; `requeue_outbox` sends it again)."""
+
+    id: int
+    sink: str
+    key: str
+    body: bytes
+    created_at: float
+    attempts: int = 0
+    state: str = "pending"
+    last_error: str = ""
+    next_at: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxStatus:
+    """One sink's part of the outbox: messages waiting, the creation time of the oldest (its lag), and
+    messages given up."""
+
+    pending: int = 0
+    oldest: float | None = None
+    dead: int = 0
+
+
+class OutboxStore(Protocol):
+    """The durable outbox: messages for sinks, delivered at least once by vigil.sinks' dispatcher. A
+    message is stored once per (sink, key): enqueueing it again (a replayed event) changes nothing, even
+    after delivery, until `prune_outbox` forgets delivered messages."""
+
+    def enqueue_outbox(self, messages: list[OutboxMessage]) -> None: ...
+
+    def claim_outbox(self, sink: str, now: float, limit: int, lease: float) -> list[OutboxRow]:
+        """Up to `limit` pending messages of `sink` due at `now`, oldest first, each hidden from other
+        claims until `now + lease` (a dispatcher that dies holding them loses them for that long only)."""
+        ...
+
+    def outbox_delivered(self, ids: list[int], now: float) -> None: ...
+
+    def outbox_failed(self, row_id: int, attempts: int, error: str, next_at: float | None) -> None:
+        """Record a failed attempt: due again at `next_at`, or dead (None)."""
+        ...
+
+    def outbox_release(self, ids: list[int], next_at: float) -> None:
+        """Give back claimed messages not tried (their sink failed first): due at `next_at`, no attempt counted."""
+        ...
+
+    def outbox_status(self) -> dict[str, OutboxStatus]: ...
+
+    def outbox_dead(self, sink: str | None = None, limit: int = 100) -> list[OutboxRow]:
+        """Messages given up, newest last."""
+        ...
+
+    def requeue_outbox(self, sink: str | None, now: float) -> int:
+        """Make dead messages (of `sink`, or all) pending again with no attempts; returns how many."""
+        ...
+
+    def prune_outbox(self, delivered_before: float) -> int:
+        """Forget messages delivered before that time; returns how many."""
+        ...
 
 
 class EventJournal(Protocol):

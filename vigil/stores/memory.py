@@ -5,12 +5,14 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable
 
-from vigil.effects import DeadLetter
+from vigil.effects import DeadLetter, OutboxMessage
 from vigil.stores.base import (
     ApiToken,
     CounterRow,
     DeadLetterLimits,
     LabelRecord,
+    OutboxRow,
+    OutboxStatus,
     RulesVersion,
     bounded_letter,
     horizon,
@@ -30,6 +32,10 @@ class MemoryStore:
         self.tokens: dict[str, ApiToken] = {}
         self.journal: dict[int, tuple[str, bytes]] = {}
         self._journal_seq = 0
+        self.outbox: dict[int, OutboxRow] = {}
+        self._outbox_keys: dict[tuple[str, str], int] = {}
+        self._outbox_done: dict[int, float] = {}
+        self._outbox_seq = 0
 
     def write_counter_rows(self, rows: list[CounterRow]) -> None:
         self.counter_rows.extend(rows)
@@ -58,6 +64,73 @@ class MemoryStore:
 
     def entity_labels(self, entity_type: str, key: str) -> list[LabelRecord]:
         return list(self.labels.get((entity_type, key), {}).values())
+
+    def commit_effects(self, labels: list[LabelRecord], outbox: list[OutboxMessage]) -> None:
+        self.enqueue_outbox(outbox)
+        self.write_labels(labels)
+
+    # ---- the outbox (lost with the process: delivery at least once while it runs) ----
+    def enqueue_outbox(self, messages: list[OutboxMessage]) -> None:
+        for m in messages:
+            if (m.sink, m.key) not in self._outbox_keys:
+                self._outbox_seq += 1
+                row_id = self._outbox_seq
+                self._outbox_keys[(m.sink, m.key)] = row_id
+                self.outbox[row_id] = OutboxRow(row_id, m.sink, m.key, m.body, m.created_at, next_at=m.created_at)
+
+    def claim_outbox(self, sink: str, now: float, limit: int, lease: float) -> list[OutboxRow]:
+        due = [r for r in self.outbox.values() if r.sink == sink and r.state == "pending" and r.next_at <= now]
+        for r in due[:limit]:
+            self.outbox[r.id] = dataclasses.replace(r, next_at=now + lease)
+        return due[:limit]
+
+    def outbox_delivered(self, ids: list[int], now: float) -> None:
+        for i in ids:
+            row = self.outbox[i]
+            self.outbox[i] = dataclasses.replace(row, state="delivered", attempts=row.attempts + 1)
+            self._outbox_done[i] = now
+
+    def outbox_failed(self, row_id: int, attempts: int, error: str, next_at: float | None) -> None:
+        row = self.outbox[row_id]
+        self.outbox[row_id] = dataclasses.replace(row, attempts=attempts, last_error=error,
+                                                  state="dead" if next_at is None else row.state,
+                                                  next_at=row.next_at if next_at is None else next_at)
+
+    def outbox_release(self, ids: list[int], next_at: float) -> None:
+        for i in ids:
+            if self.outbox[i].state == "pending":
+                self.outbox[i] = dataclasses.replace(self.outbox[i], next_at=next_at)
+
+    def outbox_status(self) -> dict[str, OutboxStatus]:
+        out: dict[str, OutboxStatus] = {}
+        for r in self.outbox.values():
+            if r.state == "delivered":
+                continue
+            s = out.get(r.sink, OutboxStatus())
+            if r.state == "pending":
+                oldest = r.created_at if s.oldest is None else min(s.oldest, r.created_at)
+                out[r.sink] = dataclasses.replace(s, pending=s.pending + 1, oldest=oldest)
+            else:
+                out[r.sink] = dataclasses.replace(s, dead=s.dead + 1)
+        return out
+
+    def outbox_dead(self, sink: str | None = None, limit: int = 100) -> list[OutboxRow]:
+        dead = [r for r in self.outbox.values() if r.state == "dead" and sink in (None, r.sink)]
+        return dead[-limit:]
+
+    def requeue_outbox(self, sink: str | None, now: float) -> int:
+        dead = self.outbox_dead(sink, limit=len(self.outbox))
+        for r in dead:
+            self.outbox[r.id] = dataclasses.replace(r, state="pending", attempts=0, next_at=now)
+        return len(dead)
+
+    def prune_outbox(self, delivered_before: float) -> int:
+        gone = [i for i, t in self._outbox_done.items() if t < delivered_before]
+        for i in gone:
+            row = self.outbox.pop(i)
+            del self._outbox_keys[(row.sink, row.key)]
+            del self._outbox_done[i]
+        return len(gone)
 
     def label_history(self, entity_type: str, key: str) -> list[LabelRecord]:
         return [r for r in self.history if r.entity_type == entity_type and r.key == key]

@@ -11,12 +11,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from vigil.effects import DeadLetter
+from vigil.effects import DeadLetter, OutboxMessage
 from vigil.stores.base import (
     ApiToken,
     CounterRow,
     DeadLetterLimits,
     LabelRecord,
+    OutboxRow,
+    OutboxStatus,
     RulesVersion,
     bounded_letter,
 )
@@ -66,6 +68,16 @@ MIGRATIONS: list[str] = [
     # 4: the sources whose decisions a token may read beside its own (token names).
     """
     ALTER TABLE api_tokens ADD COLUMN read_sources JSONB NOT NULL DEFAULT '[]'::jsonb;
+    """,
+    # 5: the outbox: messages for sinks until delivered (vigil/sinks), one per sink and idempotency key.
+    """
+    CREATE TABLE outbox (
+        id BIGSERIAL PRIMARY KEY, sink TEXT NOT NULL, key TEXT NOT NULL, body BYTEA NOT NULL,
+        created_at DOUBLE PRECISION NOT NULL, next_at DOUBLE PRECISION NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
+        state TEXT NOT NULL DEFAULT 'pending', last_error TEXT NOT NULL DEFAULT '', done_at DOUBLE PRECISION,
+        UNIQUE (sink, key)
+    );
+    CREATE INDEX outbox_due ON outbox (sink, state, next_at);
     """,
 ]
 
@@ -150,11 +162,21 @@ class PostgresStore:
 
     # ---- labels ----
     def write_labels(self, records: list[LabelRecord]) -> None:
+        self.commit_effects(records, [])
+
+    def commit_effects(self, labels: list[LabelRecord], outbox: list[OutboxMessage]) -> None:
         rows = [(r.entity_type, r.key, r.label, r.present, r.source, r.expires_at, r.updated_at, r.actor, r.reason)
-                for r in records]
-        if not rows:
+                for r in labels]
+        if not rows and not outbox:
             return
         with self.pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            if outbox:
+                cur.executemany(
+                    "INSERT INTO outbox (sink, key, body, created_at, next_at) VALUES (%s, %s, %s, %s, %s)"
+                    " ON CONFLICT (sink, key) DO NOTHING",
+                    [(m.sink, m.key, m.body, m.created_at, m.created_at) for m in outbox])
+            if not rows:
+                return
             cur.executemany(
                 "INSERT INTO labels VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT (entity_type, key, label) DO UPDATE"
                 " SET present = EXCLUDED.present, source = EXCLUDED.source, expires_at = EXCLUDED.expires_at,"
@@ -224,6 +246,63 @@ class PostgresStore:
     def journal_pending(self) -> list[tuple[int, str, bytes]]:
         rows = self._read("SELECT id, source, raw FROM event_journal ORDER BY id")
         return [(int(r[0]), r[1], bytes(r[2])) for r in rows]
+
+    # ---- the outbox (OutboxStore) ----
+    _OUTBOX_COLUMNS = "id, sink, key, body, created_at, attempts, state, last_error, next_at"
+
+    def enqueue_outbox(self, messages: list[OutboxMessage]) -> None:
+        self.commit_effects([], messages)
+
+    @staticmethod
+    def _outbox_row(row: tuple[Any, ...]) -> OutboxRow:
+        rid, sink, key, body, created, attempts, state, error, next_at = row
+        return OutboxRow(int(rid), sink, key, bytes(body), float(created), int(attempts), state, error, float(next_at))
+
+    def claim_outbox(self, sink: str, now: float, limit: int, lease: float) -> list[OutboxRow]:
+        # SKIP LOCKED: dispatchers of several processes claim disjoint messages without waiting on each other.
+        rows = self._read(
+            f"UPDATE outbox SET next_at = %s WHERE id IN (SELECT id FROM outbox WHERE sink = %s AND state = 'pending'"
+            f" AND next_at <= %s ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED) RETURNING {self._OUTBOX_COLUMNS}",
+            (now + lease, sink, now, limit))
+        return sorted((self._outbox_row(r) for r in rows), key=lambda r: r.id)
+
+    def outbox_delivered(self, ids: list[int], now: float) -> None:
+        self._write("UPDATE outbox SET state = 'delivered', done_at = %s, attempts = attempts + 1 WHERE id = %s",
+                    [(now, i) for i in ids])
+
+    def outbox_failed(self, row_id: int, attempts: int, error: str, next_at: float | None) -> None:
+        if next_at is None:
+            self._write("UPDATE outbox SET state = 'dead', attempts = %s, last_error = %s WHERE id = %s",
+                        [(attempts, error, row_id)])
+        else:
+            self._write("UPDATE outbox SET attempts = %s, last_error = %s, next_at = %s WHERE id = %s",
+                        [(attempts, error, next_at, row_id)])
+
+    def outbox_release(self, ids: list[int], next_at: float) -> None:
+        self._write("UPDATE outbox SET next_at = %s WHERE id = %s AND state = 'pending'", [(next_at, i) for i in ids])
+
+    def outbox_status(self) -> dict[str, OutboxStatus]:
+        rows = self._read("SELECT sink, COUNT(*) FILTER (WHERE state = 'pending'),"
+                          " MIN(created_at) FILTER (WHERE state = 'pending'), COUNT(*) FILTER (WHERE state = 'dead')"
+                          " FROM outbox WHERE state != 'delivered' GROUP BY sink")
+        return {sink: OutboxStatus(int(pending), None if oldest is None else float(oldest), int(dead))
+                for sink, pending, oldest, dead in rows}
+
+    def outbox_dead(self, sink: str | None = None, limit: int = 100) -> list[OutboxRow]:
+        rows = self._read(f"SELECT {self._OUTBOX_COLUMNS} FROM outbox WHERE state = 'dead'"
+                          " AND (%s::text IS NULL OR sink = %s) ORDER BY id DESC LIMIT %s", (sink, sink, limit))
+        return [self._outbox_row(r) for r in reversed(rows)]
+
+    def requeue_outbox(self, sink: str | None, now: float) -> int:
+        with self.pool.connection() as conn:
+            cursor = conn.execute("UPDATE outbox SET state = 'pending', attempts = 0, next_at = %s WHERE state = 'dead'"
+                                  " AND (%s::text IS NULL OR sink = %s)", (now, sink, sink))
+            return cursor.rowcount
+
+    def prune_outbox(self, delivered_before: float) -> int:
+        with self.pool.connection() as conn:
+            cursor = conn.execute("DELETE FROM outbox WHERE state = 'delivered' AND done_at < %s", (delivered_before,))
+            return cursor.rowcount
 
     # ---- rules versions (RulesStore) ----
     _VERSION_COLUMNS = "seq, version, files, entry, created_at, author, message, active"

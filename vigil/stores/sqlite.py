@@ -17,12 +17,14 @@ from pathlib import Path
 
 import orjson
 
-from vigil.effects import DeadLetter
+from vigil.effects import DeadLetter, OutboxMessage
 from vigil.stores.base import (
     ApiToken,
     CounterRow,
     DeadLetterLimits,
     LabelRecord,
+    OutboxRow,
+    OutboxStatus,
     RulesVersion,
     StoreUnavailable,
     bounded_letter,
@@ -87,6 +89,16 @@ MIGRATIONS: list[str] = [
     # 5: the sources whose decisions a token may read beside its own (a JSON array of token names).
     """
     ALTER TABLE api_tokens ADD COLUMN read_sources TEXT NOT NULL DEFAULT '[]';
+    """,
+    # 6: the outbox: messages for sinks until delivered (vigil/sinks), one per sink and idempotency key.
+    """
+    CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY, sink TEXT NOT NULL, key TEXT NOT NULL, body BLOB NOT NULL,
+        created_at REAL NOT NULL, next_at REAL NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
+        state TEXT NOT NULL DEFAULT 'pending', last_error TEXT NOT NULL DEFAULT '', done_at REAL,
+        UNIQUE (sink, key)
+    );
+    CREATE INDEX outbox_due ON outbox (sink, state, next_at);
     """,
 ]
 
@@ -217,11 +229,15 @@ class SqliteStore:
 
     # ---- labels ----
     def write_labels(self, records: list[LabelRecord]) -> None:
+        self.commit_effects(records, [])
+
+    def commit_effects(self, labels: list[LabelRecord], outbox: list[OutboxMessage]) -> None:
         rows = [(r.entity_type, r.key, r.label, int(r.present), r.source, r.expires_at, r.updated_at,
-                 r.actor, r.reason) for r in records]
+                 r.actor, r.reason) for r in labels]
         with self._lock:
             self._conn.execute("BEGIN")
             try:
+                self._enqueue(outbox)
                 # The latest change stays the label's record: a replayed change of the past goes to history only.
                 self._conn.executemany(
                     "INSERT INTO labels VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT (entity_type, key, label) DO UPDATE"
@@ -299,6 +315,73 @@ class SqliteStore:
         """Events accepted and never decided (the process stopped first), oldest first."""
         rows = self._read("SELECT id, source, raw FROM event_journal ORDER BY id")
         return [(int(r[0]), str(r[1]), bytes(r[2])) for r in rows]  # type: ignore[call-overload]
+
+    # ---- the outbox (OutboxStore) ----
+    _OUTBOX_COLUMNS = "id, sink, key, body, created_at, attempts, state, last_error, next_at"
+
+    def _enqueue(self, messages: list[OutboxMessage]) -> None:
+        """Within the caller's transaction, under the lock."""
+        self._conn.executemany(
+            "INSERT INTO outbox (sink, key, body, created_at, next_at) VALUES (?, ?, ?, ?, ?)"
+            " ON CONFLICT (sink, key) DO NOTHING",
+            [(m.sink, m.key, m.body, m.created_at, m.created_at) for m in messages])
+
+    def enqueue_outbox(self, messages: list[OutboxMessage]) -> None:
+        self.commit_effects([], messages)
+
+    @staticmethod
+    def _outbox_row(row: tuple[object, ...]) -> OutboxRow:
+        rid, sink, key, body, created, attempts, state, error, next_at = row
+        return OutboxRow(int(rid), str(sink), str(key), bytes(body), float(created), int(attempts),  # type: ignore[call-overload, arg-type]
+                         str(state), str(error), float(next_at))  # type: ignore[arg-type]
+
+    def claim_outbox(self, sink: str, now: float, limit: int, lease: float) -> list[OutboxRow]:
+        with self._lock:
+            rows = self._conn.execute(
+                f"UPDATE outbox SET next_at = ? WHERE id IN (SELECT id FROM outbox WHERE sink = ? AND state = 'pending'"
+                f" AND next_at <= ? ORDER BY id LIMIT ?) RETURNING {self._OUTBOX_COLUMNS}",
+                (now + lease, sink, now, limit)).fetchall()
+        return sorted((self._outbox_row(r) for r in rows), key=lambda r: r.id)
+
+    def outbox_delivered(self, ids: list[int], now: float) -> None:
+        self._write("UPDATE outbox SET state = 'delivered', done_at = ?, attempts = attempts + 1 WHERE id = ?",
+                    [(now, i) for i in ids])
+
+    def outbox_failed(self, row_id: int, attempts: int, error: str, next_at: float | None) -> None:
+        if next_at is None:
+            self._write("UPDATE outbox SET state = 'dead', attempts = ?, last_error = ? WHERE id = ?",
+                        [(attempts, error, row_id)])
+        else:
+            self._write("UPDATE outbox SET attempts = ?, last_error = ?, next_at = ? WHERE id = ?",
+                        [(attempts, error, next_at, row_id)])
+
+    def outbox_release(self, ids: list[int], next_at: float) -> None:
+        self._write("UPDATE outbox SET next_at = ? WHERE id = ? AND state = 'pending'", [(next_at, i) for i in ids])
+
+    def outbox_status(self) -> dict[str, OutboxStatus]:
+        rows = self._read("SELECT sink, SUM(state = 'pending'), MIN(CASE WHEN state = 'pending' THEN created_at END),"
+                          " SUM(state = 'dead') FROM outbox WHERE state != 'delivered' GROUP BY sink")
+        return {str(sink): OutboxStatus(int(pending or 0), None if oldest is None else float(oldest),  # type: ignore[call-overload, arg-type]
+                                        int(dead or 0))  # type: ignore[call-overload]
+                for sink, pending, oldest, dead in rows}
+
+    def outbox_dead(self, sink: str | None = None, limit: int = 100) -> list[OutboxRow]:
+        rows = self._read(f"SELECT {self._OUTBOX_COLUMNS} FROM outbox WHERE state = 'dead' AND (? IS NULL OR sink = ?)"
+                          " ORDER BY id DESC LIMIT ?", (sink, sink, limit))
+        return [self._outbox_row(r) for r in reversed(rows)]
+
+    def requeue_outbox(self, sink: str | None, now: float) -> int:
+        with self._lock:
+            cursor = self._conn.execute(
+                "UPDATE outbox SET state = 'pending', attempts = 0, next_at = ? WHERE state = 'dead'"
+                " AND (? IS NULL OR sink = ?)", (now, sink, sink))
+            return cursor.rowcount
+
+    def prune_outbox(self, delivered_before: float) -> int:
+        with self._lock:
+            cursor = self._conn.execute("DELETE FROM outbox WHERE state = 'delivered' AND done_at < ?",
+                                        (delivered_before,))
+            return cursor.rowcount
 
     # ---- rules versions (RulesStore) ----
     _VERSION_COLUMNS = "seq, version, files, entry, created_at, author, message, active"
