@@ -14,11 +14,11 @@ from vigil.dsl.builtins import Function, Functions
 from vigil.dsl.compile import CompiledRules, function_local
 from vigil.dsl.loader import RuleSet
 from vigil.effects import (
+    MAX_PARAM_BYTES,
     VERDICT_RANK,
     DeadLetter,
     Decision,
     Effect,
-    MAX_PARAM_BYTES,
     LabelEffect,
     OutboxMessage,
     OutputEffect,

@@ -31,6 +31,7 @@ _TERMINAL_NAMES = {
 _HINTS: list[tuple[str, str, str]] = [
     ("EQUAL", "COMPARE", "use == to compare; a single = only appears in define, entity and with"),
     ("NAME", "THEN", "a rule's condition ends with `then` and its actions, e.g. `then review`"),
+    ("VERDICT", "THEN", "a rule's condition ends with `then` and its actions, e.g. `then review`"),
     ("$END", "THEN", "a rule needs `then` and at least one action, e.g. `then review`"),
     ("$END", "WHEN", "a rule needs `when CONDITION then ACTIONS`"),
     ("STRING", "WHEN", "rule metadata is `severity high`, `owner \"team\"`, `description \"...\"` or `mode shadow`"),
