@@ -139,6 +139,8 @@ def test_wrong_arity(call: str, message: str) -> None:
     [
         ('event.t contains "x" and event.t > 3', "`event.t` is a string or list, used here as a number"),
         ('event.t starts with "x" and event.t > 3', "`event.t` is a string, used here as a number"),
+        ('event.t > 3 and text == "x"', "`event.t` is a number, used here as a string"),  # define text = event.t
+        ('event.t > 3 and text contains "x"', "`contains` looks inside a string or a list, not a number"),
         ('length(3) > "x"', "`>` needs a number, got a string"),
         ('3 == "x"', "comparing a number with a string is never true"),
         ("event.n + 1", "a rule's condition must be true or false, not a number"),
@@ -151,7 +153,8 @@ def test_wrong_arity(call: str, message: str) -> None:
     ],
 )
 def test_type_mismatch(condition: str, message: str) -> None:
-    error = only_error(HEADER + f'rule "r" when {condition} then block')
+    define = "define text = event.t\n" if "text" in condition else ""
+    error = only_error(HEADER + define + f'rule "r" when {condition} then block')
     assert error.message == message
     assert error.code == "type"
 

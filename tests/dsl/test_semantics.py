@@ -815,6 +815,11 @@ def test_wrong_field_type_dead_letters_and_leaves_counters(make_engine: MakeEngi
         ('rule "r" when length(urls(event.t)) > 1 then block', {"t": ["x"]}, "should be a string"),
         ('schema "post" { tags: list }\nrule "r" when length(event.tags) > 1 then block', {"tags": "a"},
          "should be a list"),
+        # A definition that names a field is typed as the field: this was "internal error: TypeError".
+        ('define n = event.n\nrule "r" when n > 1 then block', {"n": "2"}, "field `event.n` should be a number"),
+        ('define r = event.roles\nrule "r" when r contains "mod" then block', {"roles": 5},
+         "field `event.roles` should be a string or list"),
+        ('define s = event.s\nrule "r" when s == "x" then block', {"s": 1}, "field `event.s` should be a string"),
     ],
 )
 def test_wrong_field_types(make_engine: MakeEngine, rules: str, data: dict[str, Any], fragment: str) -> None:

@@ -351,7 +351,9 @@ class Checker:
         p.define_types[name] = result
         return result
 
-    def _field(self, f: ast.Field, want: str = ANY, hint: str | None = None) -> str:
+    def _field(self, f: ast.Field, want: str = ANY, hint: str | None = None, span: Span | None = None) -> str:
+        """The type of field `f` used as a `want`; a field of no declared type learns it from the use.
+        `span` is where it is used, when that is a definition's name rather than the field itself."""
         builtin = BUILTIN_FIELDS.get(f.path)
         known = builtin or self.program.field_types.get(f.path)
         if self.program.schemas and known is None and "schema" not in self._unparsed:
@@ -364,16 +366,33 @@ class Checker:
                 self.program.field_types[f.path] = want
             return want
         if not _fits(known, want):
-            self.error(f"`event.{f.dotted}` is a {known}, used here as a {want}", f.span, hint, code="type")
+            self.error(f"`event.{f.dotted}` is a {known}, used here as a {want}", span or f.span, hint, code="type")
             return known
         if known in _UNIONS:  # inferred from an earlier use: this one may say which of the two it is
             known = self.program.field_types[f.path] = _narrow(known, want)
         return known
 
+    def _field_behind(self, e: ast.Expr) -> ast.Field | None:
+        """The field a definition's name stands for (`define roles = event.actor.roles`), if it names one
+        the checker has not already reported unknown: its uses type the field as a use of the field does,
+        so a wrongly typed value is dead-lettered when the event is read, never met by a comparison."""
+        for _ in range(MAX_NESTING):
+            if not (isinstance(e, ast.NameRef) and e.name in self.program.defines):
+                break
+            e = self.program.defines[e.name].expr
+        if not isinstance(e, ast.Field):
+            return None
+        declared = e.path in BUILTIN_FIELDS or e.path in self.program.field_types
+        return e if declared or not self.program.schemas or "schema" in self._unparsed else None
+
     def _known_type(self, e: ast.Expr) -> str:
         """The type of `e` as far as known now, reporting nothing for a field (its use reports)."""
         if isinstance(e, ast.Field):
             return BUILTIN_FIELDS.get(e.path) or self.program.field_types.get(e.path) or ANY
+        behind = self._field_behind(e)
+        if behind is not None:
+            self.expr(e)  # marks the definition used
+            return self._known_type(behind)
         return self.expr(e)
 
     # ---- expressions ----
@@ -382,6 +401,9 @@ class Checker:
         if isinstance(expr, ast.Field):
             return self._field(expr, want)
         got = self.expr(expr)
+        behind = self._field_behind(expr)
+        if behind is not None and (got == ANY or got in _UNIONS):
+            return self._field(behind, want, span=expr.span)
         if not _fits(got, want):
             self.error(f"{context} needs a {want}, got a {got}", expr.span, code="type")
         return got
@@ -438,6 +460,10 @@ class Checker:
                     self._field(e.left, right)
                 if isinstance(e.right, ast.Field) and left != ANY:
                     self._field(e.right, left)
+                for operand, own, other in ((e.left, left, right), (e.right, right, left)):
+                    behind = self._field_behind(operand)
+                    if behind is not None and other != ANY and (own == ANY or own in _UNIONS):
+                        self._field(behind, other, span=operand.span)
             else:
                 self.expect(e.left, NUMBER, f"`{e.op}`")
                 self.expect(e.right, NUMBER, f"`{e.op}`")
@@ -557,8 +583,9 @@ class Checker:
         elif right == ANY:
             right_want = STRING  # fits both a string and a list; a schema can say it is a number
         for operand, want in ((e.left, left_want), (e.right, right_want)):
-            if isinstance(operand, ast.Field):
-                self._field(operand, want)
+            field = operand if isinstance(operand, ast.Field) else self._field_behind(operand)
+            if field is not None:
+                self._field(field, want, span=operand.span)
 
     def _contains_item_error(self, got: str, span: Span, rule: str) -> None:
         hint = {LIST: "to look for any of several, write `contains any of [...]`",
