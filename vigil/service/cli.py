@@ -6,11 +6,14 @@ import ipaddress
 import logging
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from vigil.cli import signal_options
+
+if TYPE_CHECKING:
+    from vigil.service.server import ConnectionBudget
 
 DEFAULT_DB = "vigil-data/vigil.sqlite"
 DEFAULT_BANKS = "vigil-data/banks.sqlite"
@@ -119,7 +122,7 @@ def serve_command(rules_dir: str | None, rules_source: str, host: str, port: int
     if db in ("memory", "memory:") and not no_auth:
         raise click.ClickException("an in-memory store holds no tokens: add --no-auth, or give --db a file")
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    max_connections = _connection_cap(max_connections)
+    connections = _connection_cap(max_connections)  # refused here, before anything is opened
     settings = ServiceSettings(host=host, port=port, allowed_hosts=allowed_hosts, rules_dir=rules_dir,
                                rules_source=rules_source, auth=not no_auth,
                                max_body_bytes=max_body, max_batch=max_batch, max_batch_bytes=max_batch_body,
@@ -138,26 +141,31 @@ def serve_command(rules_dir: str | None, rules_source: str, host: str, port: int
         raise click.ClickException(f"rules in {rules_dir} refused, so the service did not start: {error}") from None
     from vigil.service.server import server_config
 
-    uvicorn.Server(server_config(app, host, port, header_timeout=header_timeout, max_connections=max_connections,
+    _say_connection_cap(connections)
+    uvicorn.Server(server_config(app, host, port, header_timeout=header_timeout,
+                                 max_connections=connections.max_connections,
                                  body_timeout=body_timeout, log_level=log_level)).run()
 
 
-def _connection_cap(requested: int) -> int:
-    """--max-connections as the descriptor limit allows it, said at start; refused with a hint when it
-    was asked for explicitly and cannot be had (vigil.service.server.fit_connections)."""
+def _connection_cap(requested: int) -> ConnectionBudget:
+    """--max-connections as the descriptor limit allows it; refused with a hint when it was asked for
+    explicitly and cannot be had (vigil.service.server.fit_connections)."""
     from vigil.service.server import DescriptorLimitError, apply_descriptor_limit
 
     source = click.get_current_context().get_parameter_source("max_connections")
     try:
-        budget = apply_descriptor_limit(requested, explicit=source is not click.core.ParameterSource.DEFAULT)
+        return apply_descriptor_limit(requested, explicit=source is not click.core.ParameterSource.DEFAULT)
     except DescriptorLimitError as error:
         raise click.ClickException(str(error)) from None
+
+
+def _say_connection_cap(budget: ConnectionBudget) -> None:
+    """Said as the server starts (after the stores opened, whose errors are one line of their own)."""
     if budget.warning is not None:
         click.echo(f"warning: {budget.warning}", err=True)
     limit = "no limit" if budget.descriptor_limit < 0 else f"ulimit -n {budget.descriptor_limit}"
     logging.getLogger("vigil.service").info("at most %d connections (file descriptors: %s)",
                                             budget.max_connections, limit)
-    return budget.max_connections
 
 
 def _banks(banks_db: str | None, db: str) -> str | None:
