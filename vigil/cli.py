@@ -19,6 +19,7 @@ from rich.table import Table
 from vigil.diagnostics import DiagnosticError
 from vigil.dsl.loader import RuleSet, load_ruleset
 from vigil.effects import Decision
+from vigil.stores.cli import dead_letter_limits, dead_letter_options
 
 DEFAULT_DB = "vigil-data/vigil.sqlite"
 DEAD_LETTER_REASONS_SHOWN = 5
@@ -53,13 +54,14 @@ def _load(paths: tuple[str, ...], functions: Any = None) -> RuleSet:
     return ruleset
 
 
-def _open_store(db: str | None) -> Any:
-    """None (or "memory") keeps state in memory; a path or sqlite:/// URL persists it."""
+def _open_store(db: str | None, dead_letters: Any = None) -> Any:
+    """None (or "memory") keeps state in memory; a path or sqlite:/// URL persists it, keeping dead
+    letters within `dead_letters` (DeadLetterLimits; None: the defaults)."""
     if db is None or db == "memory":
         return None
     from vigil.stores.sqlite import open_store
 
-    return open_store(db)
+    return open_store(db, dead_letters=dead_letters)
 
 
 def _read_lines(path: str) -> Iterator[bytes]:
@@ -229,6 +231,7 @@ def compile_command(rules: tuple[str, ...]) -> None:
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: on a terminal).")
 @click.option("--fail-on-dead-letters", is_flag=True,
               help="Exit 3 when any event was dead-lettered (the count and first reasons are always on stderr).")
+@dead_letter_options
 @signal_options
 def run(rules: tuple[str, ...], events_path: str, out_path: str, db: str | None, write_all: bool,
         progress: bool | None, fail_on_dead_letters: bool, **signal_opts: Any) -> None:
@@ -244,7 +247,8 @@ def run(rules: tuple[str, ...], events_path: str, out_path: str, db: str | None,
     from vigil.stages import SlowStage
 
     functions = _functions()
-    engine = Engine(_load(rules, functions), _open_store(db), signals=_signals(signal_opts, functions))
+    letters = dead_letter_limits(signal_opts)  # before the signal options are read: they share **kwargs
+    engine = Engine(_load(rules, functions), _open_store(db, letters), signals=_signals(signal_opts, functions))
     out = sys.stdout.buffer if out_path == "-" else open(out_path, "wb")  # noqa: SIM115
     write_lock = threading.Lock()
 

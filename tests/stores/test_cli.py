@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 from click.testing import CliRunner
 
 from vigil.cli import main
+from vigil.stores.base import DeadLetterLimits
+from vigil.stores.cli import dead_letter_limits
+from vigil.stores.sqlite import SqliteStore
 
 STRICT = 'rule "big" when event is "post" and event.n > 1 then flag\n'
 FIXED = 'rule "big" when event is "post" and event.text contains "x" then flag\n'
@@ -50,3 +54,79 @@ def test_list_export_and_replay_the_dead_letters_of_a_run(tmp_path: Path) -> Non
     assert (decision["event_id"], decision["verdict"]) == ("2", "flag")
     assert err.splitlines()[-1] == ("replayed 2 dead letters: 1 decided, 1 dead again, 0 skipped "
                                     "(body cut to the store's limit)")
+
+
+def test_run_keeps_dead_letters_within_the_limits_given_as_options(tmp_path: Path) -> None:
+    rules = tmp_path / "strict.vigil"
+    rules.write_text(STRICT)
+    db = str(tmp_path / "state.sqlite")
+    events = tmp_path / "events.jsonl"
+    events.write_text("".join(f"not json {i} {'x' * 100}\n" for i in range(20)))
+    code, _, _ = invoke("run", str(rules), "--events", str(events), "--db", db, "--dead-letter-max-count", "5",
+                        "--dead-letter-max-raw", "16", "--dead-letter-retention-days", "2")
+    assert code == 0
+    store = SqliteStore(db)
+    try:
+        letters = store.dead_letters(100)
+    finally:
+        store.close()
+    # The newest five, each the first 16 bytes of its line with the whole line's size
+    assert [letter.raw for letter in letters] == [f"not json {i} xxxx".encode()[:16] for i in range(15, 20)]
+    assert all(letter.details["raw_size"] > 100 and letter.details["raw_truncated"] for letter in letters)
+
+
+def test_dead_letter_options_are_checked_and_become_the_store_limits() -> None:
+    code, _, err = invoke("run", "x.vigil", "--events", "-", "--dead-letter-max-count", "0")
+    assert code == 2 and "--dead-letter-max-count" in err
+    opts = {"dead_letter_max_raw": 10, "dead_letter_max_count": 50_000, "dead_letter_retention_days": 0.5, "other": 1}
+    assert dead_letter_limits(opts) == DeadLetterLimits(10, 50_000, 43_200.0, trim_every=100)
+    assert opts == {"other": 1}  # taken out of the command's keyword arguments
+    small = dead_letter_limits({"dead_letter_max_raw": 10, "dead_letter_max_count": 5,
+                                "dead_letter_retention_days": 1})
+    assert small.trim_every == 1  # a small cap is kept, not passed by up to 99 letters
+
+
+def test_serve_keeps_dead_letters_within_the_limits_given_as_options(tmp_path: Path) -> None:
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    import httpx
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    db = tmp_path / "state.sqlite"
+    base = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen([sys.executable, "-c", "from vigil.cli import main; main()", "serve", "--no-auth", "--db",
+                             str(db), "--port", str(port), "--log-level", "warning", "--dead-letter-max-count", "2",
+                             "--dead-letter-max-raw", "8"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
+
+    def ready() -> bool:
+        try:
+            return httpx.get(f"{base}/healthz", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    try:
+        for _ in range(600):  # until it answers (at most a minute)
+            if ready() or proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        assert ready(), "vigil serve did not start"
+        for i in range(4):
+            answer = httpx.post(f"{base}/v1/events", content=f"not json {i} and more".encode(),
+                                headers={"Content-Type": "application/json"}, timeout=30)
+            assert answer.status_code == 400
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    store = SqliteStore(db)
+    try:
+        letters = store.dead_letters(100)
+    finally:
+        store.close()
+    assert [letter.raw for letter in letters] == [b"not json", b"not json"]
+    assert [letter.details["raw_size"] for letter in letters] == [len("not json 2 and more")] * 2

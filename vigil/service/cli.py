@@ -11,19 +11,21 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from vigil.cli import signal_options
+from vigil.stores.base import DeadLetterLimits
 
 if TYPE_CHECKING:
     from vigil.service.server import ConnectionBudget
+from vigil.stores.cli import dead_letter_limits, dead_letter_options
 
 DEFAULT_DB = "vigil-data/vigil.sqlite"
 DEFAULT_BANKS = "vigil-data/banks.sqlite"
 
 
-def _store(db: str):  # type: ignore[no-untyped-def]
+def _store(db: str, dead_letters: DeadLetterLimits | None = None):  # type: ignore[no-untyped-def]
     """SQLite path or URL, postgresql:// URL, or `memory` (no tokens, so --no-auth): vigil/stores/open.py."""
     from vigil.stores.open import open_store
 
-    return open_store(db)
+    return open_store(db, dead_letters=dead_letters)
 
 
 def default_banks(db: str) -> str:
@@ -97,6 +99,7 @@ def _loopback(host: str) -> bool:
 @click.option("--no-auth", is_flag=True, help="No API tokens (allowed on a loopback address only).")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]))
+@dead_letter_options
 @signal_options
 def serve_command(rules_dir: str | None, rules_source: str, host: str, port: int, allowed_hosts: tuple[str, ...], db: str,
                   max_body: int, max_batch: int, max_batch_body: int, max_depth: int, rate_limit: float,
@@ -133,7 +136,8 @@ def serve_command(rules_dir: str | None, rules_source: str, host: str, port: int
                                reload_interval=reload_interval, rule_tests_time_limit=rule_tests_time_limit,
                                tune_gc=True,
                                banks=_banks(banks_db, db))
-    app = create_app(settings, _store(db), signals=_signals(signal_opts, media_roots))
+    letters = dead_letter_limits(signal_opts)  # before the signal options are read: they share **kwargs
+    app = create_app(settings, _store(db, letters), signals=_signals(signal_opts, media_roots))
     try:
         prepare(app)  # the start-up gate, before the server: a refusal is one message, not a traceback
     except RulesRejected as error:

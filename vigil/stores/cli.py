@@ -12,11 +12,42 @@ import click
 import orjson
 
 from vigil.effects import DeadLetter
+from vigil.stores.base import DeadLetterLimits
 
 DEFAULT_DB = "vigil-data/vigil.sqlite"
 db_option = click.option("--db", default=DEFAULT_DB, envvar="VIGIL_STORE", show_default=True,
                          help="The store: a SQLite path, sqlite:/// or postgresql:// URL (env VIGIL_STORE).")
 limit_option = click.option("--limit", default=1000, show_default=True, help="The most recent N letters.")
+
+
+def dead_letter_options(function: Any) -> Any:
+    """The dead-letter store's limits as options (`vigil serve`, `vigil run`, `vigil worker`); the command
+    receives `dead_letter_max_raw`, `dead_letter_max_count` and `dead_letter_retention_days`, turned into
+    DeadLetterLimits by `dead_letter_limits`."""
+    defaults = DeadLetterLimits()
+    options = [
+        click.option("--dead-letter-max-raw", type=click.IntRange(min=0), default=defaults.max_raw_bytes,
+                     envvar="VIGIL_DEAD_LETTER_MAX_RAW", show_default=True,
+                     help="Bytes of a dead letter's raw body kept (its size and SHA-256 are always kept)."),
+        click.option("--dead-letter-max-count", type=click.IntRange(min=1), default=defaults.max_letters,
+                     envvar="VIGIL_DEAD_LETTER_MAX_COUNT", show_default=True,
+                     help="Dead letters kept at most; the oldest go first."),
+        click.option("--dead-letter-retention-days", type=click.FloatRange(min=0, min_open=True),
+                     default=defaults.retention_seconds / 86400, envvar="VIGIL_DEAD_LETTER_RETENTION_DAYS",
+                     show_default=True, help="Days a dead letter is kept."),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+def dead_letter_limits(options: dict[str, Any]) -> DeadLetterLimits:
+    """DeadLetterLimits from `dead_letter_options` (popped from `options`). A small cap is trimmed more
+    often, so that it is passed by at most 1% (or one letter) between trims."""
+    max_count = int(options.pop("dead_letter_max_count"))
+    return DeadLetterLimits(max_raw_bytes=int(options.pop("dead_letter_max_raw")), max_letters=max_count,
+                            retention_seconds=float(options.pop("dead_letter_retention_days")) * 86400,
+                            trim_every=max(1, min(DeadLetterLimits().trim_every, max_count // 100)))
 
 
 def _letters(db: str, limit: int) -> list[DeadLetter]:

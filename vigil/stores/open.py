@@ -13,24 +13,24 @@ from dataclasses import dataclass
 from typing import Any
 
 from vigil.config import Settings
-from vigil.stores.base import CounterBackend, LabelBackend
+from vigil.stores.base import CounterBackend, DeadLetterLimits, LabelBackend
 
 
-def open_store(url: str) -> Any:
-    """The durable store a URL names (see the module docstring)."""
+def open_store(url: str, *, dead_letters: DeadLetterLimits | None = None) -> Any:
+    """The durable store a URL names (see the module docstring), keeping dead letters within `dead_letters`."""
     if url.startswith(("postgresql://", "postgres://")):
         from vigil.stores.postgres import PostgresStore
 
-        return PostgresStore(url)
+        return PostgresStore(url, dead_letters=dead_letters)
     if url in ("memory", "memory:"):
         from vigil.stores.memory import MemoryStore
 
-        return MemoryStore()
+        return MemoryStore(dead_letters=dead_letters)
     if url.startswith(("redis://", "rediss://")):
         raise ValueError("a Redis URL names shared counters and labels (VIGIL_REDIS), not the durable store")
     from vigil.stores.sqlite import open_store as open_sqlite
 
-    return open_sqlite(url)
+    return open_sqlite(url, dead_letters=dead_letters)
 
 
 @dataclass(slots=True)
@@ -54,8 +54,8 @@ def redis_client(url: str) -> Any:
     return redis.Redis.from_url(url, health_check_interval=30, socket_keepalive=True)
 
 
-def open_backends(settings: Settings) -> Backends:
-    store = open_store(settings.store.value)
+def open_backends(settings: Settings, *, dead_letters: DeadLetterLimits | None = None) -> Backends:
+    store = open_store(settings.store.value, dead_letters=dead_letters)
     if settings.redis is None:
         return Backends(store)
     from vigil.stores.redis_counters import RedisCounters

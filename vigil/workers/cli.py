@@ -13,6 +13,8 @@ from typing import Any
 import click
 
 from vigil.dsl.testing import TEST_TIME_LIMIT
+from vigil.stores.base import DeadLetterLimits
+from vigil.stores.cli import dead_letter_limits, dead_letter_options
 
 log = logging.getLogger("vigil.workers")
 
@@ -45,11 +47,12 @@ log = logging.getLogger("vigil.workers")
 @click.option("--idle-exit", type=float, default=None, help="Exit after this many seconds without events.")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]))
+@dead_letter_options
 def worker_command(stream_url: str | None, bootstrap: str | None, topic: str | None, group: str,
                    consumer: str | None, rules: tuple[str, ...], rules_source: str, rule_tests_time_limit: float,
                    output: str | None, event_source: str | None, config_path: str | None,
                    db: str | None, redis_url: str | None, max_events: int | None, idle_exit: float | None,
-                   log_level: str) -> None:
+                   log_level: str, **dead_letter_opts: Any) -> None:
     """Consume events from a Redis stream (--stream) or a Kafka topic (--kafka, --topic) in a consumer
     group; decide each with the rules; write decisions; acknowledge. Several workers share one stream."""
     from vigil.config import ConfigError, Secret, load_settings
@@ -86,7 +89,8 @@ def worker_command(stream_url: str | None, bootstrap: str | None, topic: str | N
         stats = run_worker(settings, rules=list(rules), stream_redis=stream_redis, stream=stream,
                            bootstrap=bootstrap, topic=topic, group=group, consumer=consumer, output=output,
                            max_events=max_events, idle_exit=idle_exit, event_source=event_source,
-                           rules_source=rules_source, rule_tests_time_limit=rule_tests_time_limit)
+                           rules_source=rules_source, rule_tests_time_limit=rule_tests_time_limit,
+                           dead_letters=dead_letter_limits(dead_letter_opts))
     except Exception as error:
         message = unreachable_message(error)
         if message is None:
@@ -117,7 +121,8 @@ def run_worker(settings: Any, *, rules: list[str], stream_redis: str | None, str
                bootstrap: str | None, topic: str | None, group: str, consumer: str, output: str | None,
                max_events: int | None = None, idle_exit: float | None = None,
                stop: threading.Event | None = None, event_source: str | None = None, rules_source: str = "auto",
-               rule_tests_time_limit: float = TEST_TIME_LIMIT, signals: Any = None) -> Any:
+               rule_tests_time_limit: float = TEST_TIME_LIMIT, signals: Any = None,
+               dead_letters: DeadLetterLimits | None = None) -> Any:
     """Build the engine, source and sinks from settings, run until stopped, then drain and close.
     `signals` (classifiers, policy models, banks) go both to the engine and to the gate its rules pass."""
     from vigil.engine import Engine
@@ -125,7 +130,7 @@ def run_worker(settings: Any, *, rules: list[str], stream_redis: str | None, str
     from vigil.stores.open import open_backends, redis_client
     from vigil.workers.loop import RulesWatcher, Sink, Source, Worker
 
-    backends = open_backends(settings)
+    backends = open_backends(settings, dead_letters=dead_letters)
     store = backends.store
     rules_store = store if hasattr(store, "active_rules_version") else None
     gate = Gate(signals, time_limit=rule_tests_time_limit)
