@@ -42,3 +42,13 @@ def test_the_checker_refuses_before_any_test_runs(tmp_path: Path) -> None:
     assert info.value.message == "the rules have 1 error"
     [error] = [d for d in info.value.diagnostics if d["severity"] == "error"]
     assert error["line"] == 1 and "nope" in error["message"] and info.value.test_failures == []
+
+
+def test_the_gate_stops_the_tests_at_its_time_budget() -> None:
+    files = {"main.vigil": 'rule "All" when event is "post" then flag\n'
+                           'test "t" given 3 "post" with text = "x" expect flag\n'}
+    assert Gate(None, time_limit=60.0).admit(files, ("main.vigil",)).program.tests
+    with pytest.raises(RulesRejected) as info:
+        Gate(None, time_limit=0.0).admit(files, ("main.vigil",))
+    [failure] = info.value.test_failures
+    assert failure["failures"][0].startswith("not run: the tests of this rules set ran past their time budget")

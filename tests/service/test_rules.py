@@ -218,19 +218,6 @@ def test_an_upload_whose_tests_ask_for_too_many_events_is_refused_before_they_ru
     assert _active(store_svc)["seq"] == 1
 
 
-def test_the_gate_stops_the_tests_at_its_time_budget() -> None:
-    import pytest
-
-    from vigil.service.reload import RulesRejected, check_rules
-
-    files = {"main.vigil": FLAG_ALL + 'test "t" given 3 "post" with text = "x" expect flag\n'}
-    assert check_rules(files, ("main.vigil",), test_time_limit=60.0).program.tests
-    with pytest.raises(RulesRejected) as info:
-        check_rules(files, ("main.vigil",), test_time_limit=0.0)
-    [failure] = info.value.test_failures
-    assert failure["failures"][0].startswith("not run: the tests of this rules set ran past their time budget")
-
-
 def test_a_large_version_is_loaded_in_a_worker_process_and_activates(store_svc: Running) -> None:
     words = ", ".join(f'"bw{i}q"' for i in range(30_000))  # over 256 KiB: loaded off the serving process
     big = (f'entity user = event.actor.id\nlist "big" of words = [{words}]\n'

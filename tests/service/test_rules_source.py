@@ -144,3 +144,20 @@ def test_serve_refuses_directory_mode_without_a_directory() -> None:
 
     result = CliRunner().invoke(main, ["serve", "--rules-source", "directory", "--db", "memory", "--no-auth"])
     assert result.exit_code == 2 and "--rules-source directory needs --rules DIR" in result.output
+
+
+def test_a_store_version_that_fails_the_gate_at_start_up_leaves_the_api_up_to_replace_it(tmp_path: Path) -> None:
+    db = tmp_path / "vigil.sqlite"
+    store = SqliteStore(db)
+    failing = store.add_rules_version("failing", {"r.vigil": OTHER + 'test "t" given "post" expect allow\n'},
+                                      ("r.vigil",), author="admin", message="", now=0.0)
+    store.activate_rules_version(failing.seq)
+    store.close()
+    with _serving(db, None) as client:
+        ready = client.get("/readyz")
+        assert ready.status_code == 503
+        assert ready.json()["rules_store"]["seq"] == failing.seq and "'t'" in ready.json()["rules_store"]["error"]
+        assert "does not pass the gate here" in ready.json()["problems"][0]
+        assert client.post("/v1/events", json=post("calm")).json()["verdict"] == "allow"  # nothing runs
+        assert _upload(client, {"main.vigil": UPLOADED}).status_code == 201
+        assert client.get("/readyz").status_code == 200 and "rules_store" not in client.get("/readyz").json()

@@ -40,13 +40,11 @@ from vigil.rules_source import (
     seed_store,
 )
 from vigil.service.compiler import DEFAULT_MIN_BYTES, LoadOffProcess
-from vigil.signals.providers import Signals
 from vigil.stores.base import RulesStore, RulesVersion
 
 log = logging.getLogger("vigil.service.rules")
 
-__all__ = ["FollowsDirectory", "RulesManager", "RulesRejected", "check_rules", "diagnostic_json",
-           "dir_fingerprint", "read_rules_dir", "validate_files"]
+__all__ = ["FollowsDirectory", "RulesManager", "RulesRejected", "diagnostic_json", "validate_files"]
 
 EMPTY_RULES = {"no-rules.vigil": ""}  # what runs before any version is active (readyz says not ready)
 MAX_FILES = 1000
@@ -95,12 +93,6 @@ def validate_files(files: object, entry: object) -> tuple[dict[str, str], tuple[
     if missing:
         raise ValueError(f'"entry" names {missing[0]!r}, which is not in "files"')
     return dict(files), entries
-
-
-def check_rules(files: dict[str, str], entry: tuple[str, ...], run_tests: bool = True,
-                signals: Signals | None = None, test_time_limit: float = TEST_TIME_LIMIT) -> RuleSet:
-    """The gate (vigil/gate.py) in one call, for callers that have no `Gate` at hand."""
-    return Gate(signals, run_tests, test_time_limit).admit(files, entry)
 
 
 @dataclass(frozen=True, slots=True)
@@ -323,6 +315,7 @@ class RulesManager:
                     engine.activate(previous)
                 raise
         self.active, self.ruleset = stored, ruleset
+        self.store_problem = None  # what the store holds active is what runs here now
         log.info("rules version %s (%s) active", stored.seq, stored.version)
 
     async def rollback(self) -> RulesVersion:
