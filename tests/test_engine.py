@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from conftest import HEADER, T0, event, ruleset
@@ -163,3 +164,65 @@ def test_an_activation_that_fails_leaves_the_running_version_and_its_counters(ma
     d = engine.process(event(user="u"))
     assert isinstance(d, Decision) and d.verdict == "block"
     assert engine.process(event("login", user="w")).verdict == "allow"
+
+
+class _HeldClassifier:
+    """Flags every text once `release` is set; `reached` is set when it is asked."""
+
+    name, version, labels = "slow", "1", ("ok", "flagged")
+
+    def __init__(self) -> None:
+        import threading
+
+        self.reached, self.release = threading.Event(), threading.Event()
+        self.asked: list[str] = []
+
+    def classify(self, texts: list[str]) -> list[Any]:
+        from vigil.classifiers.base import Classification
+
+        self.asked.extend(texts)
+        self.reached.set()
+        self.release.wait(60)
+        return [Classification("flagged", 0.99, True, self.version) for _ in texts]
+
+
+def test_a_slow_signal_lets_other_events_and_activations_through_and_keeps_its_version() -> None:
+    """A slow signal runs without the engine's lock: another thread decides its events and activates a
+    version meanwhile, and the held event is still decided wholly by the version it started with."""
+    import threading
+
+    from vigil.classifiers.registry import ClassifierRegistry
+    from vigil.events import parse_event
+    from vigil.signals.providers import Signals
+
+    held = _HeldClassifier()
+    v1 = ruleset(HEADER + 'rule "slow" when event is "post" and classifier "slow" on event.text > 0.5 then block\n'
+                 'rule "big" when event is "purchase" and event.amount > 10 then review\n')
+    engine = Engine(v1, signals=Signals(classifiers=ClassifierRegistry.of([held])))  # type: ignore[list-item]
+    results: dict[str, Any] = {}
+
+    def in_thread(name: str, call: Callable[[], Any]) -> threading.Thread:
+        thread = threading.Thread(target=lambda: results.__setitem__(name, call()), daemon=True)
+        thread.start()
+        return thread
+
+    try:
+        slow = in_thread("slow", lambda: engine.decide(parse_event(event("post", text="buy followers"))))
+        assert held.reached.wait(30)
+        other = in_thread("other", lambda: engine.decide(parse_event(event("purchase", amount=50))))
+        other.join(30)
+        assert results["other"].verdict == "review", "another event waited for the slow signal"
+        v2 = ruleset(HEADER + 'rule "renamed" when event is "purchase" then flag\n')
+        in_thread("activated", lambda: engine.activate(v2)).join(30)
+        assert "activated" in results and engine.version == v2.version
+    finally:
+        held.release.set()
+    slow.join(30)
+    decision: Decision = results["slow"]
+    assert decision.verdict == "block" and [h.rule for h in decision.hits] == ["slow"]
+    assert decision.ruleset_version == v1.version
+    # Past its deadline, a slow signal answers unknown without being asked.
+    engine.activate(v1)
+    late = engine.decide(parse_event(event("post", text="other text")), deadline=0.0)
+    assert late.verdict == "allow" and "other text" not in held.asked
+    engine.close()

@@ -7,10 +7,10 @@ import time as wall
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from vigil.dsl import ast, runtime
-from vigil.dsl.builtins import Function, Functions
+from vigil.dsl.builtins import BUILTIN_SOURCE, Function, Functions
 from vigil.dsl.compile import CompiledRules, function_local
 from vigil.dsl.loader import RuleSet
 from vigil.effects import (
@@ -32,6 +32,8 @@ from vigil.signals.labels import RULE, Labels
 from vigil.signals.providers import Signals
 from vigil.stores.base import CounterBackend, LabelBackend, LabelRecord, StateStore
 from vigil.stores.memory import MemoryStore
+
+T = TypeVar("T")
 
 
 @dataclass(slots=True)
@@ -85,6 +87,8 @@ class Engine:
         self.stats = Stats()
         self.on_dead_letter = on_dead_letter
         self._lock = threading.Lock()
+        # Per engine thread: whether it holds the lock, and the deadline of the event it decides.
+        self._local = threading.local()
         self._functions: dict[Function, Callable[..., Any]] = {}
         self.activate(ruleset)
         self.counters.start()
@@ -138,17 +142,57 @@ class Engine:
             "_arith": runtime.arith,
             "_has_label": self.labels.has,
             "_has_manual_label": self.labels.has_manual,
-            "_classifier_score": self.signals.classifier_score,
-            "_classifier_label": self.signals.classifier_label,
-            "_bank_match": self.signals.bank_match,
+            "_classifier_score": self._slow_signal(self.signals.classifier_score),
+            "_classifier_label": self._slow_signal(self.signals.classifier_label),
+            "_bank_match": self._slow_signal(self.signals.bank_match),
         }
         # The registered functions the rules call, from the registry they were checked against.
         for name in compiled.functions:
-            ns[function_local(name)] = self._function(functions[name])
+            function = functions[name]
+            made = self._function(function)
+            # Vigil's own functions over the signals (a model, media decoding) and slow ones (called from the
+            # second stage's one thread only) run without the engine's lock; a plugin's first-stage
+            # function keeps it, since it need not be safe to call from several threads at once.
+            if function.slow or (function.bind is not None and function.source == BUILTIN_SOURCE):
+                made = self._slow_signal(made)
+            ns[function_local(name)] = made
         ns["_add_many"] = self.counters.add_many
         ns["_NO_RESULTS"] = {}
         ns.update(compiled.constants)
         return ns
+
+    def _slow_signal(self, signal: Callable[..., T]) -> Callable[..., T | None]:
+        """A signal that may take long (model inference, media decoding, a bank's first load) is called
+        without the engine's lock, so that other engine threads decide their events meanwhile; once the
+        event's deadline has passed it answers unknown without being asked. The event keeps the rules
+        version it started with (decide passes it on), whatever is activated meanwhile."""
+        lock, local = self._lock, self._local
+
+        def call(*args: Any) -> T | None:
+            deadline: float | None = getattr(local, "deadline", None)
+            if deadline is not None and wall.monotonic() >= deadline:
+                return None
+            if not getattr(local, "holding", False):
+                return signal(*args)
+            lock.release()
+            local.holding = False
+            try:
+                return signal(*args)
+            finally:
+                lock.acquire()
+                local.holding = True
+
+        return call
+
+    def _hold(self, deadline: float | None = None) -> _Holding:
+        return _Holding(self._lock, self._local, deadline)
+
+    def with_labels(self, function: Callable[[LabelBackend], T]) -> T:
+        """`function(labels)` under the engine's lock: a person's label change (the labels API) is serialised
+        with the decisions' own, so that no decision, of either stage, decides a label change before it
+        and commits one after it."""
+        with self._hold():
+            return function(self.labels)
 
     @property
     def version(self) -> str:
@@ -179,19 +223,21 @@ class Engine:
             self.on_dead_letter(letter)
         return letter
 
-    def decide(self, event: Event) -> Decision:
+    def decide(self, event: Event, *, deadline: float | None = None) -> Decision:
         """Decide a parsed event and apply its live effects. Raises FieldTypeError on a wrongly typed field,
-        before any state changes (compiled rules read their fields first)."""
-        with self._lock:
+        before any state changes (compiled rules read their fields first). Slow signals asked after
+        `deadline` (time.monotonic()) answer unknown."""
+        with self._hold(deadline):
+            rules, ruleset = self._rules, self.ruleset  # the version that decides, even if another activates
             hits = self._dispatch.get(event.type, self._default)(event)
             pending = bool(self._slow_types) and self.slow_pending(event)
             if hits or self.outbox is not None:  # a decision without hits may be published too
-                decision = self._decision(event, hits, pending=pending)
+                decision = self._decision(event, hits, pending=pending, rules=rules, ruleset=ruleset)
             else:
-                decision = Decision(event.id, event.type, event.time, "allow", ruleset_version=self.ruleset.version,
+                decision = Decision(event.id, event.type, event.time, "allow", ruleset_version=ruleset.version,
                                     pending=pending, source=event.source)
-        self.stats.events += 1
-        self.stats.verdicts[decision.verdict] += 1
+            self.stats.events += 1  # under the lock: engine threads decide side by side
+            self.stats.verdicts[decision.verdict] += 1
         return decision
 
     # ---- the second stage: rules that need a slow signal ----
@@ -206,29 +252,33 @@ class Engine:
         function = self._slow_dispatch.get(event.type, self._slow_default)
         if function is None:
             return []
-        with self._lock:
+        with self._hold():
             return function(event, policy)
 
     def decide_slow(self, event: Event, policy: Callable[[str, str], bool | None], first: Decision) -> Decision:
         """The second-stage decision for an event: slow rules' hits with their effects applied, and the
         verdict upgraded from the first stage's when a slow rule gives a stronger one."""
-        with self._lock:
+        with self._hold():
+            rules, ruleset = self._rules, self.ruleset
             function = self._slow_dispatch.get(event.type, self._slow_default)
             hits = function(event, policy) if function is not None else []
             # The second stage's label changes are its own: a shared label store that remembers which
             # events it applied must not take them for a redelivery of the first stage's.
-            return self._decision(event, hits, effects_id=f"{event.key}#2", stage=2, floor=first.verdict)
+            return self._decision(event, hits, effects_id=f"{event.key}#2", stage=2, floor=first.verdict,
+                                  rules=rules, ruleset=ruleset)
 
     def _decision(self, event: Event, raw_hits: list[tuple[int, dict[str, Any], tuple[Any, ...], tuple[Any, ...]]],
                   effects_id: str | None = None, *, pending: bool = False, stage: int = 1,
-                  floor: str = "allow") -> Decision:
+                  floor: str = "allow", rules: list[Any] | None = None, ruleset: RuleSet | None = None) -> Decision:
+        rules = rules if rules is not None else self._rules
+        version = (ruleset if ruleset is not None else self.ruleset).version
         verdict = floor
         hits: list[RuleHit] = []
         live_effects: list[Effect] = []
         records: list[LabelRecord] = []
         asked: dict[tuple[str, str, str], list[tuple[LabelEffect, str]]] = {}  # label → (effect, rule) asking
         for index, features, keys, params in raw_hits:
-            info = self._rules[index]
+            info = rules[index]
             keyed = dict(zip(info.entities, keys))
             mode = info.mode
             if mode == "rollout":
@@ -269,7 +319,7 @@ class Engine:
                                          record.expires_at)
                 reported.append(effect)
             return Decision(event.id, event.type, event.time, verdict, tuple(reported), tuple(hits),
-                            self.ruleset.version, stage=stage, pending=pending, source=event.source)
+                            version, stage=stage, pending=pending, source=event.source)
 
         commit_id = effects_id or event.key
         if self.outbox is None:
@@ -315,6 +365,24 @@ class Engine:
     def close(self) -> None:
         self.counters.close()
         self.store.close()
+
+
+class _Holding:
+    """The engine's lock, held by this thread for one engine call (a slow signal lets go of it for a
+    while: Engine._slow_signal), with that call's deadline."""
+
+    __slots__ = ("deadline", "local", "lock")
+
+    def __init__(self, lock: threading.Lock, local: threading.local, deadline: float | None) -> None:
+        self.lock, self.local, self.deadline = lock, local, deadline
+
+    def __enter__(self) -> None:
+        self.lock.acquire()
+        self.local.holding, self.local.deadline = True, self.deadline
+
+    def __exit__(self, *exc: object) -> None:
+        self.local.holding, self.local.deadline = False, None
+        self.lock.release()
 
 
 def _strongest_label_effect(wanted: list[tuple[LabelEffect, str]]) -> tuple[LabelEffect, str]:

@@ -5,6 +5,11 @@ here; the stage asks the policy models in batches, evaluates the slow rules, app
 hands a stage-2 decision (same event id, verdict upgraded if a slow rule gives a stronger one) to a
 callback. A model that is slow or down answers "unknown": the rule does not fire, the event keeps its
 first decision, and the policy client's retry queue keeps the item for a later pass.
+
+The queue is bounded. `submit` waits for room (back-pressure for `vigil run` and the workers); the
+service, which must never wait, reserves room before it decides an event (`reserve`) and refuses the
+event when there is none (503 with Retry-After), so no first-stage effect is applied for an event whose
+second stage could not be queued.
 """
 
 from __future__ import annotations
@@ -27,16 +32,52 @@ MAX_ROUNDS = 4  # a condition can ask a second policy only once the first answer
 class SlowStage:
     def __init__(self, engine: Engine, on_decision: Callable[[Decision], None], *, batch_size: int = 32,
                  max_queue: int = 100_000) -> None:
+        if max_queue < 1:
+            raise ValueError(f"the second stage's queue holds at least 1 event, got {max_queue}")
         self.engine = engine
         self.on_decision = on_decision
         self.batch_size = batch_size
-        self._queue: queue.Queue[tuple[Event, Decision] | None] = queue.Queue(max_queue)
+        self.max_queue = max_queue
+        # Unbounded itself: `_free` counts the places left, taken by `reserve` or `submit` and given back
+        # when an event leaves the queue, so an event that reserved a place always finds it.
+        self._queue: queue.Queue[tuple[Event, Decision] | None] = queue.Queue()
+        self._free = max_queue
+        self._space = threading.Condition()
         self._thread: threading.Thread | None = None
+
+    @property
+    def depth(self) -> int:
+        """Events queued (or with a place reserved) and not yet taken by the stage."""
+        return self.max_queue - self._free
 
     def submit(self, event: Event, first: Decision) -> None:
         """Queue an event whose stage-1 decision is pending (blocks when the queue is full: back-pressure
         rather than dropping)."""
+        self._take_place(wait=True)
         self._queue.put((event, first))
+
+    def reserve(self) -> bool:
+        """Take a place in the queue for an event about to be decided, without waiting; False when full."""
+        return self._take_place(wait=False)
+
+    def submit_reserved(self, event: Event, first: Decision) -> None:
+        """Queue an event into the place `reserve` took."""
+        self._queue.put((event, first))
+
+    def release(self) -> None:
+        """Give back a place (one `reserve` took that no event needed, or one an event left)."""
+        with self._space:
+            self._free += 1
+            self._space.notify()
+
+    def _take_place(self, *, wait: bool) -> bool:
+        with self._space:
+            while self._free == 0:
+                if not wait:
+                    return False
+                self._space.wait()
+            self._free -= 1
+            return True
 
     def run_batch(self, batch: list[tuple[Event, Decision]]) -> list[Decision]:
         """Decide the slow rules of a batch of events; returns their stage-2 decisions."""
@@ -81,6 +122,7 @@ class SlowStage:
             except queue.Empty:
                 break
             if item is not None:
+                self.release()
                 batch.append(item)
         return batch
 
@@ -95,6 +137,7 @@ class SlowStage:
             item = self._queue.get()
             if item is None:
                 break
+            self.release()
             batch = [item]
             while len(batch) < self.batch_size:
                 try:
@@ -104,6 +147,7 @@ class SlowStage:
                 if more is None:
                     self._queue.put(None)  # let the outer loop see the stop marker
                     break
+                self.release()
                 batch.append(more)
             try:
                 self.run_batch(batch)

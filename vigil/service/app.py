@@ -25,6 +25,7 @@ from vigil.dsl.loader import RuleSet
 from vigil.engine import Engine
 from vigil.service import events, health, labels, rules
 from vigil.service.auth import AuthMiddleware
+from vigil.service.engine_threads import EngineThreads
 from vigil.service.errors import ApiError, api_error_handler, http_error_handler, internal_error_handler
 from vigil.service.guard import RequestGuard, served_names
 from vigil.service.ingest import Ingest
@@ -53,11 +54,13 @@ def create_app(settings: ServiceSettings, store: StateStore, *, rules_store: Rul
         ruleset, engine_signals = await anyio.to_thread.run_sync(prepare, app)  # RulesRejected: refuse to start
         svc.prepared = None
         engine = Engine(ruleset, svc.store, signals=engine_signals)
-        svc.engine = engine
+        threads = EngineThreads(settings.engine_threads)  # every engine call, off the event loop
+        svc.engine, svc.threads = engine, threads
         svc.rules.bind(engine)
         ingest = Ingest(engine, svc.metrics, queue_size=settings.queue_size, recent=settings.recent_decisions,
                         max_depth=settings.max_depth,
-                        max_event_skew=settings.max_event_skew)
+                        max_event_skew=settings.max_event_skew, threads=threads,
+                        event_deadline=settings.event_deadline, second_stage_queue=settings.second_stage_queue)
         ingest.start()
         svc._ingest = ingest
         poller = asyncio.get_running_loop().create_task(svc.rules.run(settings.reload_interval),
@@ -75,7 +78,9 @@ def create_app(settings: ServiceSettings, store: StateStore, *, rules_store: Rul
             await ingest.stop()  # decide every event already accepted
             svc._ingest = None
             svc.engine = None
+            svc.threads = None
             svc.matcher = None
+            await anyio.to_thread.run_sync(threads.close)
             await anyio.to_thread.run_sync(_close, engine, svc)
 
     svc.metrics.attach(EngineCollector(lambda: svc.engine,

@@ -93,6 +93,13 @@ def _loopback(host: str) -> bool:
 @click.option("--max-event-skew", default=300.0, show_default=True,
               help="Seconds an event's time may be ahead of this server's clock (later: refused, dead-lettered).")
 @click.option("--queue-size", default=10_000, show_default=True, help="Events accepted with mode=async, waiting.")
+@click.option("--engine-threads", default=8, show_default=True,
+              help="Threads that decide events, write the store and activate rules, off the event loop.")
+@click.option("--event-deadline", default=5.0, show_default=True,
+              help="Seconds an event may take: not started by then, 503 (not decided); still running, 504 "
+                   "(decided later, its slow signals unknown from then on).")
+@click.option("--second-stage-queue", default=10_000, show_default=True,
+              help="Events waiting for a policy model; when full, events with policy rules get 503.")
 @click.option("--reload-interval", default=1.0, show_default=True, help="Seconds between reload checks.")
 @click.option("--rule-tests-time-limit", default=60.0, show_default=True,
               help="Seconds a new rules version's tests may run before it is refused.")
@@ -105,7 +112,7 @@ def serve_command(rules_dir: str | None, rules_source: str, host: str, port: int
                   max_body: int, max_batch: int, max_batch_body: int, max_depth: int, rate_limit: float,
                   rate_burst: int, auth_failure_rate: float, auth_failure_burst: int, public_metrics: bool,
                   max_event_skew: float, header_timeout: float, body_timeout: float, max_connections: int,
-                  queue_size: int,
+                  queue_size: int, engine_threads: int, event_deadline: float, second_stage_queue: int,
                   reload_interval: float, rule_tests_time_limit: float, no_auth: bool,
                   log_level: str, banks_db: str | None, media_roots: tuple[str, ...], **signal_opts: Any) -> None:
     """Serve the HTTP API: events in, decisions out; labels, rules versions, hash banks, health and metrics.
@@ -133,6 +140,8 @@ def serve_command(rules_dir: str | None, rules_source: str, host: str, port: int
                                rate_limit=rate_limit, rate_burst=rate_burst,
                                auth_failure_rate=auth_failure_rate, auth_failure_burst=auth_failure_burst,
                                public_metrics=public_metrics, queue_size=queue_size,
+                               engine_threads=engine_threads, event_deadline=event_deadline,
+                               second_stage_queue=second_stage_queue,
                                reload_interval=reload_interval, rule_tests_time_limit=rule_tests_time_limit,
                                tune_gc=True,
                                banks=_banks(banks_db, db))

@@ -1,9 +1,11 @@
 """Events in: parse, decide, dead-letter, and the asynchronous queue. The HTTP routes are thin over this.
 
-The engine is synchronous and fast (tens of microseconds an event), so it is called in the event loop's
-own thread: no thread hand-off per request, and every engine call happens in one thread. Events
-accepted asynchronously wait in a bounded queue that one background task drains; at shutdown the queue
-is drained before the engine closes, so an accepted event is never dropped.
+Parsing happens in the event loop; deciding, dead letters and the journal happen in the engine threads
+(engine_threads.py), so that neither a costly event nor a store write ever blocks the loop. Each event
+has a deadline (`event_deadline`): one still waiting for a thread then is refused (503, nothing applied),
+one still being decided gets 504 and its decision later at GET /v1/decisions/{id}. Events accepted
+asynchronously wait in a bounded queue that one background task drains, in order; at shutdown the
+queue is drained before the engine closes, so an accepted event is never dropped.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
@@ -24,6 +26,7 @@ from vigil.dsl.runtime import FieldTypeError
 from vigil.effects import Decision
 from vigil.engine import Engine
 from vigil.events import DEFAULT_MAX_FUTURE_SKEW, MAX_EVENT_DEPTH, Event, EventError, event_key, parse_event
+from vigil.service.engine_threads import DEFAULT_EVENT_DEADLINE, EngineThreads, NotStarted, StillRunning
 from vigil.service.errors import ApiError
 from vigil.service.metrics import Metrics
 from vigil.service.render import dumps
@@ -31,6 +34,7 @@ from vigil.stages import SlowStage
 from vigil.stores.base import EventJournal
 
 log = logging.getLogger("vigil.service.ingest")
+R = TypeVar("R")
 
 
 class EventRejected(ApiError):
@@ -56,8 +60,11 @@ class RecentDecisions:
         self._ids: dict[str, set[str]] = {}
         self._lock = threading.Lock()  # the second stage records its decisions from its own thread
 
-    def put(self, key: str, event_id: str, outcome: dict[str, Any]) -> None:
+    def put(self, key: str, event_id: str, outcome: dict[str, Any], *, unless_decided: bool = False) -> None:
+        """Record an outcome; with `unless_decided`, only while no decision is recorded for the key."""
         with self._lock:
+            if unless_decided and "decision" in self._items.get(key, {}):
+                return
             self._items[key] = outcome
             self._items.move_to_end(key)
             self._ids.setdefault(event_id, set()).add(key)
@@ -81,8 +88,12 @@ class RecentDecisions:
 
 class Ingest:
     def __init__(self, engine: Engine, metrics: Metrics, *, queue_size: int, recent: int,
-                 max_depth: int = MAX_EVENT_DEPTH, max_event_skew: float = DEFAULT_MAX_FUTURE_SKEW) -> None:
+                 max_depth: int = MAX_EVENT_DEPTH, max_event_skew: float = DEFAULT_MAX_FUTURE_SKEW,
+                 threads: EngineThreads | None = None, event_deadline: float = DEFAULT_EVENT_DEADLINE,
+                 second_stage_queue: int = 10_000) -> None:
         self.engine = engine
+        self.threads = threads if threads is not None else EngineThreads()
+        self.event_deadline = event_deadline
         self.max_event_skew = max_event_skew
         self.metrics = metrics
         self.max_depth = max_depth
@@ -90,62 +101,130 @@ class Ingest:
         self.recent = RecentDecisions(recent)
         self.accepting = True
         self._worker: asyncio.Task[None] | None = None
+        self._journalling = 0  # events accepted asynchronously whose journal row is being written
         # The store's journal of accepted events, where it has one (SQLite, PostgreSQL, memory).
         self.journal: EventJournal | None = engine.store if hasattr(engine.store, "journal_event") else None  # type: ignore[assignment]
         self._replay: deque[Queued] = deque()
         # Rules that wait for a policy model run in the second stage, in a thread of their own; their
         # decision joins the first one in the recent decisions (GET /v1/decisions/{id}).
-        self.slow = SlowStage(engine, self._second_stage_done)
+        self.slow = SlowStage(engine, self._second_stage_done, max_queue=second_stage_queue)
+        metrics.second_stage_depth.set_function(lambda: self.slow.depth)
 
     # ---- parsing ----
-    def parse(self, raw: bytes, source: str) -> Event:
+    async def parse(self, raw: bytes, source: str) -> Event:
         """Parse an event body; malformed JSON is a 400 and a wrong shape a 422, each dead-lettered."""
         try:
             data = orjson.loads(raw)
         except orjson.JSONDecodeError as error:
-            self.reject(raw, f"not valid JSON: {error}", source)
+            await self.reject(raw, f"not valid JSON: {error}", source)
             raise EventRejected(400, "malformed_json", f"the body is not valid JSON: {error}",
                                 "send one JSON object with type, id and time") from None
-        return self.parse_item(data, raw, source)
+        return await self.parse_item(data, raw, source)
 
-    def parse_item(self, data: Any, raw: bytes | None, source: str) -> Event:
+    async def parse_item(self, data: Any, raw: bytes | None, source: str) -> Event:
         try:
-            if not isinstance(data, dict):
-                raise EventError(f"an event is a JSON object, got {type(data).__name__}")
-            # Serving live: an event dated too far after this server's clock is refused.
-            event = parse_event(data, max_depth=self.max_depth, now=time.time(), max_future_skew=self.max_event_skew)
-            return dataclasses.replace(event, source=source)
+            return self._parse_item(data, source)
         except EventError as error:
-            self.reject(raw if raw is not None else dumps(data), str(error), source)
+            await self.reject(raw if raw is not None else dumps(data), str(error), source)
             raise EventRejected(422, "invalid_event", str(error),
                                 'an event is {"type": "post", "id": "e1", "time": "2026-01-01T00:00:00Z", ...}'
                                 ) from None
 
-    def reject(self, raw: bytes, reason: str, source: str) -> None:
+    def _parse_item(self, data: Any, source: str) -> Event:
+        if not isinstance(data, dict):
+            raise EventError(f"an event is a JSON object, got {type(data).__name__}")
+        # Serving live: an event dated too far after this server's clock is refused.
+        event = parse_event(data, max_depth=self.max_depth, now=time.time(), max_future_skew=self.max_event_skew)
+        return dataclasses.replace(event, source=source)
+
+    async def reject(self, raw: bytes, reason: str, source: str) -> None:
+        """Keep a refused body as a dead letter (a store write: in an engine thread)."""
+        await self.threads.run(self.reject_now, raw, reason, source)
+
+    def reject_now(self, raw: bytes, reason: str, source: str) -> None:
         self.engine.dead_letter(raw, reason, source)
 
     # ---- deciding ----
-    def decide(self, event: Event, raw: bytes | None, source: str) -> Decision:
-        """Decide one event; a field of the wrong type for the rules is a 422 and a dead letter."""
-        started = time.perf_counter()
+    async def decide(self, event: Event, raw: bytes | None, source: str) -> Decision:
+        """Decide one event in an engine thread within the event deadline (module docstring)."""
+        return await self._by_deadline(f"event {event.id!r}", [event], self.decide_now, event, raw, source,
+                                       time.monotonic() + self.event_deadline)
+
+    async def decide_batch(self, events: list[Event], source: str) -> list[dict[str, Any]]:
+        """Decide events in order in one engine thread, sharing one deadline; an outcome (the decision's
+        JSON, or an error entry) per event."""
+        def run(deadline: float) -> list[dict[str, Any]]:
+            return [self.decide_quietly(event, None, source, deadline) for event in events]
+
+        return await self._by_deadline(f"a batch of {len(events)} events", events, run,
+                                       time.monotonic() + self.event_deadline)
+
+    async def _by_deadline(self, what: str, events: list[Event], function: Callable[..., R], *args: Any) -> R:
         try:
-            decision = self.engine.decide(event)
+            return await self.threads.run_by(self.event_deadline, function, *args)
+        except NotStarted:
+            self.metrics.deadline_exceeded.labels("not_started").inc()
+            raise ApiError(503, "engine_busy", f"{what} waited {self.event_deadline:g} s for an engine thread "
+                           "and was not decided (nothing was applied)", "retry shortly",
+                           headers={"Retry-After": "1"}) from None
+        except StillRunning:
+            self.metrics.deadline_exceeded.labels("still_running").inc()
+            for event in events:
+                self.recent.put(event.key, event.id, {"event_id": event.id, "status": "deciding"}, unless_decided=True)
+            where = f"/v1/decisions/{events[0].id}" if len(events) == 1 else "/v1/decisions/{event_id}"
+            raise ApiError(504, "decision_timeout", f"{what} took longer than the event deadline "
+                           f"({self.event_deadline:g} s) to decide; it is still being decided, and its slow signals "
+                           "answer unknown from now on", f"read the decision at {where} shortly",
+                           headers={"Location": where} if len(events) == 1 else None) from None
+
+    def decide_now(self, event: Event, raw: bytes | None, source: str, deadline: float | None = None) -> Decision:
+        """Decide one event in this thread; a field of the wrong type for the rules is a 422 and a dead
+        letter. An event with second-stage rules takes its place in that stage's queue first: when it is
+        full, the event is refused (503) before anything is applied."""
+        started = time.perf_counter()
+        reserved = False
+        if self.engine.slow_pending(event):
+            if not self.slow.reserve():
+                self.metrics.second_stage_refused.inc()
+                raise ApiError(503, "second_stage_full", f"the second stage's queue is full "
+                               f"({self.slow.max_queue} events waiting for a policy model); the event was not decided",
+                               "retry shortly, or raise --second-stage-queue", headers={"Retry-After": "1"})
+            reserved = True
+        try:
+            decision = self._decide(event, raw, source, deadline)
+        except BaseException:
+            if reserved:
+                self.slow.release()
+            raise
+        self.metrics.decide.observe(time.perf_counter() - started)
+        self.recent.put(event.key, event.id, {"event_id": event.id, "status": "decided", "decision": decision})
+        if decision.pending:
+            if reserved:
+                self.slow.submit_reserved(event, decision)
+            elif not self.slow.reserve():  # a version with slow rules became active meanwhile
+                self.metrics.second_stage_refused.inc()
+                self.reject_now(dumps(event.data), "the second stage's queue was full: its slow rules did not run",
+                                source)
+            else:
+                self.slow.submit_reserved(event, decision)
+        elif reserved:
+            self.slow.release()
+        return decision
+
+    def _decide(self, event: Event, raw: bytes | None, source: str, deadline: float | None) -> Decision:
+        try:
+            return self.engine.decide(event, deadline=deadline)
         except FieldTypeError as error:
-            self.reject(raw if raw is not None else dumps(event.data), str(error), source)
+            self.reject_now(raw if raw is not None else dumps(event.data), str(error), source)
             self.recent.put(event.key, event.id, {"event_id": event.id, "status": "dead_letter", "reason": str(error)})
             raise EventRejected(422, "wrong_type", str(error),
                                 "the rules read this field as another type; fix the event's field") from None
         except Exception as error:  # a bug costs one event, never the service: keep it to replay
             log.exception("internal error deciding event %s", event.id)
             reason = f"internal error: {type(error).__name__}: {error}"
-            self.reject(raw if raw is not None else dumps(event.data), reason, source)
+            self.reject_now(raw if raw is not None else dumps(event.data), reason, source)
             self.recent.put(event.key, event.id, {"event_id": event.id, "status": "dead_letter", "reason": reason})
             raise EventRejected(500, "internal", reason, "the event is kept as a dead letter to replay") from None
-        self.metrics.decide.observe(time.perf_counter() - started)
-        self.recent.put(event.key, event.id, {"event_id": event.id, "status": "decided", "decision": decision})
-        if decision.pending:
-            self.slow.submit(event, decision)
-        return decision
 
     def _second_stage_done(self, decision: Decision) -> None:
         # Joined by source and id: another source's event of the same id is another event.
@@ -156,24 +235,31 @@ class Ingest:
         entry["second_stage"] = decision
         self.recent.put(key, decision.event_id, entry)
 
-    def decide_quietly(self, event: Event, raw: bytes | None, source: str) -> dict[str, Any]:
+    def decide_quietly(self, event: Event, raw: bytes | None, source: str,
+                       deadline: float | None = None) -> dict[str, Any]:
         """Decide, turning a refusal into an error entry (batches report per event)."""
         try:
-            return self.decide(event, raw, source).to_json()
-        except EventRejected as error:
+            return self.decide_now(event, raw, source, deadline).to_json()
+        except ApiError as error:
             return {"event_id": event.id, **error.body()}
 
     # ---- asynchronous mode ----
-    def enqueue(self, event: Event, raw: bytes | None, source: str) -> None:
+    async def enqueue(self, event: Event, raw: bytes | None, source: str) -> None:
         """Accept an event to decide in the background. It is in the store's journal before this returns
         (so before the 202), and leaves the journal once decided: a killed process replays it on start."""
         if not self.accepting:
             raise ApiError(503, "shutting_down", "the service is shutting down", "retry on another instance")
-        if self.queue.full():
+        # Places are counted with the events still being journalled, so the queue has room for each of them.
+        if self.queue.qsize() + self._journalling >= self.queue.maxsize:
             raise ApiError(503, "queue_full", f"the asynchronous queue is full ({self.queue.maxsize} events)",
                            "retry shortly, or send synchronously", headers={"Retry-After": "1"})
         body = raw if raw else dumps(event.data)
-        journal_id = self.journal.journal_event(source, body, time.time()) if self.journal is not None else None
+        self._journalling += 1
+        try:
+            journal_id = (await self.threads.run(self.journal.journal_event, source, body, time.time())
+                          if self.journal is not None else None)
+        finally:
+            self._journalling -= 1
         self.queue.put_nowait(Queued(event, body, source, time.perf_counter(), journal_id))
         self.recent.put(event.key, event.id, {"event_id": event.id, "status": "queued"})
 
@@ -191,7 +277,7 @@ class Ingest:
             try:
                 event = dataclasses.replace(parse_event(raw), source=source)
             except EventError as error:  # accepted once, so it parsed then; keep it rather than lose it
-                self.reject(raw, f"journalled event no longer parses: {error}", source)
+                self.reject_now(raw, f"journalled event no longer parses: {error}", source)
                 self.journal.journal_done(journal_id)
                 continue
             self._replay.append(Queued(event, raw, source, time.perf_counter(), journal_id))
@@ -201,27 +287,28 @@ class Ingest:
 
     def _decide_queued(self, item: Queued) -> None:
         try:
-            self.decide(item.event, item.raw or None, item.source)
+            self.decide_now(item.event, item.raw or None, item.source, time.monotonic() + self.event_deadline)
         except EventRejected:
             pass  # dead-lettered and recorded
+        except ApiError as error:  # the second stage is full: keep the event, with the reason, to replay
+            self.reject_now(item.raw or dumps(item.event.data), error.message, item.source)
+            self.recent.put(item.event.key, item.event.id, {"event_id": item.event.id, "status": "dead_letter",
+                                                            "reason": error.message})
         finally:
             self.metrics.queue_lag.observe(time.perf_counter() - item.accepted_at)
         if item.journal_id is not None and self.journal is not None:
             self.journal.journal_done(item.journal_id)
 
     async def _drain(self) -> None:
+        """Decide accepted events one at a time, in order, in the engine threads."""
         while self._replay:
-            self._decide_queued(self._replay.popleft())
-            if len(self._replay) % 64 == 0:
-                await asyncio.sleep(0)
+            await self.threads.run(self._decide_queued, self._replay.popleft())
         while True:
             item = await self.queue.get()
             try:
-                self._decide_queued(item)
+                await self.threads.run(self._decide_queued, item)
             finally:
                 self.queue.task_done()
-            if self.queue.empty() or self.queue.qsize() % 64 == 0:
-                await asyncio.sleep(0)  # let requests in between long runs of queued events
 
     async def stop(self) -> None:
         """Stop accepting, decide everything accepted, then stop the worker."""

@@ -2,8 +2,9 @@
 
 A label set or removed here is "manual": rules cannot undo it while it is in force (see
 vigil/signals/labels.py). A change made here takes effect at the wall-clock time of the request; reads
-judge the labels at `?at=` (default now). Changes run in the event loop's thread, like every engine
-call, so they never race with a decision.
+judge the labels at `?at=` (default now). Reads and changes run in the engine threads, under the
+engine's lock (Engine.with_labels) like the decisions of both stages, so a person's change never falls
+between a decision's reading of a label and its commit, and no store read or write blocks the loop.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import re
 import time
 from typing import Any
 
-import anyio.to_thread
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
@@ -25,7 +25,7 @@ from vigil.service.errors import ApiError, JSONResponse
 from vigil.service.limits import read_body
 from vigil.service.state import service
 from vigil.signals.labels import MANUAL
-from vigil.stores.base import LabelRecord
+from vigil.stores.base import LabelBackend, LabelRecord
 
 _NUMBER = re.compile(r"^-?[0-9]+(\.[0-9]+)?$")
 NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,99}$")
@@ -72,9 +72,13 @@ async def get_labels(request: Request) -> Response:
     require(request, "read")
     etype, key = _entity(request)
     at = _at(request)
-    labels = service(request).running_engine.labels
+    svc = service(request)
     show_all = request.query_params.get("all", "").lower() in ("1", "true", "yes")
-    records = labels.as_of(etype, key, at) if show_all else labels.get(etype, key, at)
+
+    def read(labels: LabelBackend) -> list[LabelRecord]:
+        return labels.as_of(etype, key, at) if show_all else labels.get(etype, key, at)
+
+    records = await svc.engine_threads.run(svc.running_engine.with_labels, read)
     return JSONResponse({"entity_type": etype, "key": key, "at": at,
                          "labels": [record_json(r, at) for r in records]})
 
@@ -82,8 +86,8 @@ async def get_labels(request: Request) -> Response:
 async def get_history(request: Request) -> Response:
     require(request, "read")
     etype, key = _entity(request)
-    labels = service(request).running_engine.labels
-    history = await anyio.to_thread.run_sync(labels.history, etype, key)
+    svc = service(request)
+    history = await svc.engine_threads.run(svc.running_engine.labels.history, etype, key)
     return JSONResponse({"entity_type": etype, "key": key, "history": [record_json(r) for r in history]})
 
 
@@ -121,9 +125,31 @@ def _expires_in(data: dict[str, Any], request: Request) -> float | None:
     return float(raw)
 
 
-def _label_state(engine: Any, etype: str, key: str, label: str, now: float) -> dict[str, Any] | None:
-    current = [r for r in engine.labels.as_of(etype, key, now) if r.label == label]
+def _label_state(labels: LabelBackend, etype: str, key: str, label: str, now: float) -> dict[str, Any] | None:
+    current = [r for r in labels.as_of(etype, key, now) if r.label == label]
     return record_json(current[0], now) if current else None
+
+
+async def _change(request: Request, etype: str, key: str, label: str, *, present: bool | None, actor: str,
+                  reason: str, expires_in: float | None) -> tuple[LabelRecord | None, dict[str, Any] | None]:
+    """A person's change of one label (present=None: a release, if a person's change holds) and the
+    label's state after it, in one step on the engine's serialised path."""
+    now = time.time()
+    svc = service(request)
+
+    def change(labels: LabelBackend) -> tuple[LabelRecord | None, dict[str, Any] | None]:
+        record = None
+        if present is None:  # release: end a person's change now, stored as a removal expiring at once
+            current = [r for r in labels.as_of(etype, key, now) if r.label == label]
+            if current and current[0].held(now):
+                record = labels.set(etype, key, label, present=False, now=now, source=MANUAL, actor=actor,
+                                    expires_at=now, reason=reason)
+        else:
+            record = labels.set(etype, key, label, present=present, now=now, source=MANUAL, actor=actor,
+                                expires_at=now + expires_in if expires_in is not None else None, reason=reason)
+        return record, _label_state(labels, etype, key, label, now)
+
+    return await svc.engine_threads.run(svc.running_engine.with_labels, change)
 
 
 async def add_label(request: Request) -> Response:
@@ -136,12 +162,9 @@ async def add_label(request: Request) -> Response:
         raise ApiError(422, "invalid_label", '"label" must be a string of 1 to 200 characters')
     reason = _reason(data, request)
     expires_in = _expires_in(data, request)
-    now = time.time()
-    engine = service(request).running_engine
-    record = engine.labels.set(etype, key, label, present=True, now=now, source=MANUAL, actor=token.name,
-                               expires_at=now + expires_in if expires_in is not None else None, reason=reason)
-    return JSONResponse({"entity_type": etype, "key": key, "changed": record is not None,
-                         "label": _label_state(engine, etype, key, label, now)},
+    record, state = await _change(request, etype, key, label, present=True, actor=token.name, reason=reason,
+                                  expires_in=expires_in)
+    return JSONResponse({"entity_type": etype, "key": key, "changed": record is not None, "label": state},
                         status_code=201 if record is not None else 200)
 
 
@@ -154,12 +177,10 @@ async def remove_label(request: Request) -> Response:
     data = await _json_object(request)
     reason = _reason(data, request)
     expires_in = _expires_in(data, request)
-    now = time.time()
-    engine = service(request).running_engine
-    record = engine.labels.set(etype, key, label, present=False, now=now, source=MANUAL, actor=token.name,
-                               expires_at=now + expires_in if expires_in is not None else None, reason=reason)
+    record, state = await _change(request, etype, key, label, present=False, actor=token.name, reason=reason,
+                                  expires_in=expires_in)
     return JSONResponse({"entity_type": etype, "key": key, "label": label, "changed": record is not None,
-                         "state": _label_state(engine, etype, key, label, now)})
+                         "state": state})
 
 
 async def release_label(request: Request) -> Response:
@@ -170,15 +191,10 @@ async def release_label(request: Request) -> Response:
     label = request.path_params["label"]
     data = await _json_object(request)
     reason = _reason(data, request)
-    now = time.time()
-    engine = service(request).running_engine
-    current = [r for r in engine.labels.as_of(etype, key, now) if r.label == label]
-    record = None
-    if current and current[0].held(now):
-        record = engine.labels.set(etype, key, label, present=False, now=now, source=MANUAL, actor=token.name,
-                                   expires_at=now, reason=reason)
+    record, state = await _change(request, etype, key, label, present=None, actor=token.name, reason=reason,
+                                  expires_in=None)
     return JSONResponse({"entity_type": etype, "key": key, "label": label, "changed": record is not None,
-                         "state": _label_state(engine, etype, key, label, now)})
+                         "state": state})
 
 
 routes = [

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -76,6 +76,14 @@ class Metrics:
                                 registry=self.registry)
         self.reloads = Counter("vigil_rules_reloads", "Rules activations and rejections, by source and result.",
                                ["source", "result"], registry=self.registry)
+        self.second_stage_refused = Counter(
+            "vigil_second_stage_refused", "Events refused (503) because the second stage's queue was full.",
+            registry=self.registry)
+        self.second_stage_depth = Gauge("vigil_second_stage_depth", "Events waiting for the second stage.",
+                                        registry=self.registry)
+        self.deadline_exceeded = Counter(
+            "vigil_event_deadline_exceeded", "Events past their deadline: not_started (503, not decided) or "
+            "still_running (504, decided later).", ["result"], registry=self.registry)
 
     def attach(self, collector: Collector) -> None:
         self.registry.register(collector)

@@ -306,13 +306,16 @@ class RulesManager:
         if engine is None:
             raise RuntimeError("the service has no engine yet")
         previous = self.ruleset
-        engine.activate(ruleset)  # in the event loop's thread: an event is decided by one version or the other
+        # Off the event loop (running a large version's code and loading its counters take a while), and
+        # not behind events in the engine threads; the engine swaps versions under its lock, so an event is
+        # decided by one version or the other.
+        await anyio.to_thread.run_sync(engine.activate, ruleset)
         if record:
             try:
                 await anyio.to_thread.run_sync(self.store.activate_rules_version, stored.seq)
             except BaseException:
                 if previous is not None:
-                    engine.activate(previous)
+                    await anyio.to_thread.run_sync(engine.activate, previous)
                 raise
         self.active, self.ruleset = stored, ruleset
         self.store_problem = None  # what the store holds active is what runs here now

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from vigil.engine import Engine
     from vigil.hashing.banks import BankStore
     from vigil.hashing.service import HashMatcher
+    from vigil.service.engine_threads import EngineThreads
     from vigil.service.ingest import Ingest
     from vigil.signals.providers import Signals
 
@@ -55,6 +56,12 @@ class ServiceSettings:
     # Seconds an event's time may be ahead of this server's clock; later ones are refused (422, dead letter).
     max_event_skew: float = 300.0
     queue_size: int = 10_000
+    # Engine work runs in this many threads, off the event loop (engine_threads.py); an event not
+    # decided within `event_deadline` seconds gets 503 (not started: nothing applied) or 504 (still
+    # being decided; its slow signals answer unknown from then on).
+    engine_threads: int = 8
+    event_deadline: float = 5.0
+    second_stage_queue: int = 10_000  # events waiting for a policy model; more: 503 with Retry-After
     recent_decisions: int = 10_000
     reload_interval: float = 1.0
     reload_retry_interval: float = 30.0  # a rules directory that failed to load is tried again this often
@@ -93,6 +100,7 @@ class Service:
                                   on_reload=lambda source, result: self.metrics.reloads.labels(source, result).inc())
         self.signals = signals  # classifiers and media policy for the engine; the lifespan adds the matcher
         self.engine: Engine | None = None
+        self.threads: EngineThreads | None = None  # the engine threads, while the app runs
         self._ingest: Ingest | None = None
         self.bank_store: BankStore | None = None
         self.matcher: HashMatcher | None = None
@@ -121,6 +129,12 @@ class Service:
         if self.engine is None:
             raise ApiError(503, "not_ready", "the service is starting or stopping", "retry shortly")
         return self.engine
+
+    @property
+    def engine_threads(self) -> EngineThreads:
+        if self.threads is None:
+            raise ApiError(503, "not_ready", "the service is starting or stopping", "retry shortly")
+        return self.threads
 
 
 def service(request: Request) -> Service:

@@ -8,6 +8,7 @@ unknown, and the event still gets its decision. Each distinct failure is logged 
 from __future__ import annotations
 
 import logging
+import threading
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -40,6 +41,8 @@ class Signals:
     _cache: OrderedDict[tuple[str, str], Any] = field(default_factory=OrderedDict)
     _warned: set[str] = field(default_factory=set)
     _nsfw: Any = None  # the NSFW model, loaded on first use
+    # Engine threads ask signals at the same time (a slow one runs without the engine's lock).
+    _cache_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def _warn_once(self, key: str, message: str) -> None:
         if key not in self._warned:
@@ -49,10 +52,11 @@ class Signals:
     def _classify(self, name: str, text: str) -> Any:
         """The Classification of one text by one classifier, or None; cached (LRU) by name and text."""
         key = (name, text)
-        cached = self._cache.get(key)
-        if cached is not None:
-            self._cache.move_to_end(key)
-            return cached
+        with self._cache_lock:
+            cached = self._cache.get(key)
+            if cached is not None:
+                self._cache.move_to_end(key)
+                return cached
         if self.classifiers is None:
             self._warn_once("no-classifiers", f"rules use classifier {name!r} but no classifiers are configured")
             return None
@@ -62,9 +66,10 @@ class Signals:
             self._warn_once(f"classifier:{name}", f"classifier {name!r} failed: {error}")
             return None
         if answer.known:
-            self._cache[key] = answer
-            if len(self._cache) > _CACHE_SIZE:
-                self._cache.popitem(last=False)
+            with self._cache_lock:
+                self._cache[key] = answer
+                if len(self._cache) > _CACHE_SIZE:
+                    self._cache.popitem(last=False)
         return answer
 
     def classifier_score(self, name: str, text: str) -> float | None:
