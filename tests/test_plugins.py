@@ -8,51 +8,20 @@ into a temporary directory and puts it on the path, in-process or in a subproces
 from __future__ import annotations
 
 import os
-import sqlite3
 import subprocess
 import sys
 import textwrap
-import tomllib
 from pathlib import Path
 
 import orjson
 import pytest
+from plugin_helpers import EXAMPLE, ROOT, RULES, dist_info, example_site, standing_db
 
 from vigil.dsl.loader import load_ruleset
 from vigil.dsl.testing import run_tests
 from vigil.effects import Decision
 from vigil.engine import Engine
 from vigil.plugins import PluginError, load_functions
-
-EXAMPLE = Path(__file__).resolve().parent / "plugins" / "vigil_plugin_example"
-RULES = EXAMPLE / "rules"
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def dist_info(site: Path, name: str, version: str, entry_points: dict[str, str]) -> None:
-    """The metadata pip writes for an installed package: enough for importlib.metadata to list its
-    entry points in the `vigil` group."""
-    info = site / f"{name.replace('-', '_')}-{version}.dist-info"
-    info.mkdir(parents=True)
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
-    lines = "".join(f"{key} = {value}\n" for key, value in entry_points.items())
-    (info / "entry_points.txt").write_text(f"[vigil]\n{lines}")
-
-
-def example_site(tmp_path: Path) -> Path:
-    """The example plugin's metadata, from its own pyproject.toml."""
-    project = tomllib.loads((EXAMPLE / "pyproject.toml").read_text())["project"]
-    site = tmp_path / "site"
-    dist_info(site, project["name"], project["version"], project["entry-points"]["vigil"])
-    return site
-
-
-def standing_db(tmp_path: Path) -> Path:
-    path = tmp_path / "standing.sqlite"
-    with sqlite3.connect(path) as db:
-        db.execute("CREATE TABLE users (id TEXT PRIMARY KEY, standing TEXT)")
-        db.executemany("INSERT INTO users VALUES (?, ?)", [("u1", "suspended"), ("u2", "good")])
-    return path
 
 
 def plugin_module(site: Path, module: str, code: str, entry: str | None = None, name: str | None = None) -> None:

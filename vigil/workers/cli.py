@@ -130,6 +130,14 @@ def run_worker(settings: Any, *, rules: list[str], stream_redis: str | None, str
     from vigil.stores.open import open_backends, redis_client
     from vigil.workers.loop import RulesWatcher, Sink, Source, Worker
 
+    if signals is None:  # no classifiers, models or banks: the installed plugins' functions all the same
+        from vigil.plugins import PluginError, load_functions
+        from vigil.signals.providers import Signals
+
+        try:
+            signals = Signals(functions=load_functions())
+        except PluginError as error:
+            raise click.ClickException(str(error)) from None
     backends = open_backends(settings, dead_letters=dead_letters)
     store = backends.store
     rules_store = store if hasattr(store, "active_rules_version") else None
