@@ -52,18 +52,24 @@ class HeldClassifier:
 
 
 class HeldStore(SqliteStore):
-    """A SQLite store whose counter loading (`counters`) or writes of rules' label changes (`rule_labels`)
-    wait at their gates; `writes` records each label write's start and end, in order."""
+    """A SQLite store whose counter loading (`counters`), token look-ups (`tokens`) or writes of rules'
+    label changes (`rule_labels`) wait at their gates; `writes` records each label write's start and end,
+    in order."""
 
     def __init__(self, path: Path, **kwargs: Any) -> None:
         super().__init__(path, **kwargs)
         self.counters = Gate(armed=False)
         self.rule_labels = Gate(armed=False)
+        self.tokens = Gate(armed=False)
         self.writes: list[str] = []
 
     def load_counter_rows(self, *args: Any, **kwargs: Any) -> Any:
         self.counters.hold()
         return super().load_counter_rows(*args, **kwargs)
+
+    def find_token(self, *args: Any, **kwargs: Any) -> Any:
+        self.tokens.hold()
+        return super().find_token(*args, **kwargs)
 
     def write_labels(self, records: list[LabelRecord]) -> None:
         kind = ",".join(sorted({r.source for r in records}))

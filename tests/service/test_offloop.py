@@ -99,8 +99,8 @@ def serve(tmp_path: Path) -> Iterator[Callable[..., tuple[TestClient, HeldStore]
             (rules_dir / "main.vigil").write_text(rules)
         store = HeldStore(tmp_path / f"vigil-{len(clients)}.sqlite")
         gates.extend([store.counters, store.rule_labels] + ([gate] if gate is not None else []))
-        settings = ServiceSettings(rules_dir=str(rules_dir) if rules_dir else None, auth=False,
-                                   reload_interval=3600, **overrides)
+        settings = ServiceSettings(**{"rules_dir": str(rules_dir) if rules_dir else None, "auth": False,
+                                      "reload_interval": 3600, **overrides})
         client = TestClient(create_app(settings, store, signals=signals), base_url="http://localhost")
         client.__enter__()
         clients.append(client)
@@ -118,9 +118,11 @@ def _slow_signals(name: str = "slow") -> tuple[Signals, HeldClassifier]:
     return Signals(classifiers=ClassifierRegistry.of([classifier])), classifier  # type: ignore[list-item]
 
 
-def test_healthz_and_other_events_answer_while_a_classifier_is_slow(serve: Callable[..., Any]) -> None:
-    signals, slow = _slow_signals()
-    client, _ = serve(rules=RULES, signals=signals, gate=slow.gate)
+@pytest.mark.parametrize("signal", ['classifier "slow" on event.text', "profanity(event.text)"])
+def test_healthz_and_other_events_answer_while_a_classifier_is_slow(serve: Callable[..., Any], signal: str) -> None:
+    """A trained classifier and a built-in function over one (the registry's path) alike."""
+    signals, slow = _slow_signals("slow" if signal.startswith("classifier") else "profanity")
+    client, _ = serve(rules=RULES.replace('classifier "slow" on event.text', signal), signals=signals, gate=slow.gate)
     held = InThread(lambda: client.post("/v1/events", json=_event("post", "p1", text="buy followers")))
     assert slow.gate.reached.wait(PROBE_LIMIT), "the classifier was never asked"
     try:
@@ -135,6 +137,18 @@ def test_healthz_and_other_events_answer_while_a_classifier_is_slow(serve: Calla
     response = held.value()
     assert response.status_code == 200
     assert response.json()["verdict"] == "block"  # the slow answer, once given, decided the event
+
+
+def test_healthz_answers_while_the_store_looks_a_token_up(serve: Callable[..., Any]) -> None:
+    client, store = serve(rules=RULES, auth=True, token_cache_seconds=0.0)
+    store.tokens.armed = True
+    asking = InThread(lambda: client.get("/v1/rules", headers={"Authorization": "Bearer not-a-token"}))
+    assert store.tokens.reached.wait(PROBE_LIMIT)
+    try:
+        healthz_while(client, store.tokens, "the store was looking a token up")
+    finally:
+        store.tokens.release.set()
+    assert asking.value().status_code == 401
 
 
 def test_an_event_past_its_deadline_gets_504_and_its_decision_later(serve: Callable[..., Any]) -> None:

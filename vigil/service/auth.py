@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+import anyio.to_thread
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -112,6 +113,17 @@ class TokenCache:
         self.ttl = ttl
         self._cache: dict[str, tuple[ApiToken, float]] = {}
 
+    def cached(self, secret: str) -> ApiToken | None:
+        """The token for `secret` if the cache holds it and it is fresh, without asking the store."""
+        hit = self._cache.get(hash_secret(secret))
+        return hit[0] if hit is not None and time.monotonic() - hit[1] < self.ttl else None
+
+    async def alookup(self, secret: str) -> ApiToken | None:
+        """`lookup` for the event loop: the store is asked in a worker thread (a store read can wait on
+        its writer, e.g. a counter flush)."""
+        token = self.cached(secret)
+        return token if token is not None else await anyio.to_thread.run_sync(self.lookup, secret)
+
     def lookup(self, secret: str) -> ApiToken | None:
         digest = hash_secret(secret)
         now = time.monotonic()
@@ -183,7 +195,7 @@ class AuthMiddleware:
                                scope, receive, send, {"WWW-Authenticate": "Bearer"})
             return
         kind, _, secret = header.decode("latin-1").partition(" ")
-        token = self.tokens.lookup(secret.strip()) if kind.lower() == "bearer" else None
+        token = await self.tokens.alookup(secret.strip()) if kind.lower() == "bearer" else None
         if token is None or token.revoked:
             self._failed(client)
             await self._refuse(401, "unauthorized", "unknown or revoked API token",
