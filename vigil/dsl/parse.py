@@ -94,6 +94,7 @@ def _syntax_diagnostic(error: UnexpectedInput, path: str, text: str) -> Diagnost
 
 
 # The text before a syntax error, for mistakes that the expected tokens alone do not explain.
+_COMMA_BEFORE_ITEM = re.compile(r",[ \t]*(?:#[^\n]*)?\n\s*(rule|test|define|entity|list|schema|use)\s*$")
 _AFTER_WHERE = re.compile(r"\bwhere\s+([A-Za-z_]\w*)\s*$")
 _AFTER_ENTITY = re.compile(r"\bentity\s+([A-Za-z_]\w*)\s*=\s*(\(\s*(event(\.\w+)+\s*,\s*)*)?$")
 _AFTER_VALUE = re.compile(r"(event(\.\w+)+|\))\s*$")
@@ -106,6 +107,11 @@ def _plain_mistake(text: str, offset: int, found_type: str, expected: set[str]) 
     """A plain message and hint for a mistake newcomers make, from the text around the error."""
     before = text[:offset]
     rest_of_line = text[offset:].split("\n", 1)[0]
+    comma = _COMMA_BEFORE_ITEM.search(before)
+    if comma is not None:
+        line = before.count("\n", 0, comma.start()) + 1
+        message = f"the `,` at the end of line {line} asks for another action, so this `{comma.group(1)}` is read as one"
+        return message, "remove the `,` after a rule's last action"
     where = _AFTER_WHERE.search(before)
     if where is not None and found_type not in expected:
         start = where.start(1)
@@ -207,10 +213,11 @@ def _parse_items(text: str, path: str) -> tuple[ast.Module, list[Diagnostic]]:
             diagnostic = error if isinstance(error, Diagnostic) else _syntax_diagnostic(error, path, part)
             diagnostics.append(diagnostic)
             items.append(_unparsed(text, start, keyword_at.get(start), path))
-            # Go on at the first item start at or after the error, past this part's own start.
+            # Go on at the item that starts on the error's line or before it (past this part's own start),
+            # else at the first one after it.
             error_offset = _error_offset(error, part) - len(padding) + start
-            i = next((k for k in range(i + 1, j + 1) if keyword_at.get(bounds[k], bounds[k]) >= error_offset),
-                     j)
+            before = [k for k in range(i + 1, j + 1) if bounds[k] <= error_offset and k < len(bounds) - 1]
+            i = before[-1] if before else next((k for k in range(i + 1, j + 1) if bounds[k] > error_offset), j)
             break
     return ast.Module(path, tuple(items)), diagnostics
 
