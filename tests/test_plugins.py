@@ -168,3 +168,21 @@ def test_vigil_serve_checks_and_decides_with_a_plugin(tmp_path: Path, monkeypatc
         typo = client.post("/v1/rules", json={"files": {"main.vigil": (
             'rule "r" when shouting(event.text) > "high" then review\n')}})
         assert typo.status_code == 422 and "`>` needs a number, got a string" in typo.text
+
+
+def test_vigil_eval_scores_rules_that_call_a_plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from vigil.cli import main
+
+    monkeypatch.syspath_prepend(str(EXAMPLE))
+    monkeypatch.syspath_prepend(str(example_site(tmp_path)))
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "main.vigil").write_text('rule "Shouting" when event is "post" and shouting(event.text) > 0.8 '
+                                      'then flag\n')
+    data = tmp_path / "data.jsonl"
+    data.write_text('{"text": "STOP IT NOW", "label": 1}\n{"text": "hello there", "label": 0}\n')
+    result = CliRunner().invoke(main, ["eval", str(data), "-c", f"rules:{rules}", "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    assert "F1 1.000" in result.output

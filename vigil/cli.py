@@ -388,7 +388,7 @@ def eval_command() -> click.Command:
 
     def rules_kind(spec: str, ctx: Any) -> Any:
         try:
-            return rules_candidate(spec, ctx)
+            return rules_candidate(spec, ctx, functions=_functions())
         except (ValueError, DiagnosticError) as error:
             raise click.UsageError(f"rules candidate {spec!r}: {error}") from None
 

@@ -13,9 +13,11 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import parse_qs
 
+from vigil.dsl.builtins import Functions
 from vigil.dsl.loader import RuleSet, load_ruleset
 from vigil.effects import VERDICT_RANK, Decision
 from vigil.eval.candidates import Prediction
+from vigil.signals.providers import Signals
 
 EVAL_EPOCH = 1_767_225_600.0  # 2026-01-01T00:00:00Z: the dataset's events are replayed from here
 
@@ -63,15 +65,17 @@ class RulesCandidate:
         return out
 
 
-def rules_candidate(spec: str, ctx: Any = None) -> RulesCandidate:
-    """Build a candidate from `PATH[?type=…&field=…&verdict=…]` (several paths joined with `,`)."""
+def rules_candidate(spec: str, ctx: Any = None, functions: Functions | None = None) -> RulesCandidate:
+    """Build a candidate from `PATH[?type=…&field=…&verdict=…]` (several paths joined with `,`), its rules
+    calling `functions` (Vigil's built-ins when None; the CLI gives the installed plugins' too)."""
     path, _, query = spec.partition("?")
     options = {k: v[-1] for k, v in parse_qs(query).items()}
     unknown = set(options) - {"type", "field", "verdict"}
     if unknown:
         raise ValueError(f"unknown rules candidate option(s) {sorted(unknown)}; use type, field, verdict")
-    ruleset = load_ruleset(path.split(","))
+    ruleset = load_ruleset(path.split(","), functions=functions)
     digest = hashlib.sha256(spec.encode()).hexdigest()[:6]
     return RulesCandidate(ruleset, name=f"rules:{path}#{digest}" if query else f"rules:{path}",
                           event_type=options.get("type", "post"), field=options.get("field", "text"),
-                          min_verdict=options.get("verdict", "flag"))
+                          min_verdict=options.get("verdict", "flag"),
+                          signals=Signals(functions=functions) if functions is not None else None)
