@@ -47,7 +47,7 @@ def test_every_syntax_error_of_a_file_is_reported_with_the_checker_errors() -> N
             'rule "four" when posts > 1 then label user "x" for secs seconds\n'  # 14
             'test "t"\n  given "post" from user "u"\n  expect allow,\n    rule "one"\n')
     found = [(str(d.span), d.code, d.message) for d in errors_of(text)]
-    assert [where for where, _, _ in found] == ["r.vigil:10:6", "r.vigil:10:25", "r.vigil:14:52", "r.vigil:12:18"]
+    assert [where for where, _, _ in found] == ["r.vigil:10:1", "r.vigil:10:25", "r.vigil:14:52", "r.vigil:12:18"]
     assert [code for _, code, _ in found] == ["syntax", "syntax", "syntax", "type"]
     assert found[0][2] == "the `,` at the end of line 8 asks for another action, so this `rule` is read as one"
     assert found[1][2].startswith("unexpected `=`") and found[3][2] == "`>` needs a number, got a string"

@@ -37,9 +37,16 @@ def test_a_value_without_a_name_shows_the_form_to_write() -> None:
     assert 'e.g. `output "redact" with subject user, reason = "scam", id = event.id`' in error
 
 
-def test_an_entity_without_subject_says_subject() -> None:
-    [error] = _errors('rule "r" when event is "post" then output "redact" with user')
-    assert 'write `subject user` to say whom it is about, not `user`' in error
+@pytest.mark.parametrize("args", ["user", 'reason = "scam", user', "user, reason = 1"])
+def test_an_entity_without_subject_says_subject(args: str) -> None:
+    [error] = _errors(f'rule "r" when event is "post" then output "redact" with {args}')
+    assert "`user` alone is no output argument: an output takes `subject ENTITY` and `name = value`" in error
+    assert "write `subject user` to say whom it is about, or `user = …` to send a value" in error
+
+
+def test_a_trailing_comma_before_the_next_rule_is_still_a_trailing_comma() -> None:
+    [error, _] = _errors('rule "r" when event is "post" then output "q" with a = 1,\nrule "s" when x then flag')
+    assert error.startswith("4:1: the `,` at the end of line 3 asks for another action, so this `rule` is read as one")
 
 
 def test_an_argument_after_another_action_belongs_to_no_output() -> None:

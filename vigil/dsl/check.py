@@ -286,8 +286,6 @@ class Checker:
 
     def _unnamed(self, output: str, value: ast.Expr) -> str:
         """What to say of a value written without a name, with the named form it likely meant."""
-        if isinstance(value, ast.NameRef) and value.name in self.program.entities:
-            return f'output "{output}": write `subject {value.name}` to say whom it is about, not `{value.name}`'
         if isinstance(value, ast.Field):
             return (f'output "{output}": a parameter needs a name: write `{value.path[-1]} = event.{value.dotted}`,'
                     f" not `event.{value.dotted}`")

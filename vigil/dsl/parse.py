@@ -18,6 +18,7 @@ _TERMINAL_NAMES = {
     "STRING": 'a string in double quotes ("...")',
     "NUMBER": "a number",
     "NAME": "a name",
+    "PARAM_NAME": "a parameter's name",
     "TIME_UNIT": "a time unit (seconds, minutes, hours, days, weeks)",
     "VERDICT": "a verdict (allow, flag, review, block)",
     "MODE": "a mode (live, shadow, rollout N% by ENTITY)",
@@ -31,7 +32,6 @@ _TERMINAL_NAMES = {
 _HINTS: list[tuple[str, str, str]] = [
     ("EQUAL", "COMPARE", "use == to compare; a single = only appears in define, entity and with"),
     ("NAME", "THEN", "a rule's condition ends with `then` and its actions, e.g. `then review`"),
-    ("VERDICT", "THEN", "a rule's condition ends with `then` and its actions, e.g. `then review`"),
     ("$END", "THEN", "a rule needs `then` and at least one action, e.g. `then review`"),
     ("$END", "WHEN", "a rule needs `when CONDITION then ACTIONS`"),
     ("STRING", "WHEN", "rule metadata is `severity high`, `owner \"team\"`, `description \"...\"` or `mode shadow`"),
@@ -101,17 +101,27 @@ _AFTER_VALUE = re.compile(r"(event(\.\w+)+|\))\s*$")
 _AFTER_DURATION_WORD = re.compile(r"\b(for|within|after|last)\s*$")
 _WINDOW = re.compile(r"\s(in\s+the\s+last\b|today\b)")
 _FIELD = re.compile(r"\bevent(\.\w+)+")
+_AFTER_OUTPUT_NAME = re.compile(r'\boutput\s+"(?:\\.|[^"\\\n])*"\s+with\b[^\n]*?([A-Za-z_]\w*)\s*$')
 
 
 def _plain_mistake(text: str, offset: int, found_type: str, expected: set[str]) -> tuple[str, str] | None:
     """A plain message and hint for a mistake newcomers make, from the text around the error."""
     before = text[:offset]
     rest_of_line = text[offset:].split("\n", 1)[0]
-    comma = _COMMA_BEFORE_ITEM.search(before)
+    # The word after the comma is the unexpected token itself, or was read as an output's argument.
+    next_word = re.match(r"\w*", rest_of_line)
+    comma = _COMMA_BEFORE_ITEM.search(before) or _COMMA_BEFORE_ITEM.search(before + (next_word.group(0)
+                                                                                       if next_word else ""))
     if comma is not None:
         line = before.count("\n", 0, comma.start()) + 1
         message = f"the `,` at the end of line {line} asks for another action, so this `{comma.group(1)}` is read as one"
         return message, "remove the `,` after a rule's last action"
+    output_name = _AFTER_OUTPUT_NAME.search(before)
+    if output_name is not None and "EQUAL" in expected and found_type != "EQUAL":
+        name = output_name.group(1)
+        return (f"`{name}` alone is no output argument: an output takes `subject ENTITY` and `name = value`",
+                (f"write `subject {name}` to say whom it is about, or `{name} = …` to send a value, e.g. "
+                 '`output "redact" with subject user, reason = "scam", id = event.id`'))
     where = _AFTER_WHERE.search(before)
     if where is not None and found_type not in expected:
         start = where.start(1)
