@@ -58,6 +58,11 @@ def test_vigil_check_test_and_run_use_an_installed_plugin(tmp_path: Path) -> Non
         return subprocess.run([sys.executable, "-c", "from vigil.cli import main; main()", *args], env=env,
                               capture_output=True, text=True, timeout=120, check=False)
 
+    listed = vigil("functions")
+    assert listed.returncode == 0, listed.stderr
+    assert "shouting(string) → number  [example]  share of the letters in upper case, 0–1\n" in listed.stdout
+    assert "standing(string) → string  [example, slow: second stage]" in listed.stdout
+    assert "lower(string) → string  [vigil]  lower case\n" in listed.stdout
     checked = vigil("check", str(RULES))
     assert checked.returncode == 0, checked.stderr
     assert checked.stdout.startswith("ok: 2 rules")

@@ -182,6 +182,14 @@ def main() -> None:
     verdicts and explanations."""
 
 
+@main.command("functions")
+def functions_command() -> None:
+    """List the functions rules can call, Vigil's and the installed plugins': signature, source, doc."""
+    for function in _functions().values():
+        where = function.source + (", slow: second stage" if function.slow else "")
+        click.echo(f"{function.signature}  [{where}]  {function.doc}")
+
+
 @main.command()
 @click.argument("rules", nargs=-1, required=True, type=click.Path(exists=True))
 def check(rules: tuple[str, ...]) -> None:
