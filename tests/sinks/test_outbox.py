@@ -187,3 +187,39 @@ def test_lag_is_the_age_of_the_oldest_waiting_message(clock: Clock, tmp_path: Pa
     assert (stats.pending, stats.lag) == (2, 42.0)
     _drain(outputs)
     assert outputs.stats()["file"].lag == 0.0
+
+
+def test_metrics_per_sink(clock: Clock, tmp_path: Path) -> None:
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from vigil.service.metrics import SinksCollector
+
+    store = MemoryStore()
+    outputs = _outputs(store, tmp_path / "out.jsonl", clock)
+    engine = _engine(store, outputs)
+    for raw in scam_posts(3):
+        engine.process(raw)
+    outputs.dispatcher.run_once("file")
+    engine.process(scam_posts(1, start=3)[0])
+    clock.advance(7.0)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(SinksCollector(outputs.stats))
+    text = generate_latest(registry).decode()
+    assert 'vigil_sink_delivered_total{sink="file"} 3.0' in text
+    assert 'vigil_sink_pending{sink="file"} 1.0' in text
+    assert 'vigil_sink_lag_seconds{sink="file"} 7.0' in text
+    assert 'vigil_sink_failed_total{sink="file"} 0.0' in text
+
+
+def test_close_delivers_what_is_due_first(tmp_path: Path) -> None:
+    import time
+
+    store = SqliteStore(tmp_path / "s.sqlite")
+    outputs = _outputs(store, tmp_path / "out.jsonl", Clock(time.time()), poll=60.0)
+    engine = _engine(store, outputs)
+    outputs.start()
+    for raw in scam_posts(25):
+        engine.process(raw)
+    outputs.close()  # the threads sleep for a minute between looks; closing looks once more
+    assert len(_lines(tmp_path / "out.jsonl")) == 25
+    engine.close()

@@ -7,7 +7,7 @@ are histograms observed by the routes.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -16,6 +16,7 @@ from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
     from vigil.engine import Engine
+    from vigil.sinks import SinkStats
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 2.5)
@@ -61,6 +62,31 @@ class EngineCollector(Collector):
             yield info
         yield GaugeMetricFamily("vigil_queue_depth", "Events accepted asynchronously, not yet decided.",
                                 value=self.queue_depth())
+
+
+class SinksCollector(Collector):
+    """Per sink (vigil.sinks): deliveries, retries and give-ups counted by the dispatcher, and the outbox
+    now (waiting, dead, the age of the oldest waiting message), read when Prometheus scrapes."""
+
+    def __init__(self, stats: Callable[[], Mapping[str, SinkStats]]) -> None:
+        self.stats = stats
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self.stats()
+        families = [
+            (CounterMetricFamily, "vigil_sink_delivered", "Messages a sink took.", "delivered"),
+            (CounterMetricFamily, "vigil_sink_retried", "Failed delivery attempts that will be retried.", "retried"),
+            (CounterMetricFamily, "vigil_sink_failed", "Messages given up after max_attempts (dead letters).",
+             "failed"),
+            (GaugeMetricFamily, "vigil_sink_pending", "Messages waiting in the outbox.", "pending"),
+            (GaugeMetricFamily, "vigil_sink_dead", "Messages given up, kept in the outbox.", "dead"),
+            (GaugeMetricFamily, "vigil_sink_lag_seconds", "Age of the oldest message waiting.", "lag"),
+        ]
+        for family, name, text, attribute in families:
+            metric = family(name, text, labels=["sink"])
+            for sink, values in stats.items():
+                metric.add_metric([sink], getattr(values, attribute))
+            yield metric
 
 
 class Metrics:

@@ -67,6 +67,8 @@ class Dispatcher:
         self.keep_delivered = keep_delivered
         self.counts = {name: SinkCounts() for name in self.sinks}
         self._stop = threading.Event()
+        self._closing = threading.Event()
+        self._wake = threading.Event()  # set when closing: a thread waiting out its poll looks at once
         self._threads: list[threading.Thread] = []
         self._pruned_at = 0.0
         self._prune_lock = threading.Lock()
@@ -136,10 +138,18 @@ class Dispatcher:
                 log.exception("sink %s: delivering from the outbox failed; trying again", name)
                 claimed = 0
             if not claimed:
-                self._stop.wait(settings.poll)
+                if self._closing.is_set():
+                    return  # nothing due: what waits for a retry stays in the outbox for the next start
+                self._wake.wait(settings.poll)
 
     def close(self, timeout: float = 10.0) -> None:
-        """Stop the threads (a delivery under way finishes first) and close the sinks."""
+        """Deliver what is due for up to `timeout` seconds, then stop the threads (a delivery under way
+        finishes first) and close the sinks. Whatever is left waits in the outbox for the next start."""
+        self._closing.set()
+        self._wake.set()
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
         self._stop.set()
         for thread in self._threads:
             thread.join(timeout)
