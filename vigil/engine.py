@@ -27,8 +27,8 @@ from vigil.effects import (
     param_value,
 )
 from vigil.events import Event, EventError, parse_event
-from vigil.signals.counters import WindowCounters
-from vigil.signals.labels import RULE, Labels
+from vigil.signals.counters import DEFAULT_COUNTER_CACHE_KEYS, WindowCounters
+from vigil.signals.labels import DEFAULT_LABEL_CACHE_ENTITIES, RULE, Labels
 from vigil.signals.providers import Signals
 from vigil.stores.base import CounterBackend, LabelBackend, LabelRecord, StateStore
 from vigil.stores.memory import MemoryStore
@@ -72,14 +72,18 @@ class Engine:
                  on_dead_letter: Callable[[DeadLetter], None] | None = None,
                  signals: Signals | None = None, counters: CounterBackend | None = None,
                  labels: LabelBackend | None = None, outbox: OutboxPlanner | None = None,
-                 max_param_bytes: int = MAX_PARAM_BYTES) -> None:
+                 max_param_bytes: int = MAX_PARAM_BYTES,
+                 max_counter_keys: int | None = DEFAULT_COUNTER_CACHE_KEYS,
+                 max_label_entities: int | None = DEFAULT_LABEL_CACHE_ENTITIES) -> None:
         self.store: StateStore = store if store is not None else MemoryStore()
         self.signals = signals if signals is not None else Signals()
         # Counters and labels live beside the store unless shared backends are given (vigil/stores/redis_*).
         # Without a store, state lives in memory only: counters need no journal for it to replay.
-        self.counters: CounterBackend = counters if counters is not None else WindowCounters(store,
-                                                                                             flush_interval)
-        self.labels: LabelBackend = labels if labels is not None else Labels(self.store)
+        # The max_* limits bound the working set (docs/operations.md, "Memory"); None: no limit.
+        self.counters: CounterBackend = counters if counters is not None else WindowCounters(
+            store, flush_interval, max_keys=max_counter_keys)
+        self.labels: LabelBackend = labels if labels is not None else Labels(self.store,
+                                                                             max_entities=max_label_entities)
         # Where outputs and published decisions go (vigil.sinks builds it from the settings); None: nowhere,
         # they stay in the decisions.
         self.outbox = outbox

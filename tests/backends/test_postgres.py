@@ -139,8 +139,14 @@ def test_a_future_dated_row_prunes_no_other_keys_rows(store_url: str) -> None:
         assert sorted((r[1], r[2]) for r in store.load_counter_rows("c", None)) == [
             ("attacker", 1_893_456_000), ("busy", 9000), ("victim", 1000), ("victim", 1010)]
         assert [r[2] for r in store.load_counter_rows("d", None)] == [2 * 86400 + 1]  # today's only
-        store.prune_counter_rows("c", 3600, 1005)  # and everything up to a given second
-        assert sorted(r[2] for r in store.load_counter_rows("c", None)) == [1010, 9000, 1_893_456_000]
+        # And every row of the keys idle since a given second, no row of the others: victim's window at
+        # 1010 still sees 1000 (deleting it made a reloaded key count less than one kept in memory).
+        store.prune_counter_rows("c", 3600, 1005)
+        assert sorted(r[2] for r in store.load_counter_rows("c", None)) == [1000, 1010, 9000, 1_893_456_000]
+        store.prune_counter_rows("c", 3600, 1010)
+        assert sorted(r[2] for r in store.load_counter_rows("c", None)) == [9000, 1_893_456_000]
+        assert store.load_counter_key("c", "busy") == [("c", "busy", 9000, "", 1.0)]
+        assert store.latest_counter_sec("c", not_after=10_000) == 9000
     finally:
         store.close()
 

@@ -41,8 +41,16 @@ def test_counter_rows(tmp_path: Path) -> None:
     assert store.latest_counter_sec("zz") is None
     assert list(store.load_counter_rows("a", None)) == [("a", "k", 10, "", 1.0), ("a", "k", 20, "v", 2.0)]
     assert list(store.load_counter_rows("a", 10)) == [("a", "k", 20, "v", 2.0)]
-    store.prune_counter_rows("a", 3600, 10)
+    assert store.load_counter_key("a", "k") == [("a", "k", 10, "", 1.0), ("a", "k", 20, "v", 2.0)]
+    assert store.load_counter_key("a", "other") == []
+    assert store.latest_counter_sec("a", not_after=15) == 10
+    store.prune_counter_rows("a", 3600, 10)  # k is active after 10 and its window still sees 10: kept
+    assert store.load_counter_key("a", "k") == [("a", "k", 10, "", 1.0), ("a", "k", 20, "v", 2.0)]
+    store.prune_counter_rows("a", 5, 10)  # the window ending at 20 no longer sees 10
     assert list(store.load_counter_rows("a", None)) == [("a", "k", 20, "v", 2.0)]
+    store.prune_counter_rows("a", 3600, 20)  # idle since 20: every row goes
+    assert list(store.load_counter_rows("a", None)) == []
+    assert store.load_counter_key("b", "k") == [("b", "k", 30, "", 1.0)]
     store.close()
 
 
@@ -110,9 +118,7 @@ while True:
 def _counter_rows(path: Path) -> float:
     conn = sqlite3.connect(path)
     try:
-        # Counter updates are stored in chunks: a JSON array of [key, sec, value, amount] per flush.
-        return float(conn.execute("SELECT COALESCE(SUM(json_extract(r.value, '$[3]')), 0) "
-                                  "FROM counter_chunks, json_each(counter_chunks.rows) AS r").fetchone()[0])
+        return float(conn.execute("SELECT COALESCE(SUM(amount), 0) FROM counter_rows").fetchone()[0])
     finally:
         conn.close()
 
@@ -166,6 +172,7 @@ def test_counter_rows_written_before_the_chunked_format_are_migrated(tmp_path: P
     assert store.latest_counter_sec("c2") == 100
     store.write_counter_rows([("c1", "u1", 102, "", 5.0)])
     assert [r[2] for r in store.load_counter_rows("c1", 0)] == [100, 101, 102]
-    store.prune_counter_rows("c1", 3600, 101)
+    store.prune_counter_rows("c1", 1, 101)
     assert [r[2] for r in store.load_counter_rows("c1", 0)] == [102]
+    assert store.load_counter_key("c2", "ip") == [("c2", "ip", 100, "a", 1.0)]
     store.close()

@@ -5,6 +5,11 @@ A sliding window of W seconds at second `s` holds what was added at seconds s-W+
 window `today` holds what was added on the current UTC day. The value a rule sees includes the event
 being decided. Each entity key holds what the window ending at its newest event can see; an event
 older than that newest one (a late event) counts at its own second, over what is held.
+
+The working set is bounded: an entity key's state is read from the store when an event first needs it
+(its stored rows replayed in the order written, as a restart does) and, over a store, at most
+`max_keys` (counter, key) states stay in memory: the least recently used go once their updates are
+written. Keys idle for over two windows are dropped from memory and store alike (`prune`).
 """
 
 from __future__ import annotations
@@ -16,14 +21,14 @@ import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
 from vigil.dsl.compile import CounterSpec
 from vigil.effects import DeadLetter
 from vigil.events import DEFAULT_MAX_FUTURE_SKEW
-from vigil.stores.base import CounterRow, FlushStatus, StateStore
+from vigil.stores.base import CounterRow, FlushStatus, StateStore, idle_until
 
 log = logging.getLogger("vigil.counters")
 
@@ -37,6 +42,22 @@ PRUNE_EVERY = 60
 # How many recent event ids each process remembers to recognise a redelivered event.
 RECENT_EVENTS = 100_000
 Peeker = Callable[[str, int], float]
+
+# (counter, entity key) states kept in memory over a store: docs/operations.md, "Memory".
+DEFAULT_COUNTER_CACHE_KEYS = 250_000
+
+
+class _Hooks(NamedTuple):
+    """How a counter's closures reach the working set: `load(key)` reads a key not held from the store
+    (None without one), `lru` orders the held (counter id, key) states by last use (None: no eviction),
+    each with the flush generation `generation[0]` in which it last changed."""
+
+    load: Callable[[str], list[Any] | None] | None = None
+    lru: OrderedDict[tuple[str, str], int] | None = None
+    generation: list[int] | None = None
+
+
+_NO_HOOKS = _Hooks()
 
 
 def _distinct_value(value: Any) -> str:
@@ -53,23 +74,35 @@ class _Counter:
         self.states: dict[str, list[Any]] = {}
         self.window = int(spec.window) if spec.window is not None else None
 
-    def functions(self, pending: Pending | None) -> tuple[Adder, Peeker]:
+    def functions(self, pending: Pending | None, hooks: _Hooks = _NO_HOOKS, *,
+                  states: dict[str, list[Any]] | None = None) -> tuple[Adder, Peeker]:
         """Closures specialised to this counter's kind and window: the hot path of every event.
-        Updates are also summed into `pending` (by counter, key, second and value) for the store.
+        Updates are also summed into `pending` (by counter, key, second and value) for the store; a key
+        not held is read through `hooks.load`, and every change is noted in `hooks.lru`. (`states`: other
+        states to work on than the counter's own, to replay a key's stored rows.)
 
         Each key holds its additions sorted by second. Every event first drops, from the oldest end, what
         its own window no longer sees; an event at or after the key's newest second is the fast path, an
         earlier (late) one is held and counted at its own second."""
-        states, cid = self.states, self.spec.cid
+        states = self.states if states is None else states
+        cid = self.spec.cid
+        load, lru, generation = hooks
         if self.window is None:
-            return self._day_functions(states, cid, pending)
+            return self._day_functions(states, cid, pending, hooks)
         window = self.window
         if self.spec.kind == "distinct":
 
             def add_distinct(key: str, sec: int, value: Any) -> tuple[float, float]:
                 state = states.get(key)
                 if state is None:
-                    state = states[key] = [{}, deque()]
+                    state = load(key) if load is not None else None
+                    if state is None:
+                        state = [{}, deque()]
+                    states[key] = state
+                if lru is not None:
+                    slot = (cid, key)
+                    lru[slot] = generation[0]  # type: ignore[index]
+                    lru.move_to_end(slot)
                 seen, queue = state
                 limit = sec - window
                 while queue and queue[0][0] <= limit:
@@ -92,6 +125,8 @@ class _Counter:
 
             def peek_distinct(key: str, sec: int) -> float:
                 state = states.get(key)
+                if state is None and load is not None:
+                    state = load(key)
                 if state is None or not state[1]:
                     return 0
                 seen, queue = state
@@ -105,7 +140,14 @@ class _Counter:
         def add(key: str, sec: int, amount: Any) -> tuple[float, float]:
             state = states.get(key)
             if state is None:
-                state = states[key] = [0, deque()]
+                state = load(key) if load is not None else None
+                if state is None:
+                    state = [0, deque()]
+                states[key] = state
+            if lru is not None:
+                slot = (cid, key)
+                lru[slot] = generation[0]  # type: ignore[index]
+                lru.move_to_end(slot)
             queue = state[1]
             total = state[0]
             limit = sec - window
@@ -132,6 +174,8 @@ class _Counter:
 
         def peek(key: str, sec: int) -> float:
             state = states.get(key)
+            if state is None and load is not None:
+                state = load(key)
             if state is None or not state[1]:
                 return 0
             queue = state[1]
@@ -141,15 +185,24 @@ class _Counter:
 
         return add, peek
 
-    def _day_functions(self, states: dict[str, list[Any]], cid: str,
-                       pending: Pending | None) -> tuple[Adder, Peeker]:
+    def _day_functions(self, states: dict[str, list[Any]], cid: str, pending: Pending | None,
+                       hooks: _Hooks) -> tuple[Adder, Peeker]:
         distinct = self.spec.kind == "distinct"
+        load, lru, generation = hooks
 
         def add_day(key: str, sec: int, value: Any) -> tuple[float, float]:
             day = sec // 86400
             if distinct:
                 value = _distinct_value(value)
             state = states.get(key)
+            if state is None and load is not None:
+                state = load(key)
+                if state is not None:
+                    states[key] = state
+            if lru is not None:
+                slot = (cid, key)
+                lru[slot] = generation[0]  # type: ignore[index]
+                lru.move_to_end(slot)
             if state is not None and state[0] > day:  # a late event of a day no longer held: counted alone
                 before: float = 0
                 after: float = 1 if distinct else value
@@ -173,11 +226,21 @@ class _Counter:
 
         def peek_day(key: str, sec: int) -> float:
             state = states.get(key)
+            if state is None and load is not None:
+                state = load(key)
             if state is None or state[0] != sec // 86400:
                 return 0
             return len(state[1]) if distinct else state[1]
 
         return add_day, peek_day
+
+
+def _newest_second(counter: _Counter, state: list[Any]) -> int | None:
+    """The newest second a key's state holds (None: nothing held); for `today`, a second of its day."""
+    if counter.window is None:
+        return int(state[0]) * 86400
+    queue = state[1]
+    return int(queue[-1][0]) if queue else None
 
 
 def _later_sum(queue: deque[list[Any]], sec: int) -> tuple[Any, int]:
@@ -212,12 +275,20 @@ def _add_late_distinct(seen: dict[str, int], queue: deque[tuple[int, str]], sec:
 
 
 class WindowCounters:
-    """Every counter of the active rules set; `bind` switches rules versions without losing counts."""
+    """Every counter of the active rules set; `bind` switches rules versions without losing counts.
+
+    Over a store, each entity key's state is read from it when first needed and at most `max_keys`
+    (counter, key) states stay in memory (None: no limit); without a store everything stays in memory,
+    since nothing could be read back."""
 
     def __init__(self, store: StateStore | None = None, flush_interval: float = 1.0, *,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 max_keys: int | None = DEFAULT_COUNTER_CACHE_KEYS) -> None:
+        if max_keys is not None and max_keys < 1:
+            raise ValueError(f"max_keys must be at least 1 (or None for no limit), got {max_keys}")
         self.store = store
         self.flush_interval = flush_interval
+        self.max_keys = max_keys
         self._clock = clock
         self.status = FlushStatus()
         # Per counter, the newest second written or loaded that is not beyond the wall clock: the time
@@ -225,25 +296,37 @@ class WindowCounters:
         self._newest: dict[str, int] = {}
         self._counters: dict[str, _Counter] = {}
         self._pending: Pending = {}
-        # Held while an event's updates are applied, and while the flusher takes the pending rows, so
-        # no update falls between the flusher's copy and its clearing.
-        self._lock = threading.Lock()
+        # Held while an event's updates are applied, while a key is read from the store, and while the
+        # flusher takes the pending rows or drops idle keys, so no update falls between the flusher's copy
+        # and its clearing. Reentrant: a key read during an update takes it again.
+        self._lock = threading.RLock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.adders: list[Adder] = []
         self._recent: OrderedDict[str, dict[int, tuple[float, float]] | None] = OrderedDict()
         self.peekers: list[Peeker] = []
+        # The held states by last use, each with the flush generation of its last change. A state may
+        # leave memory once that generation is written (`_durable`): its rows are all in the store then.
+        self._lru: OrderedDict[tuple[str, str], int] | None = OrderedDict() if store is not None else None
+        self._generation = [0]
+        self._durable = 0
 
     def bind(self, specs: list[CounterSpec]) -> None:
         """Make `specs` the active counters (index i of the compiled rules is specs[i]). A counter whose
-        definition is unchanged keeps its state; a new one is loaded from the store."""
+        definition is unchanged keeps its state; a new one reads each key from the store when needed."""
         adders, peekers = [], []
         for spec in specs:
             counter = self._counters.get(spec.cid)
             if counter is None:
                 counter = self._counters[spec.cid] = _Counter(spec)
-                self._load(counter)
-            add, peek = counter.functions(self._pending if self.store is not None else None)
+                if self.store is not None:
+                    newest = self.store.latest_counter_sec(spec.cid, not_after=self._clock() + DEFAULT_MAX_FUTURE_SKEW)
+                    if newest is not None:
+                        self._note_newest(spec.cid, newest)
+            if self.store is None:
+                add, peek = counter.functions(None)
+            else:
+                add, peek = counter.functions(self._pending, _Hooks(self._loader(counter), self._lru, self._generation))
             adders.append(add)
             peekers.append(peek)
         self.adders, self.peekers = adders, peekers
@@ -271,24 +354,61 @@ class WindowCounters:
         adders = self.adders
         with self._lock:
             results = {index: adders[index](key, sec, value) for index, key, value in updates}
+            lru = self._lru
+            if lru is not None and self.max_keys is not None and len(lru) > self.max_keys:
+                self._evict(lru, self.max_keys)
         recent[event_id] = results
         if len(recent) > RECENT_EVENTS:
             recent.popitem(last=False)
         return results
 
-    def _load(self, counter: _Counter) -> None:
-        """Rebuild a counter from the store: every stored row, replayed by second, so each key holds
-        exactly what it held before (no counter-wide cut-off: one key's future row cannot hide others')."""
-        if self.store is None:
-            return
-        add, _ = counter.functions(None)
-        cid = counter.spec.cid
-        for _cid, key, sec, value, amount in self.store.load_counter_rows(cid, None):
-            self._note_newest(cid, sec)
-            if counter.spec.kind == "distinct":
-                add(key, sec, value)
-            else:  # stored as REAL: give whole counts back as ints, as before the restart
-                add(key, sec, int(amount) if float(amount).is_integer() else amount)
+    def _evict(self, lru: OrderedDict[tuple[str, str], int], limit: int) -> None:
+        """Drop the least recently used states beyond `limit` whose rows are all written; one changed
+        since the last flush stays until the flush after it (the set is over the limit until then)."""
+        durable = self._durable
+        counters = self._counters
+        while len(lru) > limit:
+            slot, generation = lru.popitem(last=False)
+            if generation >= durable:
+                lru[slot] = generation
+                lru.move_to_end(slot, last=False)
+                return
+            counters[slot[0]].states.pop(slot[1], None)
+
+    def held_keys(self) -> int:
+        """How many (counter, entity key) states the working set holds now."""
+        return sum(len(counter.states) for counter in self._counters.values())
+
+    def _loader(self, counter: _Counter) -> Callable[[str], list[Any] | None]:
+        """Read one key of `counter` from the store: its rows replayed in the order written, so it holds
+        exactly what it held before it left memory (or before a restart). None if nothing is stored."""
+        store, states, lru, lock = self.store, counter.states, self._lru, self._lock
+        cid, distinct = counter.spec.cid, counter.spec.kind == "distinct"
+        assert store is not None
+
+        def load(key: str) -> list[Any] | None:
+            with lock:
+                state = states.get(key)  # read meanwhile by another thread
+                if state is not None:
+                    return state
+                rows = store.load_counter_key(cid, key)
+                if not rows:
+                    return None
+                replayed: dict[str, list[Any]] = {}
+                add, _ = counter.functions(None, states=replayed)
+                for _cid, _key, sec, value, amount in rows:
+                    if distinct:
+                        add(key, sec, value)
+                    else:  # stored as REAL: give whole counts back as ints, as before it was written
+                        add(key, sec, int(amount) if float(amount).is_integer() else amount)
+                state = replayed.get(key)
+                if state is not None:
+                    states[key] = state
+                    if lru is not None:
+                        lru[(cid, key)] = -1  # as stored: free to leave again
+                return state
+
+        return load
 
     def _note_newest(self, cid: str, sec: int) -> None:
         """The counter's newest second, ignoring any beyond the wall clock and the allowed skew (no live
@@ -328,6 +448,8 @@ class WindowCounters:
             # Empty the dict in place: the closures hold a reference to this very dict.
             pending = list(self._pending.items())
             self._pending.clear()
+            taken = self._generation[0]  # every change made so far is in `pending`
+            self._generation[0] += 1
         rows: list[CounterRow] = []
         for (cid, key, sec, value), amount in pending:
             row, problem = _storable(cid, key, sec, value, amount)
@@ -336,6 +458,7 @@ class WindowCounters:
                 continue
             rows.append(row)
         if not rows:
+            self._durable = taken + 1
             return 0
         try:
             self.store.write_counter_rows(rows)
@@ -351,6 +474,7 @@ class WindowCounters:
             return 0
         self.status.last_error = ""
         self.status.waiting = 0
+        self._durable = taken + 1  # the states changed up to `taken` may leave memory now
         for row in rows:
             self._note_newest(row[0], row[2])
         return len(rows)
@@ -371,16 +495,31 @@ class WindowCounters:
 
     def prune(self) -> None:
         """Drop stored rows no window can see any more: per key, those the window ending at the key's
-        newest row cannot see; and those of keys idle for over two windows (the counter's newest second,
-        see `_note_newest`, less two windows, or a window and the skew when that is longer)."""
+        newest row cannot see; and every row of keys idle for over two windows (whose newest second, or
+        for `today` the end of its day, is at or before the counter's newest second, see `_note_newest`,
+        less two windows, or a window and the skew when that is longer). Those keys leave memory too
+        (once their rows are written), so that what memory holds is what the store would give back."""
         if self.store is None:
             return
-        for counter in self._counters.values():
+        for counter in list(self._counters.values()):
             cid = counter.spec.cid
             span = counter.window if counter.window is not None else 86400
             newest = self._newest.get(cid)
             before = newest - span - max(span, int(DEFAULT_MAX_FUTURE_SKEW)) if newest is not None else -(2**62)
             self.store.prune_counter_rows(cid, counter.window, before)
+            self._drop_idle(counter, before)
+
+    def _drop_idle(self, counter: _Counter, before: int) -> None:
+        lru, cid = self._lru, counter.spec.cid
+        with self._lock:
+            durable = self._durable
+            idle = [key for key, state in counter.states.items()
+                    if idle_until(_newest_second(counter, state), counter.window) <= before
+                    and (lru is None or lru.get((cid, key), -1) < durable)]
+            for key in idle:
+                del counter.states[key]
+                if lru is not None:
+                    lru.pop((cid, key), None)
 
     def close(self) -> None:
         self._stop.set()

@@ -95,6 +95,19 @@ def horizon(newest: int, window: int | None) -> int:
     return newest - window if window is not None else newest - newest % 86400 - 1
 
 
+def idle_until(newest: int | None, window: int | None) -> int:
+    """The second after which a key whose newest row is at `newest` counts as active, for pruning keys
+    that went idle: that second itself for a sliding window, the last second of its UTC day for `today`
+    (a key with nothing held: always idle).
+
+    >>> idle_until(1000, 60), idle_until(86400 + 5, None), idle_until(None, 60) < 0
+    (1000, 172799, True)
+    """
+    if newest is None:
+        return -(2**63)
+    return newest if window is not None else newest - newest % 86400 + 86399
+
+
 class StateStore(Protocol):
     """Durable state behind the in-memory working set."""
 
@@ -108,12 +121,20 @@ class StateStore(Protocol):
         """The rows of counter `cid` after `since_sec` (None: all), in the order they were written."""
         ...
 
-    def latest_counter_sec(self, cid: str) -> int | None: ...
+    def load_counter_key(self, cid: str, key: str) -> list[CounterRow]:
+        """The rows of one entity key of counter `cid`, in the order they were written (an indexed read:
+        the working set reads a key this way when an event needs it)."""
+        ...
+
+    def latest_counter_sec(self, cid: str, *, not_after: float | None = None) -> int | None:
+        """The newest second among counter `cid`'s rows (only those at or before `not_after`, if given)."""
+        ...
 
     def prune_counter_rows(self, cid: str, window: int | None, before_sec: int) -> None:
         """Drop the rows of counter `cid` that reloading would drop anyway: per key, those at or before
-        `horizon(second of the key's last-written row, window)`; and every row at or before `before_sec`.
-        Never by one counter-wide newest second (one future-dated row would erase every other key)."""
+        `horizon(second of the key's last-written row, window)`; and every row of a key idle since
+        `before_sec` (`idle_until(the key's newest second, window) <= before_sec`). Never by one
+        counter-wide newest second (one future-dated row would erase every other key)."""
         ...
 
     def write_labels(self, records: list[LabelRecord]) -> None:

@@ -16,6 +16,7 @@ from vigil.stores.base import (
     RulesVersion,
     bounded_letter,
     horizon,
+    idle_until,
 )
 
 
@@ -25,6 +26,7 @@ class MemoryStore:
     def __init__(self, *, dead_letters: DeadLetterLimits | None = None) -> None:
         self.letter_limits = dead_letters if dead_letters is not None else DeadLetterLimits()
         self.counter_rows: list[CounterRow] = []
+        self._counter_keys: dict[tuple[str, str], list[CounterRow]] = {}  # the same rows by (counter, key)
         self.labels: dict[tuple[str, str], dict[str, LabelRecord]] = {}  # entity → label → latest record
         self.history: list[LabelRecord] = []
         self.letters: list[DeadLetter] = []
@@ -39,17 +41,31 @@ class MemoryStore:
 
     def write_counter_rows(self, rows: list[CounterRow]) -> None:
         self.counter_rows.extend(rows)
+        for row in rows:
+            self._counter_keys.setdefault((row[0], row[1]), []).append(row)
 
     def load_counter_rows(self, cid: str, since_sec: int | None) -> Iterable[CounterRow]:
         return [r for r in self.counter_rows if r[0] == cid and (since_sec is None or r[2] > since_sec)]
 
-    def latest_counter_sec(self, cid: str) -> int | None:
-        return max((r[2] for r in self.counter_rows if r[0] == cid), default=None)
+    def load_counter_key(self, cid: str, key: str) -> list[CounterRow]:
+        return list(self._counter_keys.get((cid, key), ()))
+
+    def latest_counter_sec(self, cid: str, *, not_after: float | None = None) -> int | None:
+        return max((r[2] for r in self.counter_rows if r[0] == cid and (not_after is None or r[2] <= not_after)),
+                   default=None)
 
     def prune_counter_rows(self, cid: str, window: int | None, before_sec: int) -> None:
-        last = {r[1]: r[2] for r in self.counter_rows if r[0] == cid}  # each key's last-written second
+        last: dict[str, int] = {}  # each key's last-written second
+        newest: dict[str, int] = {}
+        for r in self.counter_rows:
+            if r[0] == cid:
+                last[r[1]] = r[2]
+                newest[r[1]] = max(newest.get(r[1], r[2]), r[2])
         self.counter_rows = [r for r in self.counter_rows if r[0] != cid
-                             or (r[2] > before_sec and r[2] > horizon(last[r[1]], window))]
+                             or (idle_until(newest[r[1]], window) > before_sec and r[2] > horizon(last[r[1]], window))]
+        self._counter_keys = {}
+        for row in self.counter_rows:
+            self._counter_keys.setdefault((row[0], row[1]), []).append(row)
 
     def write_labels(self, records: list[LabelRecord]) -> None:
         for r in records:

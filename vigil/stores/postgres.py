@@ -79,6 +79,10 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX outbox_due ON outbox (sink, state, next_at);
     """,
+    # 6: one entity key's rows read on their own, when the working set needs that key.
+    """
+    CREATE INDEX counter_log_cid_key ON counter_log (cid, key, id);
+    """,
 ]
 
 _LOCK = 0x76696769  # advisory lock id for migrations ("vigi")
@@ -145,19 +149,28 @@ class PostgresStore:
                           " ORDER BY id", (cid, since_sec if since_sec is not None else -(2**62)))
         return [(r[0], r[1], int(r[2]), r[3], float(r[4])) for r in rows]
 
-    def latest_counter_sec(self, cid: str) -> int | None:
-        value = self._read("SELECT MAX(sec) FROM counter_log WHERE cid = %s", (cid,))[0][0]
+    def load_counter_key(self, cid: str, key: str) -> list[CounterRow]:
+        rows = self._read("SELECT sec, value, amount FROM counter_log WHERE cid = %s AND key = %s ORDER BY id",
+                          (cid, key))
+        return [(cid, key, int(r[0]), r[1], float(r[2])) for r in rows]
+
+    def latest_counter_sec(self, cid: str, *, not_after: float | None = None) -> int | None:
+        limit = int(not_after) if not_after is not None else 2**63 - 1
+        value = self._read("SELECT MAX(sec) FROM counter_log WHERE cid = %s AND sec <= %s", (cid, limit))[0][0]
         return None if value is None else int(value)
 
     def prune_counter_rows(self, cid: str, window: int | None, before_sec: int) -> None:
-        """Per key, in one statement: each key's last-written second decides what its window still holds."""
-        held = "n.newest - %(window)s" if window is not None else "n.newest - n.newest %% 86400 - 1"
+        """Per key, in one statement: each key's last-written second decides what its window still
+        holds, and its newest second whether it went idle."""
+        held = "n.last - %(window)s" if window is not None else "n.last - n.last %% 86400 - 1"
+        idle = "m.newest" if window is not None else "m.newest - m.newest %% 86400 + 86399"
         with self.pool.connection() as conn:
             conn.execute(
-                "WITH n AS (SELECT DISTINCT ON (key) key, sec AS newest FROM counter_log WHERE cid = %(cid)s"
-                " ORDER BY key, id DESC)"
-                " DELETE FROM counter_log c USING n WHERE c.cid = %(cid)s AND c.key = n.key"
-                f" AND (c.sec <= %(before)s OR c.sec <= {held})",
+                "WITH n AS (SELECT DISTINCT ON (key) key, sec AS last FROM counter_log WHERE cid = %(cid)s"
+                " ORDER BY key, id DESC),"
+                " m AS (SELECT key, MAX(sec) AS newest FROM counter_log WHERE cid = %(cid)s GROUP BY key)"
+                " DELETE FROM counter_log c USING n, m WHERE c.cid = %(cid)s AND c.key = n.key AND m.key = n.key"
+                f" AND ({idle} <= %(before)s OR c.sec <= {held})",
                 {"cid": cid, "window": window, "before": before_sec})
 
     # ---- labels ----

@@ -15,8 +15,6 @@ import threading
 from collections.abc import Iterable
 from pathlib import Path
 
-import orjson
-
 from vigil.effects import DeadLetter, OutboxMessage
 from vigil.stores.base import (
     ApiToken,
@@ -28,7 +26,6 @@ from vigil.stores.base import (
     RulesVersion,
     StoreUnavailable,
     bounded_letter,
-    horizon,
 )
 
 # Versioned schema: each entry migrates from the version before it.
@@ -100,6 +97,19 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX outbox_due ON outbox (sink, state, next_at);
     """,
+    # 7: counter updates one row each again, indexed by counter and entity key: the working set reads
+    # one key's rows when an event needs it (a chunk per flush could only be read whole).
+    """
+    CREATE TABLE counter_rows (
+        cid TEXT NOT NULL, key TEXT NOT NULL, sec INTEGER NOT NULL, value TEXT NOT NULL, amount REAL NOT NULL
+    );
+    INSERT INTO counter_rows (cid, key, sec, value, amount)
+        SELECT c.cid, json_extract(r.value, '$[0]'), json_extract(r.value, '$[1]'), json_extract(r.value, '$[2]'),
+               json_extract(r.value, '$[3]')
+        FROM counter_chunks c, json_each(CAST(c.rows AS TEXT)) r ORDER BY c.id, r.key;
+    DROP TABLE counter_chunks;
+    CREATE INDEX counter_rows_key ON counter_rows (cid, key);
+    """,
 ]
 
 
@@ -146,6 +156,9 @@ def damaged_store(path: str, problems: list[str]) -> StoreUnavailable:
 # on every start), and `vigil store check` checks it whole.
 CHECK_ON_OPEN_BYTES = 16 << 20
 
+# Counter rows written per transaction (see write_counter_rows).
+WRITE_BATCH = 20_000
+
 
 class SqliteStore:
     shared = False  # one process per file (docs/operations.md)
@@ -181,6 +194,13 @@ class SqliteStore:
         if problems:
             self._conn.close()
             raise damaged_store(str(path), problems)
+        # Point reads of one entity (counter rows, labels) on a second connection: WAL lets it read the
+        # last commit while the flusher's write is under way, so a lookup never waits for that write.
+        self._reader_conn, self._reader_lock = self._conn, self._lock
+        if str(path) != ":memory:":
+            self._reader_conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+            self._reader_conn.execute("PRAGMA busy_timeout=5000")
+            self._reader_lock = threading.Lock()
 
     def integrity_problems(self, *, limit: int = 100, full: bool = False) -> list[str]:
         """What SQLite finds wrong with the file, at most `limit` problems; [] when it is sound.
@@ -208,56 +228,48 @@ class SqliteStore:
         with self._lock:
             return self._conn.execute(sql, params).fetchall()
 
+    def _reader(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+        """A read of committed rows that need not wait for a write in progress."""
+        with self._reader_lock:
+            return self._reader_conn.execute(sql, params).fetchall()
+
     # ---- counters ----
     def write_counter_rows(self, rows: list[CounterRow]) -> None:
-        """One chunk per counter: a single short transaction, so a label write (which an event's decision
-        waits for) never waits out a second's worth of counter rows."""
-        by_counter: dict[str, list[tuple[str, int, str, float]]] = {}
-        for cid, key, sec, value, amount in rows:
-            by_counter.setdefault(cid, []).append((key, sec, value, amount))
-        chunks = [(cid, min(r[1] for r in part), max(r[1] for r in part), orjson.dumps(part))
-                  for cid, part in by_counter.items()]
-        self._write("INSERT INTO counter_chunks (cid, sec_min, sec_max, rows) VALUES (?, ?, ?, ?)", chunks)
+        """In transactions of at most WRITE_BATCH rows, so that a label write (which an event's decision
+        waits for) never waits out a whole second's worth of counter rows."""
+        for start in range(0, len(rows), WRITE_BATCH):
+            self._write("INSERT INTO counter_rows (cid, key, sec, value, amount) VALUES (?, ?, ?, ?, ?)",
+                        rows[start:start + WRITE_BATCH])
 
     def load_counter_rows(self, cid: str, since_sec: int | None) -> Iterable[CounterRow]:
         since = since_sec if since_sec is not None else -(2**62)
-        chunks = self._read("SELECT rows FROM counter_chunks WHERE cid = ? AND sec_max > ? ORDER BY id", (cid, since))
-        rows = [(cid, str(key), int(sec), str(value), float(amount))
-                for (blob,) in chunks for key, sec, value, amount in orjson.loads(blob)  # type: ignore[arg-type]
-                if sec > since]
-        return rows  # in the order written: a reload replays the arrivals, late ones included
+        rows = self._read("SELECT cid, key, sec, value, amount FROM counter_rows WHERE cid = ? AND sec > ?"
+                          " ORDER BY rowid", (cid, since))
+        return [(str(c), str(k), int(s), str(v), float(a)) for c, k, s, v, a in rows]  # type: ignore[call-overload, arg-type]
 
-    def latest_counter_sec(self, cid: str) -> int | None:
-        row = self._read("SELECT MAX(sec_max) FROM counter_chunks WHERE cid = ?", (cid,))
+    def load_counter_key(self, cid: str, key: str) -> list[CounterRow]:
+        rows = self._reader("SELECT sec, value, amount FROM counter_rows WHERE cid = ? AND key = ? ORDER BY rowid",
+                            (cid, key))
+        return [(cid, key, int(s), str(v), float(a)) for s, v, a in rows]  # type: ignore[call-overload, arg-type]
+
+    def latest_counter_sec(self, cid: str, *, not_after: float | None = None) -> int | None:
+        limit = not_after if not_after is not None else float(2**63)
+        row = self._read("SELECT MAX(sec) FROM counter_rows WHERE cid = ? AND sec <= ?", (cid, limit))
         return row[0][0]  # type: ignore[return-value]
 
     def prune_counter_rows(self, cid: str, window: int | None, before_sec: int) -> None:
-        """Per key: each key's last-written second decides what its window still holds, so the chunks
-        are read whole (in this, the flusher's thread, outside the lock), and those that lose rows are
-        rewritten or deleted in one transaction."""
-        chunks = self._read("SELECT id, rows FROM counter_chunks WHERE cid = ? ORDER BY id", (cid,))
-        parsed = [(chunk_id, orjson.loads(blob)) for chunk_id, blob in chunks]  # type: ignore[arg-type]
-        last = {key: sec for _id, rows in parsed for key, sec, _value, _amount in rows}  # last written
-        deleted: list[tuple[object, ...]] = []
-        rewritten: list[tuple[object, ...]] = []
-        for chunk_id, rows in parsed:
-            kept = [row for row in rows if row[1] > before_sec and row[1] > horizon(last[row[0]], window)]
-            if not kept:
-                deleted.append((chunk_id,))
-            elif len(kept) < len(rows):
-                rewritten.append((min(r[1] for r in kept), max(r[1] for r in kept), orjson.dumps(kept), chunk_id))
-        if not deleted and not rewritten:
-            return
+        """Per key, in one statement: each key's last-written second decides what its window still
+        holds, and its newest second whether it went idle."""
+        held = "last.sec - ?" if window is not None else "last.sec - last.sec % 86400 - 1"
+        idle = "keyed.newest" if window is not None else "keyed.newest - keyed.newest % 86400 + 86399"
+        params: tuple[object, ...] = (cid, cid, cid, before_sec) + ((window,) if window is not None else ())
         with self._lock:
-            self._conn.execute("BEGIN")
-            try:
-                self._conn.executemany("DELETE FROM counter_chunks WHERE id = ?", deleted)
-                self._conn.executemany("UPDATE counter_chunks SET sec_min = ?, sec_max = ?, rows = ? WHERE id = ?",
-                                       rewritten)
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            self._conn.execute("COMMIT")
+            self._conn.execute(
+                "WITH keyed AS (SELECT key, MAX(sec) AS newest FROM counter_rows WHERE cid = ? GROUP BY key),"
+                " last AS (SELECT key, sec, MAX(rowid) FROM counter_rows WHERE cid = ? GROUP BY key)"
+                " DELETE FROM counter_rows WHERE rowid IN (SELECT r.rowid FROM counter_rows r"
+                " JOIN keyed ON keyed.key = r.key JOIN last ON last.key = r.key"
+                f" WHERE r.cid = ? AND ({idle} <= ? OR r.sec <= {held}))", params)
 
     # ---- labels ----
     def write_labels(self, records: list[LabelRecord]) -> None:
@@ -295,7 +307,7 @@ class SqliteStore:
         return [self._record(r) for r in self._read("SELECT * FROM labels")]
 
     def entity_labels(self, entity_type: str, key: str) -> list[LabelRecord]:
-        rows = self._read("SELECT * FROM labels WHERE entity_type = ? AND key = ?", (entity_type, key))
+        rows = self._reader("SELECT * FROM labels WHERE entity_type = ? AND key = ?", (entity_type, key))
         return [self._record(r) for r in rows]
 
     def label_history(self, entity_type: str, key: str) -> list[LabelRecord]:
@@ -490,6 +502,9 @@ class SqliteStore:
             return cursor.rowcount > 0
 
     def close(self) -> None:
+        with self._reader_lock:
+            if self._reader_conn is not self._conn:
+                self._reader_conn.close()
         with self._lock:
             self._conn.close()
 
