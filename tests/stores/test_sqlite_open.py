@@ -84,13 +84,13 @@ def test_a_read_only_store(tmp_path: Path) -> None:
 
 def _damage_a_table(path: Path, extra_bytes: int = 0) -> None:
     """A store whose label_history table has its root page overwritten (the header and schema intact);
-    `extra_bytes` of counter chunks make it that much larger."""
+    `extra_bytes` of counter rows make it that much larger."""
     store = SqliteStore(path)
     store.write_labels([LabelRecord("user", f"u{i}", "spam", True, "rule", None, float(i), "r", "x" * 50)
                         for i in range(2000)])
     if extra_bytes:
-        store._conn.executemany("INSERT INTO counter_chunks (cid, sec_min, sec_max, rows) VALUES ('c', 0, 1, ?)",
-                                [(b"\0" * (1 << 20),) for _ in range(extra_bytes >> 20)])
+        store._conn.executemany("INSERT INTO counter_rows (cid, key, sec, value, amount) VALUES ('c', 'k', 0, ?, 1)",
+                                [("x" * (1 << 20),) for _ in range(extra_bytes >> 20)])
     root = int(store._read("SELECT rootpage FROM sqlite_master WHERE name = 'label_history'")[0][0])  # type: ignore[call-overload]
     page_size = int(store._read("PRAGMA page_size")[0][0])  # type: ignore[call-overload]
     store.close()
