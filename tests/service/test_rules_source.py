@@ -4,11 +4,13 @@ restart with `--rules DIR` nor an edit on disk replaces a version an admin uploa
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
 from starlette.testclient import TestClient
 
 from vigil.service import ServiceSettings, create_app
@@ -161,3 +163,14 @@ def test_a_store_version_that_fails_the_gate_at_start_up_leaves_the_api_up_to_re
         assert client.post("/v1/events", json=post("calm")).json()["verdict"] == "allow"  # nothing runs
         assert _upload(client, {"main.vigil": UPLOADED}).status_code == 201
         assert client.get("/readyz").status_code == 200 and "rules_store" not in client.get("/readyz").json()
+
+
+def test_a_directory_replacing_a_version_activated_elsewhere_says_so(svc: Running,
+                                                                     caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="vigil.service.rules")
+    elsewhere = svc.store.add_rules_version("elsewhere", {"r.vigil": OTHER}, ("r.vigil",), author="admin",
+                                            message="", now=0.0)
+    svc.store.activate_rules_version(elsewhere.seq)  # another instance, following the store
+    (svc.rules_dir / "extra.vigil").write_text('rule "Purchases" when event is "purchase" then flag\n')
+    assert wait_for(lambda: svc.get("/v1/rules").json()["seq"] == elsewhere.seq + 1)
+    assert f"replace the store's active version {elsewhere.seq} (by 'admin'), activated elsewhere" in caplog.text

@@ -30,6 +30,7 @@ from vigil.dsl.testing import TEST_TIME_LIMIT
 from vigil.engine import Engine
 from vigil.gate import Gate, RulesRejected, diagnostic_json
 from vigil.rules_source import (
+    DISK_AUTHOR,
     SOURCES,
     RulesSource,
     dir_fingerprint,
@@ -176,7 +177,7 @@ class RulesManager:
         ruleset = self.gate.admit(files, entry)
         current = self.store.active_rules_version()
         if current is None or current.version != ruleset.version:
-            if current is not None and not current.author.startswith("disk:"):
+            if current is not None and not current.author.startswith(DISK_AUTHOR):
                 log.warning("rules in %s replace the store's active version %s (by %r): this service follows the "
                             "directory (rules source: directory)", root, current.seq, current.author)
             current = self.store.add_rules_version(ruleset.version, files, entry, author=disk_author(root),
@@ -376,6 +377,7 @@ class RulesManager:
             if self.ruleset is not None and self._same_content(files):
                 self.disk_problem = None
                 return
+            await self._warn_if_replacing_another(root)
             stored, _ = await self._admit_and_store(files, entry, author=disk_author(root),
                                                     message="changed on disk", source="disk")
         except Exception as error:  # noqa: BLE001 - whatever failed, the running version serves on; say so
@@ -391,6 +393,16 @@ class RulesManager:
             return
         self.disk_problem = None
         log.info("rules reloaded from %s as version %s", root, stored.seq if stored else "-")
+
+    async def _warn_if_replacing_another(self, root: Path) -> None:
+        """Say so when a change on disk is about to replace a version that another instance (following
+        the store) activated through the API: instances sharing a store should follow one source."""
+        current = await anyio.to_thread.run_sync(self.store.active_rules_version)
+        if (current is not None and (self.active is None or current.seq != self.active.seq)
+                and not current.author.startswith(DISK_AUTHOR)):
+            log.warning("rules in %s replace the store's active version %s (by %r), activated elsewhere: this "
+                        "service follows the directory; instances sharing a store should all follow the store",
+                        root, current.seq, current.author)
 
     def _same_content(self, files: dict[str, str]) -> bool:
         return self.active is not None and self.active.files == files
