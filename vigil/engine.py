@@ -56,6 +56,9 @@ class OutboxPlanner(Protocol):
     """The messages a decision sends to sinks (its outputs, routed; the decision itself, when published),
     written to the outbox with the decision's label changes."""
 
+    # Whether a decision where no rule fired can send anything (decisions published "all").
+    plans_without_hits: bool
+
     def plan(self, event: Event, decision: Decision) -> list[OutboxMessage]: ...
 
 
@@ -235,7 +238,7 @@ class Engine:
             rules, ruleset = self._rules, self.ruleset  # the version that decides, even if another activates
             hits = self._dispatch.get(event.type, self._default)(event)
             pending = bool(self._slow_types) and self.slow_pending(event)
-            if hits or self.outbox is not None:  # a decision without hits may be published too
+            if hits or (self.outbox is not None and self.outbox.plans_without_hits):
                 decision = self._decision(event, hits, pending=pending, rules=rules, ruleset=ruleset)
             else:
                 decision = Decision(event.id, event.type, event.time, "allow", ruleset_version=ruleset.version,

@@ -35,6 +35,7 @@ class Router:
         self.default = self.routes.pop(CATCH_ALL, ())
         self.decision_sinks = {name: mode for name, mode in (decision_sinks or {}).items() if mode != "none"}
         self.clock = clock
+        self.plans_without_hits = "all" in self.decision_sinks.values()
 
     def sinks_for(self, output: str) -> tuple[str, ...]:
         return self.routes.get(output, self.default)
