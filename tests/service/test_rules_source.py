@@ -174,3 +174,61 @@ def test_a_directory_replacing_a_version_activated_elsewhere_says_so(svc: Runnin
     (svc.rules_dir / "extra.vigil").write_text('rule "Purchases" when event is "purchase" then flag\n')
     assert wait_for(lambda: svc.get("/v1/rules").json()["seq"] == elsewhere.seq + 1)
     assert f"replace the store's active version {elsewhere.seq} (by 'admin'), activated elsewhere" in caplog.text
+
+
+def test_vigil_serve_restarted_with_its_rules_directory_keeps_an_uploaded_version(tmp_path: Path,
+                                                                                  rules_dir: Path) -> None:
+    """The reported sequence, with real `vigil serve` processes: an admin uploads a version, the service
+    is restarted as it was started (`--rules DIR`), and the upload still runs."""
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+
+    import httpx
+
+    from vigil.service.auth import create_token
+
+    db = tmp_path / "vigil.sqlite"
+    store = SqliteStore(db)
+    admin = {"Authorization": f"Bearer {create_token(store, 'a', ['admin', 'read', 'ingest'])[1].value}"}
+    store.close()
+
+    def serve(*flags: str, env: dict[str, str] | None = None) -> tuple[subprocess.Popen[bytes], str]:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        proc = subprocess.Popen([sys.executable, "-c", "from vigil.cli import main; main()", "serve", "--rules",
+                                 str(rules_dir), "--db", str(db), "--port", str(port), "--log-level", "warning",
+                                 *flags], env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2]),
+                                               **(env or {})}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        base = f"http://127.0.0.1:{port}"
+
+        def up() -> bool:
+            try:
+                return httpx.get(f"{base}/healthz", timeout=1).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        assert wait_for(up, timeout=60), "vigil serve did not start"
+        return proc, base
+
+    def stop(proc: subprocess.Popen[bytes]) -> None:
+        proc.send_signal(signal.SIGTERM)  # a graceful stop; uvicorn re-raises the signal once done
+        assert proc.wait(timeout=60) in (0, -signal.SIGTERM)
+
+    proc, base = serve(env={"VIGIL_RULES_SOURCE": "store"})  # seeded from the directory: version 1
+    try:
+        uploaded = httpx.post(f"{base}/v1/rules", json={"files": {"main.vigil": UPLOADED}}, headers=admin)
+        assert uploaded.status_code == 201, uploaded.text
+    finally:
+        stop(proc)
+    proc, base = serve()  # as it was first started, without saying where the rules come from
+    try:
+        active = httpx.get(f"{base}/v1/rules", headers=admin).json()
+        assert (active["seq"], active["source"]) == (2, "store")
+        verdict = httpx.post(f"{base}/v1/events", json=post("calm"), headers=admin).json()["verdict"]
+        assert verdict == "block"
+    finally:
+        stop(proc)
