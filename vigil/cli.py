@@ -150,6 +150,7 @@ SUBCOMMANDS: dict[str, SubCommand] = {
     "token": SubCommand("vigil.service.cli", "token_group", "serve"),
     "worker": SubCommand("vigil.workers.cli", "worker_command", "serve"),
     "dead-letters": SubCommand("vigil.stores.cli", "dead_letters_group", None),
+    "outbox": SubCommand("vigil.sinks.cli", "outbox_group", None),
     "store": SubCommand("vigil.stores.cli", "store_group", None),
 }
 
