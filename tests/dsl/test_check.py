@@ -185,6 +185,8 @@ _NEVER_AN_ITEM = '`{}(...)` gives {}, and a list `contains` only an item equal t
          'write "bit.ly"'),
         ('domains(event.t) contains "münchen.de"',
          _NEVER_AN_ITEM.format("domains", "registrable domains", "münchen.de"), 'write "xn--mnchen-3ya.de"'),
+        ('domains(event.t) contains "www.bit.ly"',
+         _NEVER_AN_ITEM.format("domains", "registrable domains", "www.bit.ly"), 'write "bit.ly"'),
     ],
 )
 def test_contains_type_errors_the_checker_can_see(condition: str, message: str, hint: str) -> None:
@@ -198,6 +200,7 @@ def test_contains_type_errors_the_checker_can_see(condition: str, message: str, 
     "condition",
     ['urls(event.t) contains "HTTPS://bit.ly/x"', 'urls(event.t) contains "www.x.test"',
      'hosts(event.t) contains "BIT.LY"', 'domains(event.t) contains "xn--mnchen-3ya.de"',
+     'hosts(event.t) contains "www.bit.ly"', 'domains(event.t) contains "evil-pills.example"',
      'event.tags contains 3', '[1, 2] contains event.n', 'event.n > 1 and event.tags contains event.n'],
 )
 def test_contains_items_that_can_match_check(condition: str) -> None:

@@ -598,19 +598,22 @@ class Checker:
         if not (isinstance(left, ast.Call) and left.name in _URL_LISTS and isinstance(item, ast.String)):
             return
         value, function = item.value, left.name
+        host = None if function == "urls" else text_signals.url_host(value)
+        if function == "domains" and host:
+            host = text_signals.registered_domain(host) or host  # "www.bit.ly" is never a registrable domain
         if function == "urls":
             fits = re2.search(r"(?i)https?://|www\.", value) is not None
         else:
             fits = value.isascii() and value != "" and not any(c in value for c in "/: ")
+            fits = fits and (host is None or host == value.casefold())
         if fits:
             return
         hint = (f'`{function}(...) contains "{value}"` is true only for an item exactly equal to it; '
                 f'to find it inside the items, write `{function}(...) contains any of ["{value}"]`')
-        host = None if function == "urls" else text_signals.url_host(value)
         if function == "urls":
             hint += f', or `hosts(...) contains "{value}"` for a host'
         elif host and host != value:
-            hint = f'host names are compared bare and in their ASCII (IDNA) form: write "{host}"'
+            hint = f'{_URL_LISTS[function]} are compared bare and in their ASCII (IDNA) form: write "{host}"'
         self.error(f"`{function}(...)` gives {_URL_LISTS[function]}, and a list `contains` only an item equal "
                    f'to the string: "{value}" is never one', item.span, hint, code="type")
 
