@@ -115,3 +115,29 @@ def test_kafka_topic_gets_each_message_keyed_by_its_idempotency_key(broker: Serv
     assert sorted(m["params"]["post"] for m in messages) == sorted(f"p{i}" for i in range(20))
     assert all(m.key().decode() == orjson.loads(m.value())["key"] for m in got)
     assert all(dict(m.headers())["idempotency-key"] == m.key() for m in got)
+
+
+def test_with_labels_in_redis_the_messages_follow_in_the_store(redis_url: str, tmp_path: Path,
+                                                                clock: Clock) -> None:
+    import redis
+
+    from vigil.stores.redis_labels import RedisLabels
+
+    client = redis.Redis.from_url(redis_url)
+    client.flushdb()
+    store = SqliteStore(tmp_path / "state.sqlite")
+    outputs = build({"file": {"kind": "jsonl", "path": str(tmp_path / "o.jsonl")}}, {"redact": "file"}, store,
+                    clock=clock)
+    engine = Engine(load_ruleset("r.vigil", files={"r.vigil": RULES}), store, labels=RedisLabels(client),
+                    outbox=outputs.router)
+    raw = scam_posts(1)[0]
+    engine.process(raw)
+    engine.process(raw)  # redelivered: Redis applies its label once, the outbox takes its message once
+    assert store.outbox_status()["file"].pending == 1
+    assert engine.labels.has("user", "u0", "scammer", clock() + 10)
+    while outputs.dispatcher.run_once("file"):
+        pass
+    [line] = (tmp_path / "o.jsonl").read_bytes().splitlines()
+    assert orjson.loads(line)["message"]["subject"] == {"entity": "user", "key": "u0"}
+    engine.close()
+    client.close()
