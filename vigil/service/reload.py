@@ -277,11 +277,11 @@ class RulesManager:
              message: str) -> RulesVersion:
         return self.store.add_rules_version(version, files, entry, author=author, message=message, now=time.time())
 
-    async def activate(self, seq: int, *, source: str = "api") -> RulesVersion:
-        """Activate a stored version (a rollback, or through the API), after the gate. Raises
+    async def activate(self, seq: int) -> RulesVersion:
+        """Activate a stored version through the API (back or forward to it), after the gate. Raises
         FollowsDirectory, KeyError (no such version) or RulesRejected."""
-        self.require_store("activate" if source == "api" else "roll back")
-        return await self._activate_stored(seq, source)
+        self.require_store("activate")
+        return await self._activate_stored(seq, "api")
 
     async def _activate_stored(self, seq: int, source: str) -> RulesVersion:
         stored = await anyio.to_thread.run_sync(self.store.get_rules_version, seq)
