@@ -97,7 +97,7 @@ def test_directory_mode_refuses_uploads_activations_and_rollbacks(svc: Running) 
     # The directory is the way to change the rules.
     (svc.rules_dir / "main.vigil").write_text(UPLOADED)
     (svc.rules_dir / "common.vigil").unlink()
-    assert wait_for(lambda: svc.get("/v1/rules").json()["seq"] == 2)
+    assert wait_for(lambda: svc.get("/v1/rules").json()["seq"] >= 2)  # one version per change seen
     assert svc.post_event(post("calm")).json()["verdict"] == "block"
 
 
