@@ -139,3 +139,31 @@ def test_a_worker_following_the_store_ignores_an_edit_on_disk(redis_client: Any,
     finally:
         stop.set()
         thread.join(10)
+
+
+def test_a_refused_store_version_is_tried_again_after_the_retry_interval() -> None:
+    from vigil.engine import Engine
+    from vigil.gate import Gate
+    from vigil.stores.memory import MemoryStore
+    from vigil.workers.loop import RulesWatcher
+
+    store = MemoryStore()
+
+    def activate(text: str) -> None:
+        stored = store.add_rules_version(text[:8], {"main.vigil": text}, ("main.vigil",), author="admin", message="",
+                                         now=0.0)
+        store.activate_rules_version(stored.seq)
+
+    activate(RULES)
+    engine = Engine(Gate().admit({"main.vigil": RULES}, ("main.vigil",)))
+    try:
+        patient = RulesWatcher(engine, Gate(), source="store", store=store, retry_interval=3600.0)
+        eager = RulesWatcher(engine, Gate(), source="store", store=store, retry_interval=0.0)
+        activate(RULES + EVERY_POST + FAILING_TEST)
+        for _ in range(2):
+            assert not patient.poll() and not eager.poll()
+        assert (patient.rejected, eager.rejected) == (1, 2)  # the patient one waits its interval
+        activate(RULES + EVERY_POST + PASSING_TEST)  # a new version is tried at once, whatever the interval
+        assert patient.poll() and patient.reloads == 1
+    finally:
+        engine.close()

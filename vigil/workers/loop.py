@@ -93,10 +93,12 @@ class RulesWatcher:
     """Hot reload from the worker's one rules source (vigil/rules_source.py): every `interval` seconds,
     a change in the rules files (`directory`) or a new active version in the store (`store`) passes the
     gate (the checker and the rules' own tests, with the engine's signals) and is activated between two
-    events; one the gate refuses is logged and the running version keeps going."""
+    events; one the gate refuses is logged and the running version keeps going. A store version refused
+    is tried again every `retry_interval` seconds while it stays active (a classifier or bank may answer
+    by then), as `vigil serve` does; files, on their next change."""
 
     def __init__(self, engine: Engine, gate: Gate, *, source: RulesSource = "directory", paths: Sequence[str] = (),
-                 store: RulesStore | None = None, interval: float = 2.0) -> None:
+                 store: RulesStore | None = None, interval: float = 2.0, retry_interval: float = 30.0) -> None:
         if source == "store" and store is None:
             raise ValueError("following the store needs a store that keeps rules versions")
         self.engine, self.gate, self.source, self.interval = engine, gate, source, interval
@@ -106,6 +108,8 @@ class RulesWatcher:
         self._seq: int | None = None
         self._seq = self._active_seq()
         self._next = time.monotonic() + interval
+        self.retry_interval = retry_interval
+        self._refused: tuple[int, float] | None = None  # the store version last refused, and when (monotonic)
         self.rejected = 0
         self.reloads = 0
 
@@ -129,8 +133,16 @@ class RulesWatcher:
             active = self.store.active_rules_version()
             if active is None or active.seq == self._seq:
                 return False
-            self._seq = active.seq  # refused or not, tried once: the next activation is another version
-            return self._activate(lambda: self.gate.admit(active.files, active.entry), f"store version {active.seq}")
+            refused = self._refused
+            if refused is not None and refused[0] == active.seq and time.monotonic() - refused[1] < self.retry_interval:
+                return False
+            before = self.rejected
+            changed = self._activate(lambda: self.gate.admit(active.files, active.entry), f"store version {active.seq}")
+            if self.rejected == before:
+                self._seq, self._refused = active.seq, None
+            else:
+                self._refused = (active.seq, time.monotonic())
+            return changed
         if self.paths:
             fingerprint = rules_fingerprint(self.paths)
             if fingerprint != self._fingerprint:
