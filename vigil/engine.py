@@ -62,6 +62,14 @@ class OutboxPlanner(Protocol):
     def plan(self, event: Event, decision: Decision) -> list[OutboxMessage]: ...
 
 
+class DecisionLog(Protocol):
+    """Where every decision of both stages goes with its event (vigil.record.writer.Recorder)."""
+
+    def record_decision(self, event: Event, decision: Decision) -> None: ...
+
+    def close(self) -> None: ...
+
+
 class Engine:
     """Decides events with the active rules set. Built with its store; tests build their own.
 
@@ -90,6 +98,8 @@ class Engine:
         # Where outputs and published decisions go (vigil.sinks builds it from the settings); None: nowhere,
         # they stay in the decisions.
         self.outbox = outbox
+        # The record (issue 13): every decision with its event; None: not kept. Set by the runtime.
+        self.recorder: DecisionLog | None = None
         self.max_param_bytes = max_param_bytes
         self.stats = Stats()
         self.on_dead_letter = on_dead_letter
@@ -245,6 +255,8 @@ class Engine:
                                     pending=pending, source=event.source)
             self.stats.events += 1  # under the lock: engine threads decide side by side
             self.stats.verdicts[decision.verdict] += 1
+        if self.recorder is not None:
+            self.recorder.record_decision(event, decision)  # outside the lock: it may wait for the commit
         return decision
 
     # ---- the second stage: rules that need a slow signal ----
@@ -271,8 +283,11 @@ class Engine:
             hits = function(event, policy) if function is not None else []
             # The second stage's label changes are its own: a shared label store that remembers which
             # events it applied must not take them for a redelivery of the first stage's.
-            return self._decision(event, hits, effects_id=f"{event.key}#2", stage=2, floor=first.verdict,
-                                  rules=rules, ruleset=ruleset)
+            decision = self._decision(event, hits, effects_id=f"{event.key}#2", stage=2, floor=first.verdict,
+                                      rules=rules, ruleset=ruleset)
+        if self.recorder is not None:
+            self.recorder.record_decision(event, decision)
+        return decision
 
     def _decision(self, event: Event, raw_hits: list[tuple[int, dict[str, Any], tuple[Any, ...], tuple[Any, ...]]],
                   effects_id: str | None = None, *, pending: bool = False, stage: int = 1,
@@ -370,6 +385,8 @@ class Engine:
         return tuple(out)
 
     def close(self) -> None:
+        if self.recorder is not None:
+            self.recorder.close()  # writes what is queued
         self.counters.close()
         self.store.close()
 

@@ -1,0 +1,179 @@
+"""The engine's hook into the record: each decision is queued as it is made and written in batches by a
+thread of its own, so the engine only appends to a queue. Serialising, redacting and indexing happen
+on that thread too.
+
+Durability: with `durable`, `record` returns once the decision's batch is committed (the decisions of
+concurrent engine threads share one commit), so what a front door answered survives a kill -9. Without
+it (`vigil run`), the queue is written every `flush_interval` and at close.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time as wall
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+
+from vigil.dsl.loader import RuleSet
+from vigil.dsl.runtime import FieldTypeError, entity_key, get
+from vigil.effects import Decision
+from vigil.events import Event
+from vigil.record.base import Record, RecordEntry
+from vigil.record.redact import Redactor
+from vigil.record.settings import RecordSettings
+
+log = logging.getLogger("vigil.record")
+
+EntityFields = tuple[tuple[str, tuple[tuple[str, ...], ...]], ...]  # (entity name, its fields' paths)
+
+
+class Recorder:
+    """Queues (event, decision) pairs from the engine and writes them to `record`.
+
+    `rules` gives the running rules set (for the entity declarations the entity-key index uses)."""
+
+    def __init__(self, record: Record, settings: RecordSettings, rules: Callable[[], RuleSet], *,
+                 durable: bool = False, clock: Callable[[], float] = wall.time) -> None:
+        self.record = record
+        self.settings = settings
+        self.durable = durable
+        self._rules = rules
+        self._clock = clock
+        self._redactor = Redactor(settings)
+        self._entity_cache: tuple[str, EntityFields] = ("", ())
+        self._extra = tuple((name, (tuple(path.split(".")),)) for name, path in settings.entity_fields.items())
+        self._queue: deque[tuple[Event, Decision]] = deque()
+        self._cond = threading.Condition()
+        self._queued = 0  # decisions ever queued
+        self._written = 0  # decisions ever written (or given up, see `failed`)
+        self.failed = 0  # decisions the store refused (logged; kept queued until it takes them)
+        self.last_error = ""
+        self._closing = False
+        self._thread = threading.Thread(target=self._run, name="vigil-record", daemon=True)
+        self._last_prune = 0.0
+        self._thread.start()
+
+    # ---- the engine's side ----
+    def record_decision(self, event: Event, decision: Decision) -> None:
+        """Queue one decision (both stages call this); with `durable`, wait until it is written."""
+        with self._cond:
+            while len(self._queue) >= self.settings.max_queue and not self._closing:
+                self._cond.wait()  # back-pressure: deciding waits for the log, nothing is dropped
+            self._queue.append((event, decision))
+            self._queued += 1
+            mine = self._queued
+            if self.durable or len(self._queue) >= self.settings.batch_size:
+                self._cond.notify_all()
+            if self.durable:
+                while self._written < mine and self._thread.is_alive():
+                    self._cond.wait()
+
+    def flush(self) -> None:
+        """Wait until everything queued so far is written."""
+        with self._cond:
+            target = self._queued
+            self._cond.notify_all()
+            while self._written < target and self._thread.is_alive():
+                self._cond.wait()
+
+    def close(self) -> None:
+        """Write what is queued, then stop the thread."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+        self._thread.join()
+        self.record.close()
+
+    @property
+    def depth(self) -> int:
+        return len(self._queue)
+
+    # ---- the writer thread ----
+    def _run(self) -> None:
+        interval = self.settings.flush_interval
+        while True:
+            with self._cond:
+                if not self._queue and not self._closing:
+                    self._cond.wait(timeout=interval)
+                if not self.durable and not self._closing and len(self._queue) < self.settings.batch_size:
+                    self._cond.wait(timeout=interval)  # gather a batch: one commit for many decisions
+                batch = [self._queue.popleft() for _ in range(min(len(self._queue), self.settings.batch_size))]
+                closing = self._closing and not self._queue
+            if batch:
+                self._write(batch)
+            if closing and not batch:
+                return
+            self._maybe_prune()
+
+    def _write(self, batch: list[tuple[Event, Decision]]) -> None:
+        while True:
+            try:
+                entries = [self.entry(event, decision) for event, decision in batch]
+                self.record.write(entries)
+                self.last_error = ""
+                break
+            except Exception as error:  # the log must outlive a store that fails for a while
+                self.failed += len(batch)
+                self.last_error = f"{type(error).__name__}: {error}"
+                log.exception("the record refused %d decisions; retrying", len(batch))
+                if self._closing:
+                    break
+                wall.sleep(min(self.settings.flush_interval * 5, 1.0))
+        with self._cond:
+            self._written += len(batch)
+            self._cond.notify_all()
+
+    def _maybe_prune(self) -> None:
+        now = self._clock()
+        if now - self._last_prune < self.settings.prune_interval:
+            return
+        self._last_prune = now
+        s = self.settings
+        before = now - s.retention_days * 86400 if s.retention_days else None
+        if before is None and not s.max_events:
+            return
+        try:
+            pruned = self.record.prune(recorded_before=before, max_events=s.max_events or None)
+            if pruned:
+                log.info("record: %d events past retention forgotten", pruned)
+        except Exception:  # pruning is retried at the next interval
+            log.exception("record: pruning failed")
+
+    # ---- one decision as stored ----
+    def entry(self, event: Event, decision: Decision) -> RecordEntry:
+        rules = tuple((hit.rule, hit.mode) for hit in decision.hits)
+        body = orjson.dumps(decision.to_json(), option=orjson.OPT_NON_STR_KEYS)
+        if decision.stage != 1:
+            return RecordEntry(event.source, event.id, event.time, event.type, decision.stage, decision.verdict,
+                               decision.ruleset_version, body, self._clock(), rules=rules)
+        data = self._redactor.event(event.data)
+        return RecordEntry(event.source, event.id, event.time, event.type, decision.stage, decision.verdict,
+                           decision.ruleset_version, body, self._clock(),
+                           event=orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS), rules=rules,
+                           entities=self._entities(data))
+
+    def _entities(self, data: dict[str, Any]) -> tuple[tuple[str, str], ...]:
+        out = []
+        for name, paths in self._entity_fields():
+            try:
+                key = entity_key(*(get(data, path) for path in paths))
+            except FieldTypeError:  # a field of another type (an object, a list) is no key
+                key = None
+            if key is not None:
+                out.append((name, key))
+        return tuple(out)
+
+    def _entity_fields(self) -> EntityFields:
+        ruleset = self._rules()
+        version, fields = self._entity_cache
+        if version != ruleset.version:
+            declared = tuple((decl.name, tuple(f.path for f in decl.fields))
+                             for decl in ruleset.program.entities.values())
+            names = {name for name, _ in declared}
+            fields = declared + tuple(extra for extra in self._extra if extra[0] not in names)
+            self._entity_cache = (ruleset.version, fields)
+        return fields
