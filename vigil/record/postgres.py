@@ -136,7 +136,8 @@ class PostgresRecord:
                     day = int(str(name).rsplit("_d", 1)[1])
                     if day < cutoff_day:
                         cur.execute(f"SELECT count(*) FROM {name}")
-                        pruned += int(cur.fetchone()[0])
+                        counted = cur.fetchone()
+                        pruned += int(counted[0]) if counted is not None else 0
                         for table in TABLES:
                             cur.execute(f"DROP TABLE IF EXISTS {table}_d{day}")
                         self._days.discard(day)
