@@ -46,3 +46,15 @@ def test_each_output_of_a_rule_has_its_own_stable_key() -> None:
 def test_shadow_rules_send_nothing_and_unrouted_outputs_stay_home() -> None:
     assert all(body["rule"] == "Twice" for _, _, body in _plan(Router({"redact": ("hook",)})))
     assert _plan(Router({"review": ("hook",)})) == []
+
+
+def test_outputs_no_route_names_are_listed_for_a_warning() -> None:
+    from vigil.sinks import build, output_names
+    from vigil.stores.memory import MemoryStore
+
+    rules = load_ruleset("r.vigil", files={"r.vigil": RULES + 'rule "R" when event is "x" then output "review"'})
+    names = output_names(info.actions for info in rules.compiled.rules)
+    assert names == {"redact", "review"}
+    outputs = build({"f": {"kind": "jsonl", "path": "o.jsonl"}}, {"redact": "f"}, MemoryStore())
+    assert outputs.unrouted(names) == ["review"]
+    assert build(None, None, MemoryStore()).unrouted(names) == ["redact", "review"]

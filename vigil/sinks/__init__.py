@@ -9,7 +9,7 @@ least once, through the outbox in the state store; docs/operations.md, "Sinks", 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from vigil.sinks.base import Delivery, Outcome, Sink, SinkError
@@ -19,7 +19,7 @@ from vigil.sinks.settings import BUILTIN_KINDS, SinkConfigError, SinkKind, SinkS
 from vigil.stores.base import OutboxStore
 
 __all__ = ["BUILTIN_KINDS", "Delivery", "Dispatcher", "Outcome", "Outputs", "Router", "Sink", "SinkConfigError",
-           "SinkError", "SinkKind", "SinkSettings", "SinkStats", "build", "idempotency_key", "validate"]
+           "SinkError", "SinkKind", "SinkSettings", "SinkStats", "build", "idempotency_key", "output_names", "validate"]
 
 
 class Outputs:
@@ -38,6 +38,19 @@ class Outputs:
 
     def stats(self) -> dict[str, SinkStats]:
         return self.dispatcher.stats()
+
+    def unrouted(self, names: Iterable[str]) -> list[str]:
+        """Of the output names rules use, those no route sends anywhere (they stay in decisions only):
+        worth a warning at start, since a typo in `[outputs]` would otherwise drop them silently."""
+        router = self.router
+        return sorted({n for n in names if router is None or not router.sinks_for(n)})
+
+
+def output_names(actions: Iterable[Iterable[Any]]) -> set[str]:
+    """The output names among the actions of compiled rules (RuleInfo.actions)."""
+    from vigil.dsl import ast
+
+    return {a.name for rule in actions for a in rule if isinstance(a, ast.OutputAction)}
 
 
 def build(sinks: Mapping[str, Any] | None, outputs: Mapping[str, Any] | None, store: OutboxStore, *,
