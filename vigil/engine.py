@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time as wall
 import zlib
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
@@ -106,6 +108,9 @@ class Engine:
         self._lock = threading.Lock()
         # Per engine thread: whether it holds the lock, and the deadline of the event it decides.
         self._local = threading.local()
+        # Entered around each wait for a slow signal: a pool of engine threads lets another of its threads
+        # take work meanwhile (vigil/service/engine_threads.py).
+        self.waiting: Callable[[], AbstractContextManager[object]] = contextlib.nullcontext
         self._functions: dict[Function, Callable[..., Any]] = {}
         self.activate(ruleset)
         self.counters.start()
@@ -191,13 +196,14 @@ class Engine:
                 return None
             if not getattr(local, "holding", False):
                 return signal(*args)
-            lock.release()
-            local.holding = False
-            try:
-                return signal(*args)
-            finally:
-                lock.acquire()
-                local.holding = True
+            with self.waiting():
+                lock.release()
+                local.holding = False
+                try:
+                    return signal(*args)
+                finally:
+                    lock.acquire()
+                    local.holding = True
 
         return call
 

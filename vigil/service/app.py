@@ -55,6 +55,7 @@ def create_app(settings: ServiceSettings, store: StateStore, *, rules_store: Rul
         svc.prepared = None
         engine = Engine(ruleset, svc.store, signals=engine_signals)
         threads = EngineThreads(settings.engine_threads)  # every engine call, off the event loop
+        engine.waiting = threads.waiting  # a slow signal's wait lets another engine thread go on
         svc.engine, svc.threads = engine, threads
         svc.rules.bind(engine)
         ingest = Ingest(engine, svc.metrics, queue_size=settings.queue_size, recent=settings.recent_decisions,
