@@ -52,7 +52,7 @@ class HeldClassifier:
 
 
 class HeldStore(SqliteStore):
-    """A SQLite store whose counter loading (`counters`), token look-ups (`tokens`) or writes of rules'
+    """A SQLite store whose reads for a new counter (`counters`), token look-ups (`tokens`) or writes of rules'
     label changes (`rule_labels`) wait at their gates; `writes` records each label write's start and end,
     in order."""
 
@@ -63,9 +63,9 @@ class HeldStore(SqliteStore):
         self.tokens = Gate(armed=False)
         self.writes: list[str] = []
 
-    def load_counter_rows(self, *args: Any, **kwargs: Any) -> Any:
-        self.counters.hold()
-        return super().load_counter_rows(*args, **kwargs)
+    def latest_counter_sec(self, *args: Any, **kwargs: Any) -> Any:
+        self.counters.hold()  # binding a counter new to the engine (a rules version's activation) reads this
+        return super().latest_counter_sec(*args, **kwargs)
 
     def find_token(self, *args: Any, **kwargs: Any) -> Any:
         self.tokens.hold()

@@ -192,7 +192,7 @@ def test_an_event_that_cannot_start_by_its_deadline_is_503_and_not_decided(serve
 
 def test_healthz_answers_while_a_rules_version_activates(serve: Callable[..., Any]) -> None:
     client, store = serve()
-    # Activating a version binds its counters, loading their history from the store: held here.
+    # Activating a version binds its counters, reading from the store for a new one: held here.
     store.counters.armed = True
     upload = InThread(lambda: client.post("/v1/rules", json={"files": {"main.vigil": """
 entity user = event.actor.id
