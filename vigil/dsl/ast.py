@@ -194,6 +194,23 @@ class BankMatch:
 
 
 @dataclass(frozen=True, slots=True)
+class RuleFired:
+    """`rule "X" fired`: the stored decision of an event lists the rule (live or shadow, either stage).
+    Searches over the record only."""
+
+    rule: str
+    span: Span = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class VerdictIs:
+    """`verdict is review`: the stored decision's final verdict. Searches over the record only."""
+
+    verdict: str
+    span: Span = _span()
+
+
+@dataclass(frozen=True, slots=True)
 class And:
     items: tuple[Expr, ...]
     span: Span = _span()
@@ -234,7 +251,7 @@ Literal = Union[Number, String, Duration, Bool, ListLit]
 Expr = Union[
     Number, String, Duration, Bool, ListLit, Field, NameRef, Call, Arith, Compare, Crosses, TextOp,
     ContainsAny, Matches, In, Missing, EventIs, HasLabel, And, Or, Not, Counter, ClassifierCall, PolicyFinds,
-    BankMatch,
+    BankMatch, RuleFired, VerdictIs,
 ]
 
 
@@ -401,3 +418,13 @@ class Module:
 
     path: str
     items: tuple[Item, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    """A search over the record: the events where `condition` holds (None: every event), or with `top`
+    the most frequent values of that expression among them."""
+
+    condition: Expr | None
+    top: Expr | None = None
+    span: Span = _span()

@@ -533,6 +533,8 @@ class Checker:
                 self.error("`within` is a Hamming distance between 0 and 256", e.span,
                            "PDQ practice is 31 for images", code="value")
             return BOOL
+        if isinstance(e, (ast.RuleFired, ast.VerdictIs)):
+            return self.record_predicate(e)
         if isinstance(e, ast.Counter):
             self._entity(e.entity, e.span)
             for part in (e.value, e.where):
@@ -551,6 +553,15 @@ class Checker:
                 self.error("a counter's window is at least 1 second", e.span, code="value")
             return NUMBER
         raise TypeError(f"unhandled expression {e!r}")  # pragma: no cover - grammar and AST agree
+
+    def record_predicate(self, e: ast.RuleFired | ast.VerdictIs) -> str:
+        """`rule "X" fired` and `verdict is V` read a stored decision: a search over the record has one
+        (vigil.analysis.search checks them there), a rule deciding an event does not."""
+        what = "`rule \"…\" fired`" if isinstance(e, ast.RuleFired) else "`verdict is …`"
+        self.error(f"{what} asks what was decided about a stored event: it is for searches over the record "
+                   "(vigil search), not for rules", e.span,
+                   "a rule cannot depend on another rule's decision; test the same condition here", code="name")
+        return BOOL
 
     def _contains(self, e: ast.TextOp) -> None:
         """`contains`: a substring of a string, or an item of a list (docs/language.md, Text). What the

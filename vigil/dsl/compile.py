@@ -249,6 +249,10 @@ class _FunctionBuilder:
             return f"(None if ({a} := {member}) is None else {'not ' if e.negated else ''}{a})"
         if isinstance(e, ast.Missing):
             return f"({self.val(e.operand)} is {'not ' if e.negated else ''}None)"
+        if isinstance(e, ast.RuleFired):  # a search over the record: its namespace binds these two
+            return f"_rule_fired({e.rule!r})"
+        if isinstance(e, ast.VerdictIs):
+            return f"_verdict_is({e.verdict!r})"
         raise TypeError(f"cannot compile {e!r}")  # pragma: no cover
 
     def operand(self, e: ast.Expr) -> tuple[str, str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import re
 from importlib import resources
@@ -41,7 +42,7 @@ _HINTS: list[tuple[str, str, str]] = [
 @functools.cache
 def _parser() -> Lark:
     grammar = resources.files("vigil.dsl").joinpath("grammar.lark").read_text("utf-8")
-    return Lark(grammar, parser="lalr", propagate_positions=True, maybe_placeholders=True)
+    return Lark(grammar, parser="lalr", propagate_positions=True, maybe_placeholders=True, start=["start", "query"])
 
 
 def _describe(terminal: str) -> str:
@@ -181,7 +182,7 @@ def parse(text: str, path: str = "<rules>") -> tuple[ast.Module, list[Diagnostic
 
 def _parse_part(text: str, path: str) -> tuple[ast.Module | None, UnexpectedInput | Diagnostic | None]:
     try:
-        tree = _parser().parse(text)
+        tree = _parser().parse(text, start="start")
     except UnexpectedInput as error:
         return None, error
     try:
@@ -248,3 +249,25 @@ def _unparsed(text: str, start: int, keyword: int | None, path: str) -> ast.Unpa
         kind = declares.group(1) or declares.group(3) or declares.group(5) or ""
         name = declares.group(2) or declares.group(4) or ""
     return ast.Unparsed(kind, name, Span(path, line, 1))
+
+
+QUERY_PATH = "query"  # the file a search's diagnostics name: `query:1:12` is its line and column
+
+
+def parse_query(text: str) -> tuple[ast.Query | None, list[Diagnostic]]:
+    """Parse a search over the record (`CONDITION`, or `top EXPR where CONDITION`): the query, or its
+    syntax error with the line and column in the query's own text."""
+    try:
+        tree = _parser().parse(text, start="query")
+    except UnexpectedInput as error:
+        found = _syntax_diagnostic(error, QUERY_PATH, text)
+        message = found.message.replace("end of the file", "end of the query")
+        return None, [dataclasses.replace(found, message=message)]
+    try:
+        query = ToAst(QUERY_PATH).transform(tree)
+    except VisitError as error:
+        meta = getattr(error.obj, "meta", None)
+        line, column = getattr(meta, "line", 1), getattr(meta, "column", 1)
+        return None, [Diagnostic(f"invalid literal: {error.orig_exc}", Span(QUERY_PATH, line, column), code="syntax")]
+    assert isinstance(query, ast.Query)  # the query start symbol's two forms both build one
+    return query, []

@@ -283,6 +283,18 @@ class ToAst(Transformer_NonRecursive[Token, ast.Module]):
     def policy_finds(self, meta: Meta, c: list[Any]) -> ast.PolicyFinds:
         return ast.PolicyFinds(string_value(c[0]), c[1], self._span(meta))
 
+    def rule_fired(self, meta: Meta, c: list[Token]) -> ast.RuleFired:
+        return ast.RuleFired(string_value(c[0]), self._span(meta))
+
+    def verdict_is(self, meta: Meta, c: list[Token]) -> ast.VerdictIs:
+        return ast.VerdictIs(str(c[0]), self._span(meta))
+
+    def query_where(self, meta: Meta, c: list[Any]) -> ast.Query:
+        return ast.Query(c[0], None, self._span(meta))
+
+    def query_top(self, meta: Meta, c: list[Any]) -> ast.Query:
+        return ast.Query(c[1] if len(c) > 1 else None, c[0], self._span(meta))
+
     def classifier_score(self, meta: Meta, c: list[Any]) -> ast.ClassifierCall:
         return ast.ClassifierCall(string_value(c[0]), c[1], "score", self._span(meta))
 

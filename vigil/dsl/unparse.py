@@ -60,6 +60,10 @@ def unparse(e: ast.Expr) -> str:
         return f"{unparse(e.arg)} matches bank {json.dumps(e.bank)}{within}"
     if isinstance(e, ast.HasLabel):
         return f"{e.entity} has {'manual ' if e.manual else ''}label {json.dumps(e.label)}"
+    if isinstance(e, ast.RuleFired):
+        return f"rule {json.dumps(e.rule, ensure_ascii=False)} fired"
+    if isinstance(e, ast.VerdictIs):
+        return f"verdict is {e.verdict}"
     if isinstance(e, ast.And):
         return " and ".join(_paren(i, ast.Or) for i in e.items)
     if isinstance(e, ast.Or):
