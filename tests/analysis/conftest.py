@@ -1,20 +1,22 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from stored import ListRecord, stored_events  # noqa: E402
+from stored import every_event, record_traffic
 
-from vigil.demo.generator import generate  # noqa: E402
-from vigil.dsl.loader import RuleSet, load_ruleset  # noqa: E402
-from vigil.record.base import StoredEvent  # noqa: E402
+from vigil.demo.generator import generate
+from vigil.dsl.loader import RuleSet, load_ruleset
+from vigil.record.base import StoredEvent
+from vigil.record.sqlite import SqliteRecord
 
 EXAMPLES = str(Path(__file__).parents[2] / "examples" / "rules")
-DEMO_EVENTS = 10000
+DEMO_EVENTS = 10_000  # enough for every example rule that counts to fire a few times
 
 
 @pytest.fixture(scope="session")
@@ -23,11 +25,24 @@ def example_rules() -> RuleSet:
 
 
 @pytest.fixture(scope="session")
-def demo_stored(example_rules: RuleSet) -> list[StoredEvent]:
-    """The demo's traffic decided by the example rules, as the record keeps it."""
-    return stored_events(example_rules, generate(DEMO_EVENTS, 7))
+def demo_record_path(tmp_path_factory: pytest.TempPathFactory, example_rules: RuleSet) -> Path:
+    """The demo's traffic decided by the example rules, in the record's SQLite store."""
+    path = tmp_path_factory.mktemp("record") / "record.sqlite"
+    record_traffic(example_rules, generate(DEMO_EVENTS, 7), path).close()
+    return path
 
 
 @pytest.fixture()
-def demo_record(demo_stored: list[StoredEvent]) -> ListRecord:
-    return ListRecord(demo_stored)
+def demo_record(demo_record_path: Path) -> Iterator[SqliteRecord]:
+    record = SqliteRecord(demo_record_path)
+    yield record
+    record.close()
+
+
+@pytest.fixture(scope="session")
+def demo_stored(demo_record_path: Path) -> list[StoredEvent]:
+    record = SqliteRecord(demo_record_path)
+    try:
+        return every_event(record)
+    finally:
+        record.close()

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 from conftest import EXAMPLES
-from stored import ListRecord
 
 from vigil.analysis.backtest import BacktestError, FieldTruth, backtest, longest_window
 from vigil.dsl.loader import RuleSet, load_ruleset
 from vigil.record.base import StoredEvent
+from vigil.record.sqlite import SqliteRecord
 
 STUFFING = "Credential stuffing: many accounts from one IP"
 BURST = "Posting burst from a new account"
@@ -32,7 +32,7 @@ def span(stored: list[StoredEvent]) -> tuple[float, float]:
     return stored[0].time, stored[-1].time + 1
 
 
-def test_the_same_rules_replayed_decide_as_the_log_did(demo_record: ListRecord, demo_stored: list[StoredEvent],
+def test_the_same_rules_replayed_decide_as_the_log_did(demo_record: SqliteRecord, demo_stored: list[StoredEvent],
                                                        example_rules: RuleSet) -> None:
     first, end = span(demo_stored)
     middle = demo_stored[len(demo_stored) // 2].time
@@ -47,7 +47,7 @@ def test_the_same_rules_replayed_decide_as_the_log_did(demo_record: ListRecord, 
 
 
 def test_an_edited_example_rule_shows_gained_and_lost_hits_with_examples(
-        tmp_path: Path, demo_record: ListRecord, demo_stored: list[StoredEvent], example_rules: RuleSet) -> None:
+        tmp_path: Path, demo_record: SqliteRecord, demo_stored: list[StoredEvent], example_rules: RuleSet) -> None:
     candidate = edited(tmp_path, {"accounts.vigil": ("accounts_tried_from_ip > 20", "accounts_tried_from_ip > 10"),
                                   "spam.vigil": ("posts_last_10m > 20", "posts_last_10m > 30")})
     since, until = span(demo_stored)
@@ -78,7 +78,7 @@ def test_an_edited_example_rule_shows_gained_and_lost_hits_with_examples(
     assert cand["tp"] > cur["tp"] or cand["recall"] != cur["recall"]
 
 
-def test_rules_added_and_removed_and_an_unknown_current_rules_set(tmp_path: Path, demo_record: ListRecord,
+def test_rules_added_and_removed_and_an_unknown_current_rules_set(tmp_path: Path, demo_record: SqliteRecord,
                                                                   demo_stored: list[StoredEvent],
                                                                   example_rules: RuleSet) -> None:
     candidate = edited(tmp_path, {"accounts.vigil": ('rule "Known stuffing IP"', 'rule "Known stuffing IP (v2)"')})
@@ -93,7 +93,7 @@ def test_rules_added_and_removed_and_an_unknown_current_rules_set(tmp_path: Path
     assert blind.rules_changed == []
 
 
-def test_a_range_without_stored_events_says_so(demo_record: ListRecord, example_rules: RuleSet) -> None:
+def test_a_range_without_stored_events_says_so(demo_record: SqliteRecord, example_rules: RuleSet) -> None:
     with pytest.raises(BacktestError, match="holds no events between 2001-01-01T00:00:00Z and"):
         backtest(demo_record, example_rules, since=978307200.0, until=978310800.0)
     with pytest.raises(BacktestError, match="must come after"):

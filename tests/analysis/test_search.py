@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
 
 import pytest
-from stored import ListRecord
+from stored import record_traffic
 
 from vigil.analysis.query import compile_query
 from vigil.analysis.search import SearchLimits, SearchRefused, Window, counts, parse_when, search, top
-from vigil.dsl.loader import RuleSet
+from vigil.dsl.loader import RuleSet, load_ruleset
 from vigil.record.base import StoredEvent
+from vigil.record.sqlite import SqliteRecord
 
 STUFFING = "Credential stuffing: many accounts from one IP"
 
 
-def test_a_page_is_every_match_newest_first_and_the_cursor_continues(demo_record: ListRecord,
+def test_a_page_is_every_match_newest_first_and_the_cursor_continues(demo_record: SqliteRecord,
                                                                       demo_stored: list[StoredEvent],
                                                                       example_rules: RuleSet) -> None:
     query = compile_query('event is "post" and verdict is block', context=example_rules)
@@ -32,7 +34,7 @@ def test_a_page_is_every_match_newest_first_and_the_cursor_continues(demo_record
     assert [e.event_id for e in seen] == [e.event_id for e in sorted(expected, key=lambda e: -e.time)]
 
 
-def test_rule_fired_uses_the_rule_index_and_fields_are_evaluated(demo_record: ListRecord,
+def test_rule_fired_uses_the_rule_index_and_fields_are_evaluated(demo_record: SqliteRecord,
                                                                  demo_stored: list[StoredEvent],
                                                                  example_rules: RuleSet) -> None:
     some_ip = next(e.event["ip"] for e in demo_stored if STUFFING in e.rules and e.event)
@@ -47,14 +49,14 @@ def test_rule_fired_uses_the_rule_index_and_fields_are_evaluated(demo_record: Li
     assert page.scanned == len(selected) < len(demo_stored) // 100  # only what the indexes selected was read
 
 
-def test_time_window_bounds_the_search(demo_record: ListRecord, demo_stored: list[StoredEvent]) -> None:
+def test_time_window_bounds_the_search(demo_record: SqliteRecord, demo_stored: list[StoredEvent]) -> None:
     middle = demo_stored[len(demo_stored) // 2].time
     page = search(demo_record, compile_query("verdict is allow"), Window(since=middle, until=middle + 60),
                   limit=1000)
     assert page.events and all(middle <= e.time < middle + 60 for e in page.events)
 
 
-def test_top_values_of_an_expression_where_a_rule_fired(demo_record: ListRecord, demo_stored: list[StoredEvent],
+def test_top_values_of_an_expression_where_a_rule_fired(demo_record: SqliteRecord, demo_stored: list[StoredEvent],
                                                         example_rules: RuleSet) -> None:
     query = compile_query(f'top event.ip where rule "{STUFFING}" fired', context=example_rules)
     found = top(demo_record, query, Window(), n=3)
@@ -63,20 +65,21 @@ def test_top_values_of_an_expression_where_a_rule_fired(demo_record: ListRecord,
     assert found.matched == sum(expected.values())
 
 
-def test_counts_per_hour_include_empty_hours(demo_stored: list[StoredEvent]) -> None:
-    # Two clusters three hours apart: the hours between are there with 0.
-    base = demo_stored[0]
-    shifted = [StoredEvent(e.cursor.replace(repr(e.time), repr(e.time + 3 * 3600), 1), e.source, e.event_id,
-                           e.time + 3 * 3600, e.type, e.verdict, e.ruleset, e.recorded_at, e.event, e.decisions,
-                           e.rules, e.entities) for e in demo_stored[:50]]
-    record = ListRecord([*demo_stored[:50], *shifted])
-    found = counts(record, compile_query("verdict is allow or not verdict is allow"), Window(), by="hour")
-    assert sum(n for _b, n in found.rows) == 100
-    assert len(found.rows) >= 4 and 0 in [n for _b, n in found.rows]
-    assert found.rows[0][0].endswith(":00:00Z") and base.time // 3600 * 3600 <= base.time
+def test_counts_per_hour_include_empty_hours(tmp_path: Path) -> None:
+    rules = load_ruleset("r.vigil", files={"r.vigil": 'rule "post" when event is "post" then flag'})
+    hour = 1_767_225_600.0  # 2026-01-01T00:00:00Z
+    times = [hour + 10, hour + 20, hour + 3 * 3600 + 5, hour + 3 * 3600 + 6, hour + 3 * 3600 + 7]
+    record = record_traffic(rules, [{"type": "post", "id": f"p{i}", "time": t} for i, t in enumerate(times)],
+                            tmp_path / "record.sqlite")
+    found = counts(record, compile_query("verdict is flag"), Window(), by="hour")
+    assert found.rows == [("2026-01-01T00:00:00Z", 2), ("2026-01-01T01:00:00Z", 0), ("2026-01-01T02:00:00Z", 0),
+                          ("2026-01-01T03:00:00Z", 3)]
+    by_day = counts(record, compile_query('rule "post" fired', context=rules), Window(since=hour + 15), by="day")
+    assert by_day.rows == [("2026-01-01T00:00:00Z", 4)] and by_day.scanned == 4
+    record.close()
 
 
-def test_a_search_that_reads_too_much_is_refused_with_a_hint(demo_record: ListRecord) -> None:
+def test_a_search_that_reads_too_much_is_refused_with_a_hint(demo_record: SqliteRecord) -> None:
     limits = SearchLimits(max_scanned=100, read_batch=50)
     with pytest.raises(SearchRefused) as caught:
         search(demo_record, compile_query('event.text contains "zzz-never"'), Window(), limits=limits)

@@ -14,7 +14,7 @@ import datetime as dt
 import re
 import time as wall
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -110,7 +110,7 @@ class _Scan:
     last_cursor: str | None = None
     started: float = field(default_factory=wall.monotonic)
 
-    def rows(self, after: str | None = None) -> Iterator[tuple[StoredEvent, Any]]:
+    def rows(self, after: str | None = None) -> Generator[tuple[StoredEvent, Any], None, None]:
         """Each matching stored event with the `top` value, in order, from `after` on."""
         p = self.query.pushdown
         cursor = after
