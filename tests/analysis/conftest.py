@@ -1,21 +1,16 @@
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from stored import every_event, record_traffic
-
+from analysis.stored import EXAMPLES, every_event, record_traffic
 from vigil.demo.generator import generate
 from vigil.dsl.loader import RuleSet, load_ruleset
 from vigil.record.base import StoredEvent
 from vigil.record.sqlite import SqliteRecord
 
-EXAMPLES = str(Path(__file__).parents[2] / "examples" / "rules")
 DEMO_EVENTS = 10_000  # enough for every example rule that counts to fire a few times
 
 

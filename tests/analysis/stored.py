@@ -16,6 +16,8 @@ from vigil.record.settings import RecordSettings
 from vigil.record.sqlite import SqliteRecord
 from vigil.record.writer import Recorder
 
+EXAMPLES = str(Path(__file__).parents[2] / "examples" / "rules")
+
 
 def record_traffic(ruleset: RuleSet, events: Iterable[dict[str, Any]], path: Path | str,
                    source: str = "demo") -> SqliteRecord:

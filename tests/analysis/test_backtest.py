@@ -6,8 +6,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import EXAMPLES
 
+from analysis.stored import EXAMPLES
 from vigil.analysis.backtest import BacktestError, FieldTruth, backtest, longest_window
 from vigil.dsl.loader import RuleSet, load_ruleset
 from vigil.record.base import StoredEvent

@@ -6,8 +6,8 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from stored import record_traffic
 
+from analysis.stored import record_traffic
 from vigil.analysis.query import compile_query
 from vigil.analysis.search import SearchLimits, SearchRefused, Window, counts, parse_when, search, top
 from vigil.dsl.loader import RuleSet, load_ruleset
