@@ -28,6 +28,7 @@ import orjson
 from vigil.dsl.compile import CounterSpec
 from vigil.effects import DeadLetter
 from vigil.events import DEFAULT_MAX_FUTURE_SKEW
+from vigil.signals.seen import MaybeStored
 from vigil.stores.base import CounterRow, FlushStatus, StateStore, idle_until
 
 log = logging.getLogger("vigil.counters")
@@ -310,6 +311,9 @@ class WindowCounters:
         self._lru: OrderedDict[tuple[str, str], int] | None = OrderedDict() if store is not None else None
         self._generation = [0]
         self._durable = 0
+        # The (counter id, key) pairs the store may hold rows of that memory does not (those it held at
+        # start, those that left memory since): a key not among them is new, and is not looked up.
+        self._maybe_stored = MaybeStored()
 
     def bind(self, specs: list[CounterSpec]) -> None:
         """Make `specs` the active counters (index i of the compiled rules is specs[i]). A counter whose
@@ -323,6 +327,8 @@ class WindowCounters:
                     newest = self.store.latest_counter_sec(spec.cid, not_after=self._clock() + DEFAULT_MAX_FUTURE_SKEW)
                     if newest is not None:
                         self._note_newest(spec.cid, newest)
+                    for key in self.store.counter_keys(spec.cid):  # keys only (about a byte each), no rows
+                        self._maybe_stored.add((spec.cid, key))
             if self.store is None:
                 add, peek = counter.functions(None)
             else:
@@ -367,6 +373,7 @@ class WindowCounters:
         since the last flush stays until the flush after it (the set is over the limit until then)."""
         durable = self._durable
         counters = self._counters
+        maybe_stored = self._maybe_stored
         while len(lru) > limit:
             slot, generation = lru.popitem(last=False)
             if generation >= durable:
@@ -374,6 +381,7 @@ class WindowCounters:
                 lru.move_to_end(slot, last=False)
                 return
             counters[slot[0]].states.pop(slot[1], None)
+            maybe_stored.add(slot)
 
     def held_keys(self) -> int:
         """How many (counter, entity key) states the working set holds now."""
@@ -384,6 +392,7 @@ class WindowCounters:
         exactly what it held before it left memory (or before a restart). None if nothing is stored."""
         store, states, lru, lock = self.store, counter.states, self._lru, self._lock
         cid, distinct = counter.spec.cid, counter.spec.kind == "distinct"
+        maybe_stored = self._maybe_stored
         assert store is not None
 
         def load(key: str) -> list[Any] | None:
@@ -391,6 +400,8 @@ class WindowCounters:
                 state = states.get(key)  # read meanwhile by another thread
                 if state is not None:
                     return state
+                if (cid, key) not in maybe_stored:
+                    return None  # a key the store has never had: nothing to read
                 rows = store.load_counter_key(cid, key)
                 if not rows:
                     return None
@@ -517,6 +528,7 @@ class WindowCounters:
                     if idle_until(_newest_second(counter, state), counter.window) <= before
                     and (lru is None or lru.get((cid, key), -1) < durable)]
             for key in idle:
+                self._maybe_stored.add((cid, key))  # its rows were pruned: a look-up finds none, or a late one
                 del counter.states[key]
                 if lru is not None:
                     lru.pop((cid, key), None)

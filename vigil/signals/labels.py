@@ -23,6 +23,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 
 from vigil.effects import OutboxMessage
+from vigil.signals.seen import MaybeStored
 from vigil.stores.base import LabelBackend, LabelRecord, StateStore, label_at
 
 # Entities whose labels stay in memory (a few hundred bytes each): docs/operations.md, "Memory".
@@ -67,6 +68,9 @@ class Labels:
         # Another process may change a shared store's labels at any time: a cached entity would go stale.
         self._read_through = bool(getattr(self.store, "shared", False))
         self._latest: OrderedDict[tuple[str, str], dict[str, LabelRecord]] = OrderedDict()
+        # The entities the store may hold labels of (read at start, keys only; each commit adds its own):
+        # a question about any other entity needs no store read.
+        self._maybe_labelled = None if self._read_through else MaybeStored(self.store.labelled_entities())
         # The engine's thread and the service's (label API, second stage) share the working set; the lock
         # also spans a miss's store read, so a commit in between cannot be overwritten by what it read.
         self._lock = threading.Lock()
@@ -82,7 +86,9 @@ class Labels:
                 self._latest.move_to_end(entity)
                 return labels
             labels = {}
-            for record in self.store.entity_labels(entity_type, key):
+            maybe = self._maybe_labelled
+            stored = self.store.entity_labels(entity_type, key) if maybe is None or entity in maybe else []
+            for record in stored:
                 latest = labels.get(record.label)
                 if latest is None or latest.updated_at <= record.updated_at:
                     labels[record.label] = record
@@ -95,6 +101,8 @@ class Labels:
         """Make a committed `record` its label's latest in the working set unless a later change is known
         (an entity not held is read from the store when next asked about)."""
         with self._lock:
+            if self._maybe_labelled is not None:
+                self._maybe_labelled.add((record.entity_type, record.key))
             labels = self._latest.get((record.entity_type, record.key))
             if labels is None:
                 return

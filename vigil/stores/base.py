@@ -126,6 +126,11 @@ class StateStore(Protocol):
         the working set reads a key this way when an event needs it)."""
         ...
 
+    def counter_keys(self, cid: str) -> Iterable[str]:
+        """Every entity key of counter `cid` with stored rows, each once (read at start, in place of the
+        rows: the working set asks the store only about keys it may hold)."""
+        ...
+
     def latest_counter_sec(self, cid: str, *, not_after: float | None = None) -> int | None:
         """The newest second among counter `cid`'s rows (only those at or before `not_after`, if given)."""
         ...
@@ -148,6 +153,10 @@ class StateStore(Protocol):
 
     def entity_labels(self, entity_type: str, key: str) -> list[LabelRecord]:
         """The latest record of each label of one entity."""
+        ...
+
+    def labelled_entities(self) -> Iterable[tuple[str, str]]:
+        """Every (entity type, key) with a stored label record, each once."""
         ...
 
     def label_history(self, entity_type: str, key: str) -> list[LabelRecord]:

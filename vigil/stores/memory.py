@@ -50,6 +50,9 @@ class MemoryStore:
     def load_counter_key(self, cid: str, key: str) -> list[CounterRow]:
         return list(self._counter_keys.get((cid, key), ()))
 
+    def counter_keys(self, cid: str) -> Iterable[str]:
+        return [key for c, key in self._counter_keys if c == cid]
+
     def latest_counter_sec(self, cid: str, *, not_after: float | None = None) -> int | None:
         return max((r[2] for r in self.counter_rows if r[0] == cid and (not_after is None or r[2] <= not_after)),
                    default=None)
@@ -80,6 +83,9 @@ class MemoryStore:
 
     def entity_labels(self, entity_type: str, key: str) -> list[LabelRecord]:
         return list(self.labels.get((entity_type, key), {}).values())
+
+    def labelled_entities(self) -> Iterable[tuple[str, str]]:
+        return list(self.labels)
 
     def commit_effects(self, labels: list[LabelRecord], outbox: list[OutboxMessage]) -> None:
         self.enqueue_outbox(outbox)

@@ -154,6 +154,16 @@ class PostgresStore:
                           (cid, key))
         return [(cid, key, int(r[0]), r[1], float(r[2])) for r in rows]
 
+    def counter_keys(self, cid: str) -> Iterable[str]:
+        last = None
+        while True:  # a page at a time, along the (cid, key) index
+            rows = self._read("SELECT DISTINCT key FROM counter_log WHERE cid = %s AND (%s::text IS NULL OR key > %s)"
+                              " ORDER BY key LIMIT 10000", (cid, last, last))
+            yield from (row[0] for row in rows)
+            if len(rows) < 10000:
+                return
+            last = rows[-1][0]
+
     def latest_counter_sec(self, cid: str, *, not_after: float | None = None) -> int | None:
         limit = int(not_after) if not_after is not None else 2**63 - 1
         value = self._read("SELECT MAX(sec) FROM counter_log WHERE cid = %s AND sec <= %s", (cid, limit))[0][0]
@@ -214,6 +224,9 @@ class PostgresStore:
         rows = self._read(f"SELECT {self._LABEL_COLUMNS} FROM labels WHERE entity_type = %s AND key = %s",
                           (entity_type, key))
         return [self._record(r) for r in rows]
+
+    def labelled_entities(self) -> Iterable[tuple[str, str]]:
+        return [(r[0], r[1]) for r in self._read("SELECT DISTINCT entity_type, key FROM labels")]
 
     def label_history(self, entity_type: str, key: str) -> list[LabelRecord]:
         rows = self._read(f"SELECT {self._LABEL_COLUMNS} FROM label_history WHERE entity_type = %s AND key = %s"

@@ -12,7 +12,7 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from vigil.effects import DeadLetter, OutboxMessage
@@ -228,6 +228,13 @@ class SqliteStore:
         with self._lock:
             return self._conn.execute(sql, params).fetchall()
 
+    def _read_all(self, sql: str, params: tuple[object, ...] = ()) -> Iterator[tuple[object, ...]]:
+        """The rows of a large answer a few thousand at a time, on the reading connection."""
+        with self._reader_lock:
+            cursor = self._reader_conn.execute(sql, params)
+            while rows := cursor.fetchmany(5000):
+                yield from rows
+
     def _reader(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
         """A read of committed rows that need not wait for a write in progress."""
         with self._reader_lock:
@@ -251,6 +258,9 @@ class SqliteStore:
         rows = self._reader("SELECT sec, value, amount FROM counter_rows WHERE cid = ? AND key = ? ORDER BY rowid",
                             (cid, key))
         return [(cid, key, int(s), str(v), float(a)) for s, v, a in rows]  # type: ignore[call-overload, arg-type]
+
+    def counter_keys(self, cid: str) -> Iterable[str]:
+        return (str(key) for (key,) in self._read_all("SELECT DISTINCT key FROM counter_rows WHERE cid = ?", (cid,)))
 
     def latest_counter_sec(self, cid: str, *, not_after: float | None = None) -> int | None:
         limit = not_after if not_after is not None else float(2**63)
@@ -309,6 +319,9 @@ class SqliteStore:
     def entity_labels(self, entity_type: str, key: str) -> list[LabelRecord]:
         rows = self._reader("SELECT * FROM labels WHERE entity_type = ? AND key = ?", (entity_type, key))
         return [self._record(r) for r in rows]
+
+    def labelled_entities(self) -> Iterable[tuple[str, str]]:
+        return ((str(etype), str(key)) for etype, key in self._read_all("SELECT DISTINCT entity_type, key FROM labels"))
 
     def label_history(self, entity_type: str, key: str) -> list[LabelRecord]:
         rows = self._read(
