@@ -35,7 +35,10 @@ class MaybeStored:
         self._room -= 1
 
     def __contains__(self, key: Hashable) -> bool:
-        return any(key in bloom for bloom in self._filters)
+        for bloom in self._filters:  # a plain loop: asked once per entity new to memory
+            if key in bloom:
+                return True
+        return False
 
     def size_in_bytes(self) -> int:
         return sum(bloom.size_in_bits for bloom in self._filters) // 8
