@@ -152,6 +152,8 @@ SUBCOMMANDS: dict[str, SubCommand] = {
     "dead-letters": SubCommand("vigil.stores.cli", "dead_letters_group", None),
     "outbox": SubCommand("vigil.sinks.cli", "outbox_group", None),
     "store": SubCommand("vigil.stores.cli", "store_group", None),
+    "search": SubCommand("vigil.analysis.cli", "search_command", None),
+    "backtest": SubCommand("vigil.analysis.cli", "backtest_command", None),
 }
 
 

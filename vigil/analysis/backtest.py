@@ -46,7 +46,8 @@ class GroundTruth(Protocol):
     field of the event. Reviewers' decisions (the review queue, not built yet) plug in here: a
     GroundTruth that looks the event's (source, event id) up among decided review items."""
 
-    description: str
+    @property
+    def description(self) -> str: ...
 
     def __call__(self, stored: StoredEvent) -> bool | None: ...
 

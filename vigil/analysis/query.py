@@ -105,16 +105,21 @@ class CompiledQuery:
 class QueryChecker(Checker):
     """The rules checker with the two searching forms allowed, their names checked."""
 
-    def __init__(self, functions: Functions, known_rules: Iterable[str]) -> None:
+    def __init__(self, functions: Functions, known_rules: Iterable[str],
+                 rule_exists: Callable[[str], bool] | None = None) -> None:
         super().__init__(functions)
         self.known_rules = sorted(set(known_rules))
+        self.rule_exists = rule_exists
 
     def record_predicate(self, e: ast.RuleFired | ast.VerdictIs) -> str:
-        if isinstance(e, ast.RuleFired) and e.rule not in self.known_rules:
+        if isinstance(e, ast.RuleFired) and e.rule not in self.known_rules and not (
+                self.rule_exists is not None and self.rule_exists(e.rule)):
             hint = _did_you_mean(e.rule, self.known_rules)
-            if hint is None:
-                shown = ", ".join(f'"{r}"' for r in self.known_rules[:8]) or "none are known"
+            if hint is None and self.known_rules:
+                shown = ", ".join(f'"{r}"' for r in self.known_rules[:8])
                 hint = f"rules known: {shown}{' …' if len(self.known_rules) > 8 else ''}"
+            elif hint is None:
+                hint = "the record holds no hit of a rule by that name; give the rules (--rules) to see their names"
             self.error(f'no rule named "{e.rule}"', e.span, hint, code="name")
         return BOOL
 
@@ -235,9 +240,11 @@ def pushdown(condition: ast.Expr | None, entities: dict[str, ast.EntityDecl]) ->
 
 
 def compile_query(text: str, *, context: RuleSet | None = None, functions: Functions | None = None,
-                  known_rules: Iterable[str] = (), labels: LabelBackend | None = None) -> CompiledQuery:
+                  known_rules: Iterable[str] = (), rule_exists: Callable[[str], bool] | None = None,
+                  labels: LabelBackend | None = None) -> CompiledQuery:
     """Parse, check and compile a search. `context`: the rules set whose declarations the query may use
-    (its rules' names are known to `rule "X" fired`, with `known_rules`, e.g. the rules the record saw);
+    (its rules' names are known to `rule "X" fired`, with `known_rules`, and any name `rule_exists` finds,
+    e.g. in the record: an older version's rule);
     `labels`: where `ENTITY has label` reads (as of each event's time). Raises QueryError."""
     functions = functions if functions is not None else (
         context.program.functions if context is not None else builtin_functions())
@@ -251,7 +258,7 @@ def compile_query(text: str, *, context: RuleSet | None = None, functions: Funct
                                                                                query.top.span),)))
     rule = ast.Rule(SEARCH_RULE, condition, tuple(actions), span=Span(QUERY_PATH, 1, 1))
     names = [*(r.name for r in (context.program.rules if context is not None else ())), *known_rules]
-    checker = QueryChecker(functions, names)
+    checker = QueryChecker(functions, names, rule_exists)
     program = checker.check([*_context_modules(context), ast.Module(QUERY_PATH, (rule,))])
     diagnostics = [d for d in checker.diagnostics if d.severity is Severity.ERROR]
     diagnostics = [dataclasses.replace(d, message=d.message.replace("a rule's condition", "a search's condition"))

@@ -110,15 +110,18 @@ class _Scan:
     last_cursor: str | None = None
     started: float = field(default_factory=wall.monotonic)
 
-    def rows(self, after: str | None = None) -> Generator[tuple[StoredEvent, Any], None, None]:
-        """Each matching stored event with the `top` value, in order, from `after` on."""
+    def rows(self, after: str | None = None, first: int | None = None) -> Generator[tuple[StoredEvent, Any], None, None]:
+        """Each matching stored event with the `top` value, in order, from `after` on. The first read asks
+        for `first` events (a page's worth), each next one for four times as many up to `read_batch`, so a
+        page the indexes fill exactly reads no more than it shows."""
         p = self.query.pushdown
         cursor = after
+        size = min(first or self.limits.read_batch, self.limits.read_batch)
         while True:
             batch = list(self.record.scan(Query(
                 since=self.window.since, until=self.window.until, types=p.types, verdicts=p.verdicts,
                 rules=p.rules, entities=p.entities, sources=self.window.sources, newest_first=self.newest_first,
-                limit=self.limits.read_batch, after=cursor)))
+                limit=size, after=cursor)))
             for stored in batch:
                 self._count_one()
                 self.last_cursor = stored.cursor
@@ -126,9 +129,10 @@ class _Scan:
                 matched, value = self.query.evaluate(event, stored.rules, stored.verdict)
                 if matched:
                     yield stored, value
-            if len(batch) < self.limits.read_batch:
+            if len(batch) < size:
                 return
             cursor = batch[-1].cursor
+            size = min(size * 4, self.limits.read_batch)
             if wall.monotonic() - self.started > self.limits.time_budget:
                 raise SearchRefused(
                     f"the search ran past its time budget of {self.limits.time_budget:g} s after reading "
@@ -160,7 +164,7 @@ def search(record: Record, query: CompiledQuery, window: Window, *, limit: int =
                             "page through the rest with the cursor each page returns")
     scan = _Scan(record, query, window, limits)
     found: list[StoredEvent] = []
-    rows = scan.rows(after)
+    rows = scan.rows(after, first=limit)
     for stored, _value in rows:
         found.append(stored)
         if len(found) == limit:
