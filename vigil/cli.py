@@ -1,4 +1,5 @@
-"""The `vigil` command. Every subcommand builds the same Engine that production runs."""
+"""The `vigil` command. Every subcommand reads one Settings (vigil.toml < environment < flags) and builds
+the runtime production runs with `vigil.runtime.build_runtime`."""
 
 from __future__ import annotations
 
@@ -19,9 +20,9 @@ from rich.table import Table
 from vigil.diagnostics import DiagnosticError
 from vigil.dsl.loader import RuleSet, load_ruleset
 from vigil.effects import Decision
-from vigil.stores.cli import dead_letter_limits, dead_letter_options
+from vigil.settings import ConfigError, Settings, load_settings
+from vigil.stores.cli import dead_letter_flags, dead_letter_options
 
-DEFAULT_DB = "vigil-data/vigil.sqlite"
 DEAD_LETTER_REASONS_SHOWN = 5
 DEAD_LETTER_EXIT = 3  # `vigil run --fail-on-dead-letters`: 1 is taken by errors in the rules
 
@@ -54,16 +55,6 @@ def _load(paths: tuple[str, ...], functions: Any = None) -> RuleSet:
     return ruleset
 
 
-def _open_store(db: str | None, dead_letters: Any = None) -> Any:
-    """None (or "memory") keeps state in memory; a path or sqlite:/// URL persists it, keeping dead
-    letters within `dead_letters` (DeadLetterLimits; None: the defaults)."""
-    if db is None or db == "memory":
-        return None
-    from vigil.stores.sqlite import open_store
-
-    return open_store(db, dead_letters=dead_letters)
-
-
 def _read_lines(path: str) -> Iterator[bytes]:
     stream: IO[bytes] = sys.stdin.buffer if path == "-" else open(path, "rb")  # noqa: SIM115
     try:
@@ -75,31 +66,74 @@ def _read_lines(path: str) -> Iterator[bytes]:
             stream.close()
 
 
+# Each option of `signal_options` and the setting it overrides (None when not given: the lower sources apply).
+SIGNAL_FLAGS = {"classifiers_dir": "signals.classifiers", "policies_dir": "signals.policies",
+                "endpoint": "signals.endpoint", "model": "signals.model", "api_key_env": "signals.api_key_env",
+                "banks_db": "signals.banks", "media_roots": "signals.media_roots"}
+
+
+def config_option(function: Any) -> Any:
+    return click.option("--config", "config_path", default=None, type=click.Path(exists=True, dir_okay=False),
+                        help="Settings file (default: $VIGIL_CONFIG, or ./vigil.toml if present).")(function)
+
+
 def signal_options(function: Any) -> Any:
-    """Options for the signals rules may call: classifiers, policy models, hash banks."""
+    """Options for the signals rules may call (classifiers, policy models, hash banks), and --config."""
     options = [
         click.option("--classifiers", "classifiers_dir", default=None,
-                     help="Directory of trained classifiers (default: vigil-data/classifiers)."),
-        click.option("--policies", "policies_dir", default=None, help="Directory of policy files (*.md)."),
-        click.option("--endpoint", default=None, envvar="VIGIL_MODEL_ENDPOINT",
-                     help="OpenAI-compatible base URL serving the policy model, e.g. http://127.0.0.1:8000/v1."),
-        click.option("--model", default="gpt-oss-safeguard-20b", show_default=True, help="Policy model name."),
-        click.option("--api-key-env", default=None, help="Environment variable holding the endpoint's API key."),
-        click.option("--banks", "banks_db", default=None, envvar="VIGIL_BANKS",
-                     help="SQLite file of hash banks (see `vigil bank`; default vigil-data/banks.sqlite if present)."),
+                     help="Directory of trained classifiers (signals.classifiers; default vigil-data/classifiers)."),
+        click.option("--policies", "policies_dir", default=None,
+                     help="Directory of policy files, *.md (signals.policies)."),
+        click.option("--endpoint", default=None,
+                     help="OpenAI-compatible base URL serving the policy model, e.g. http://127.0.0.1:8000/v1 "
+                          "(signals.endpoint, env VIGIL_MODEL_ENDPOINT)."),
+        click.option("--model", default=None, help="Policy model name (signals.model; default gpt-oss-safeguard-20b)."),
+        click.option("--api-key-env", default=None,
+                     help="Environment variable holding the endpoint's API key (or set VIGIL_SIGNALS__API_KEY)."),
+        click.option("--banks", "banks_db", default=None,
+                     help="Hash banks: SQLite file or postgresql:// URL (signals.banks, env VIGIL_BANKS; "
+                          "default vigil-data/banks.sqlite if present)."),
         click.option("--media-root", "media_roots", multiple=True,
                      help="Directory events may name media files in (repeatable; none: paths refused)."),
     ]
     for option in reversed(options):
         function = option(function)
-    return function
+    return config_option(function)
 
 
-def _signals(options: dict[str, Any], functions: Any) -> Any:
-    """The signals from the options, with the functions the rules were loaded with (plugins loaded once)."""
-    from vigil.signals.providers import build_signals
+def settings_from(options: dict[str, Any], flags: dict[str, Any] | None = None) -> Settings:
+    """The settings of a command: its --config file, the environment, then its flags (`options` holds
+    the `signal_options` values, `flags` dotted keys of its own options; None: not given)."""
+    given = {key: options.get(name) or None for name, key in SIGNAL_FLAGS.items()}
+    given.update(flags or {})
+    try:
+        return load_settings(given, config=options.get("config_path"))
+    except ConfigError as error:
+        raise click.ClickException(str(error)) from None
 
-    return build_signals(**options, functions=functions)
+
+def _signals(settings: Settings) -> Any:
+    """The signals of the settings (vigil.runtime.open_signals), with the installed plugins' functions; a
+    plugin that cannot be used stops the command, naming it."""
+    from vigil.plugins import PluginError
+    from vigil.runtime import open_signals
+
+    try:
+        return open_signals(settings)
+    except PluginError as error:
+        raise click.ClickException(str(error)) from None
+
+
+def _runtime(settings: Settings, rules: tuple[str, ...]) -> Any:
+    """The runtime of a one-shot command over RULES (loaded with the signals' functions); a store URL
+    or sinks settings Vigil does not take, or a plugin that cannot be used, is one line."""
+    from vigil.plugins import PluginError
+    from vigil.runtime import build_runtime
+
+    try:
+        return build_runtime(settings, lambda store, signals: _load(rules, signals.functions))
+    except (ValueError, PluginError) as error:
+        raise click.ClickException(str(error)) from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,9 +245,13 @@ def check(rules: tuple[str, ...]) -> None:
 def test(rules: tuple[str, ...], time_limit: float, **signal_opts: Any) -> None:
     """Run the tests written beside RULES; exit 1 if any fails."""
     from vigil.dsl.testing import run_tests
+    from vigil.runtime import close_signals
 
-    functions = _functions()
-    results = run_tests(_load(rules, functions), _signals(signal_opts, functions), time_limit=time_limit)
+    signals = _signals(settings_from(signal_opts))
+    try:
+        results = run_tests(_load(rules, signals.functions), signals, time_limit=time_limit)
+    finally:
+        close_signals(signals)
     failed = [r for r in results if not r.passed]
     for r in results:
         mark = click.style("PASS", fg="green") if r.passed else click.style("FAIL", fg="red")
@@ -236,8 +274,11 @@ def compile_command(rules: tuple[str, ...]) -> None:
 @click.argument("rules", nargs=-1, required=True, type=click.Path(exists=True))
 @click.option("--events", "events_path", required=True, help="JSONL file of events, or - for stdin.")
 @click.option("--out", "out_path", default="-", show_default=True, help="Where decisions go (JSONL); - is stdout.")
-@click.option("--db", default=None, envvar="VIGIL_STORE",
-              help="State store: a SQLite path or sqlite:/// URL (env VIGIL_STORE). Default: in memory.")
+@click.option("--db", default=None,
+              help="State store: a SQLite path, sqlite:/// or postgresql:// URL, or memory: (store.url, env "
+                   "VIGIL_STORE). Default: in memory.")
+@click.option("--redis", "redis_url", default=None,
+              help="Redis URL for shared counters and labels (store.redis, env VIGIL_REDIS).")
 @click.option("--all/--hits-only", "write_all", default=True, show_default=True,
               help="Write a decision for every event, or only for events where a rule fired.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: on a terminal).")
@@ -245,8 +286,8 @@ def compile_command(rules: tuple[str, ...]) -> None:
               help="Exit 3 when any event was dead-lettered (the count and first reasons are always on stderr).")
 @dead_letter_options
 @signal_options
-def run(rules: tuple[str, ...], events_path: str, out_path: str, db: str | None, write_all: bool,
-        progress: bool | None, fail_on_dead_letters: bool, **signal_opts: Any) -> None:
+def run(rules: tuple[str, ...], events_path: str, out_path: str, db: str | None, redis_url: str | None,
+        write_all: bool, progress: bool | None, fail_on_dead_letters: bool, **signal_opts: Any) -> None:
     """Decide every event in a JSONL file with RULES; decisions out as JSONL, a summary at the end.
 
     Rules that need a policy model run in a second stage: their decisions follow the first ones in the
@@ -254,13 +295,12 @@ def run(rules: tuple[str, ...], events_path: str, out_path: str, db: str | None,
     count and first reasons go to stderr, and into the --db store (see `vigil dead-letters`)."""
     import threading
 
-    from vigil.engine import Engine
     from vigil.events import parse_event
-    from vigil.stages import SlowStage
 
-    functions = _functions()
-    letters = dead_letter_limits(signal_opts)  # before the signal options are read: they share **kwargs
-    engine = Engine(_load(rules, functions), _open_store(db, letters), signals=_signals(signal_opts, functions))
+    letters = dead_letter_flags(signal_opts)  # before the signal options are read: they share **kwargs
+    settings = settings_from(signal_opts, {"store.url": db, "store.redis": redis_url, **letters})
+    runtime = _runtime(settings, rules)
+    engine = runtime.engine
     out = sys.stdout.buffer if out_path == "-" else open(out_path, "wb")  # noqa: SIM115
     write_lock = threading.Lock()
 
@@ -268,7 +308,8 @@ def run(rules: tuple[str, ...], events_path: str, out_path: str, db: str | None,
         with write_lock:
             out.write(orjson.dumps(decision.to_json()) + b"\n")
 
-    slow = SlowStage(engine, write)
+    runtime.subscribe(write)
+    slow = runtime.second_stage
     slow.start()
     show_progress = progress if progress is not None else sys.stderr.isatty()
     started = time.perf_counter()
@@ -291,16 +332,17 @@ def run(rules: tuple[str, ...], events_path: str, out_path: str, db: str | None,
                 first_reasons.append(f"event {number} of the input: {result.reason}")
         slow.close()
     finally:
+        runtime.close()  # the second stage's last decisions are written before the output closes
         if out is not sys.stdout.buffer:
             out.close()
         else:
             out.flush()
-        engine.close()
     elapsed = time.perf_counter() - started
     if sys.stderr.isatty() or os.environ.get("VIGIL_SUMMARY"):
         _summary(engine.stats, elapsed)
     stats = engine.stats
-    _report_dead_letters(stats.events + stats.dead_letters, stats.dead_letters, first_reasons, db)
+    _report_dead_letters(stats.events + stats.dead_letters, stats.dead_letters, first_reasons,
+                         settings.store_url("memory:"))
     if fail_on_dead_letters and engine.stats.dead_letters:
         raise SystemExit(DEAD_LETTER_EXIT)
 
@@ -310,7 +352,7 @@ def _report_dead_letters(events: int, dead: int, reasons: list[str], db: str | N
     if not dead:
         click.echo(f"vigil run: {events} events, no dead letters", err=True)
         return
-    kept = ("kept in the store: `vigil dead-letters list --db ...`" if db not in (None, "memory")
+    kept = ("kept in the store: `vigil dead-letters list --db ...`" if db not in (None, "memory", "memory:")
             else "not kept (state in memory): add --db FILE to keep them")
     click.echo(f"vigil run: {dead} of {events} events dead-lettered, {kept}", err=True)
     for reason in reasons:
@@ -339,25 +381,23 @@ def _summary(stats: Any, elapsed: float) -> None:
 @main.command()
 @click.argument("rules", nargs=-1, required=True, type=click.Path(exists=True))
 @click.option("--event", "event_json", required=True, help="The event as JSON, or @FILE to read it.")
-@click.option("--db", default=None, envvar="VIGIL_STORE", help="Read counters and labels from this store.")
+@click.option("--db", default=None,
+              help="Read counters and labels from this store (store.url, env VIGIL_STORE; default in memory).")
+@click.option("--redis", "redis_url", default=None, help="Redis URL for shared counters and labels (store.redis).")
 @signal_options
-def explain(rules: tuple[str, ...], event_json: str, db: str | None, **signal_opts: Any) -> None:
+def explain(rules: tuple[str, ...], event_json: str, db: str | None, redis_url: str | None,
+            **signal_opts: Any) -> None:
     """Decide one event and explain the decision: every rule that fired, and the features it used
     (including the second stage, when rules need a policy model)."""
-    from vigil.engine import Engine
     from vigil.events import parse_event
-    from vigil.stages import SlowStage
 
     raw = Path(event_json[1:]).read_bytes() if event_json.startswith("@") else event_json.encode()
-    functions = _functions()
-    engine = Engine(_load(rules, functions), _open_store(db), signals=_signals(signal_opts, functions))
+    settings = settings_from(signal_opts, {"store.url": db, "store.redis": redis_url})
     followups: list[Decision] = []
-    try:
-        result = engine.process(raw)
+    with _runtime(settings, rules) as runtime:
+        result = runtime.engine.process(raw)
         if isinstance(result, Decision) and result.pending:
-            SlowStage(engine, followups.append).run_batch([(parse_event(raw), result)])
-    finally:
-        engine.close()
+            followups.append(runtime.decide_slow_now(parse_event(raw), result))
     if not isinstance(result, Decision):
         click.echo(f"dead letter: {result.reason}", err=True)
         raise SystemExit(1)
@@ -385,12 +425,13 @@ def explain_text(decision: Decision) -> str:
 @click.option("--events", "n_events", default=20000, show_default=True, help="How many events to generate.")
 @click.option("--seed", default=7, show_default=True)
 @click.option("--rules", "rules_dir", default=None, help="Rules to run (default: the shipped examples).")
-def demo(n_events: int, seed: int, rules_dir: str | None) -> None:
+@signal_options
+def demo(n_events: int, seed: int, rules_dir: str | None, **signal_opts: Any) -> None:
     """Generate realistic platform traffic with attacks mixed in, run the example rules over it, and
-    show what they caught against the ground truth."""
+    show what they caught against the ground truth (state in vigil-data/demo/state.sqlite)."""
     from vigil.demo.run import run_demo
 
-    run_demo(n_events, seed, rules_dir)
+    run_demo(n_events, seed, rules_dir, settings=settings_from(signal_opts))
 
 
 def eval_command() -> click.Command:
@@ -399,9 +440,16 @@ def eval_command() -> click.Command:
     from vigil.eval.rules_candidate import rules_candidate
 
     def rules_kind(spec: str, ctx: Any) -> Any:
+        # The rules decide with the signals of the settings (vigil.toml, environment; plugins' functions
+        # included), the eval's own --dir and endpoint options on top, as every other front door does.
+        endpoint = ctx.endpoint
+        flags: dict[str, Any] = {"signals.classifiers": str(ctx.classifiers_dir)}
+        if endpoint is not None:
+            flags.update({"signals.endpoint": endpoint.base_url, "signals.model": endpoint.model,
+                          "signals.api_key": endpoint.api_key, "signals.timeout": endpoint.timeout_s})
         try:
-            return rules_candidate(spec, ctx, functions=_functions())
-        except (ValueError, DiagnosticError) as error:
+            return rules_candidate(spec, ctx, signals=_signals(load_settings(flags)))
+        except (ValueError, DiagnosticError) as error:  # ConfigError included
             raise click.UsageError(f"rules candidate {spec!r}: {error}") from None
 
     return make_eval_command({"rules": rules_kind})

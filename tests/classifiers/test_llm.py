@@ -8,12 +8,12 @@ from typing import Any
 
 import httpx
 import pytest
+from pydantic import SecretStr
 
 from vigil.classifiers.budget import TokenBudget
 from vigil.classifiers.llm import Endpoint, PolicyClassifier, _retry_after, content_hash
 from vigil.classifiers.policy import Policy
 from vigil.classifiers.retry_queue import RetryQueue
-from vigil.classifiers.secret import Secret
 
 from .fake_openai import FakeOpenAI, Reply
 
@@ -35,7 +35,7 @@ def test_json_answer_is_parsed_and_request_is_well_formed(fake_openai: FakeOpenA
     fake_openai.script = lambda body: Reply(
         content='{"violation": 1, "policy_category": "HR2", "rationale": "insults a person"}', tokens=77
     )
-    classifier = make(fake_openai, api_key=Secret("sk-test"))
+    classifier = make(fake_openai, api_key=SecretStr("sk-test"))
     [answer] = classifier.classify(["you are worthless"])
     assert (answer.status, answer.label, answer.flagged, answer.score) == ("ok", "violating", True, 1.0)
     assert (answer.category, answer.rationale, answer.tokens) == ("HR2", "insults a person", 77)
@@ -226,6 +226,6 @@ def test_retry_after_forms() -> None:
 
 
 def test_secret_never_shows() -> None:
-    endpoint = Endpoint("http://127.0.0.1:1/v1", "m", api_key=Secret("sk-very-secret"))
+    endpoint = Endpoint("http://127.0.0.1:1/v1", "m", api_key=SecretStr("sk-very-secret"))
     assert "sk-very-secret" not in repr(endpoint) and "sk-very-secret" not in str(endpoint.api_key)
-    assert endpoint.api_key is not None and endpoint.api_key.reveal() == "sk-very-secret"
+    assert endpoint.api_key is not None and endpoint.api_key.get_secret_value() == "sk-very-secret"

@@ -35,7 +35,7 @@ def make_service(tmp_path: Path, rules_dir: Path) -> Iterator[Callable[..., Runn
         secrets = {}
         for scopes in ("ingest", "read", "admin", "ingest,read"):
             _, secret = create_token(store, scopes.replace(",", "+"), scopes.split(","))
-            secrets[scopes.replace(",", "+")] = secret.value
+            secrets[scopes.replace(",", "+")] = secret.get_secret_value()
         settings = ServiceSettings(rules_dir=str(rules_dir) if with_rules else None, reload_interval=0.1,
                                    token_cache_seconds=0.0, **overrides)
         client = TestClient(create_app(settings, store), base_url="http://localhost")

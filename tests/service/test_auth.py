@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 import vigil.service.limits
 from vigil.cli import main
-from vigil.service.auth import Secret, create_token, parse_scopes
+from vigil.service.auth import create_token, parse_scopes
 from vigil.stores.memory import MemoryStore
 from vigil.stores.sqlite import SqliteStore
 
@@ -22,9 +22,9 @@ from .helpers import Running, post
 def test_tokens_are_stored_as_hashes_only() -> None:
     store = MemoryStore()
     token, secret = create_token(store, "pipeline", ["ingest"])
-    assert secret.value.startswith(f"vgl_{token.id}_")
-    assert token.secret_hash == hashlib.sha256(secret.value.encode()).hexdigest()
-    assert secret.value not in repr(store.tokens)
+    assert secret.get_secret_value().startswith(f"vgl_{token.id}_")
+    assert token.secret_hash == hashlib.sha256(secret.get_secret_value().encode()).hexdigest()
+    assert secret.get_secret_value() not in repr(store.tokens)
     assert "vgl_" not in repr(secret)
     assert store.find_token(token.secret_hash) == token
     with pytest.raises(ValueError, match="exists"):
@@ -37,7 +37,8 @@ def test_scopes_are_checked_when_parsed() -> None:
         parse_scopes("ingest,write")
     with pytest.raises(ValueError, match="no scopes"):
         parse_scopes("")
-    assert repr(Secret("x")) == "Secret('***')"
+    _, secret = create_token(MemoryStore(), "repr", ["read"])
+    assert secret.get_secret_value() not in repr(secret) and secret.get_secret_value() not in str(secret)
 
 
 def test_missing_unknown_and_malformed_tokens_are_401(svc: Running) -> None:

@@ -30,7 +30,7 @@ def _free_port() -> int:
 @pytest.fixture
 def server(tmp_path: Path, rules_dir: Path) -> Iterator[tuple[str, dict[str, str], Path]]:
     store = SqliteStore(tmp_path / "e2e.sqlite")
-    secrets = {scope: create_token(store, scope, [scope])[1].value for scope in ("ingest", "admin")}
+    secrets = {scope: create_token(store, scope, [scope])[1].get_secret_value() for scope in ("ingest", "admin")}
     port = _free_port()
     app = create_app(ServiceSettings(port=port, rules_dir=str(rules_dir), rules_source="store", reload_interval=0.2),
                      store)
@@ -103,7 +103,7 @@ def test_serving_over_a_socket(server: tuple[str, dict[str, str], Path]) -> None
 
 def test_stopping_decides_every_accepted_event(tmp_path: Path, rules_dir: Path) -> None:
     store = SqliteStore(tmp_path / "drain.sqlite")
-    secret = create_token(store, "i", ["ingest"])[1].value
+    secret = create_token(store, "i", ["ingest"])[1].get_secret_value()
     port = _free_port()
     app = create_app(ServiceSettings(rules_dir=str(rules_dir)), store)
     uv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))

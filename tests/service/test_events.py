@@ -240,7 +240,7 @@ def test_a_token_reads_only_the_decisions_of_the_sources_it_was_granted(
     (rules_dir / "common.vigil").unlink()
     svc = make_service()
     _, granted = create_token(svc.store, "dashboard", ["read"], read_sources=["ingest"])
-    svc.secrets["dashboard"] = granted.value
+    svc.secrets["dashboard"] = granted.get_secret_value()
     now = time.time()
     assert svc.post_event({"type": "post", "id": "theirs", "time": now, "actor": {"id": "u1"}},
                           scope="ingest+read").status_code == 200

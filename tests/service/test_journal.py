@@ -45,7 +45,7 @@ def _ingest_token(db: Path) -> str:
     """A new store at ``db`` holding one ingest token; its secret, for the service started over it."""
     store = SqliteStore(db)
     try:
-        return create_token(store, "i", ["ingest"])[1].value
+        return create_token(store, "i", ["ingest"])[1].get_secret_value()
     finally:
         store.close()
 

@@ -83,7 +83,7 @@ def test_the_second_stage_joins_the_event_of_its_own_source(tmp_path: Path, fake
     signals = build_signals(classifiers_dir=str(tmp_path / "none"), policies_dir=str(tmp_path / "policies"),
                             endpoint=fake.base_url, timeout_s=20.0)
     store = SqliteStore(tmp_path / "vigil.sqlite")
-    secrets = {name: create_token(store, name, ["ingest"])[1].value for name in ("zed", "amy")}
+    secrets = {name: create_token(store, name, ["ingest"])[1].get_secret_value() for name in ("zed", "amy")}
     settings = ServiceSettings(rules_dir=str(tmp_path / "rules"), reload_interval=0.5, token_cache_seconds=0.0)
 
     def auth(name: str) -> dict[str, str]:

@@ -9,8 +9,9 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from vigil.cli import main
+from vigil.settings import load_settings
 from vigil.stores.base import DeadLetterLimits
-from vigil.stores.cli import dead_letter_limits
+from vigil.stores.cli import dead_letter_flags
 from vigil.stores.sqlite import SqliteStore
 
 STRICT = 'rule "big" when event is "post" and event.n > 1 then flag\n'
@@ -79,10 +80,11 @@ def test_dead_letter_options_are_checked_and_become_the_store_limits() -> None:
     code, _, err = invoke("run", "x.vigil", "--events", "-", "--dead-letter-max-count", "0")
     assert code == 2 and "--dead-letter-max-count" in err
     opts = {"dead_letter_max_raw": 10, "dead_letter_max_count": 50_000, "dead_letter_retention_days": 0.5, "other": 1}
-    assert dead_letter_limits(opts) == DeadLetterLimits(10, 50_000, 43_200.0, trim_every=100)
+    limits = load_settings(dead_letter_flags(opts), env={}).dead_letters.limits()
+    assert limits == DeadLetterLimits(10, 50_000, 43_200.0, trim_every=100)
     assert opts == {"other": 1}  # taken out of the command's keyword arguments
-    small = dead_letter_limits({"dead_letter_max_raw": 10, "dead_letter_max_count": 5,
-                                "dead_letter_retention_days": 1})
+    small = load_settings(dead_letter_flags({"dead_letter_max_raw": 10, "dead_letter_max_count": 5,
+                                             "dead_letter_retention_days": 1}), env={}).dead_letters.limits()
     assert small.trim_every == 1  # a small cap is kept, not passed by up to 99 letters
 
 

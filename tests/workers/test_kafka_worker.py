@@ -13,8 +13,9 @@ from typing import Any
 import orjson
 import pytest
 from backends.servers import Server, create_topic, tansu_binary, tansu_server
+from pydantic import SecretStr
 
-from vigil.config import Secret, Settings, WorkerSettings
+from vigil.settings import Settings, StoreSettings, WorkerSettings
 from vigil.workers.cli import run_worker
 
 from .conftest import events
@@ -66,8 +67,8 @@ def test_kafka_worker(broker: Server, tmp_path: Path, rules_dir: Path, monkeypat
     producer.produce("events", value=orjson.dumps({"type": "post", "id": "bad", "time": 0, "user": "u"}))
     assert producer.flush(30) == 0
 
-    settings = Settings(Secret(str(tmp_path / "v.sqlite")), None, "vigil",
-                        WorkerSettings(max_attempts=2, reload_interval=1.0))
+    settings = Settings(store=StoreSettings(url=SecretStr(str(tmp_path / "v.sqlite"))),
+                        worker=WorkerSettings(max_attempts=2, reload_interval=1.0))
     stop = threading.Event()
     result: list[Any] = []
     thread = threading.Thread(target=lambda: result.append(run_worker(

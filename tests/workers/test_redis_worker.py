@@ -10,16 +10,17 @@ from typing import Any
 
 import orjson
 import pytest
+from pydantic import SecretStr
 
-from vigil.config import Secret, Settings, WorkerSettings
+from vigil.settings import Settings, StoreSettings, WorkerSettings
 from vigil.workers.cli import run_worker
 
 from .conftest import T0, add_events, events
 
 
 def _settings(redis_url: str, **worker: Any) -> Settings:
-    return Settings(Secret("memory:"), Secret(redis_url), "vigil",
-                    WorkerSettings(**{"claim_idle": 1.0, "reload_interval": 0.2, **worker}))
+    return Settings(store=StoreSettings(url=SecretStr("memory:"), redis=SecretStr(redis_url)),
+                    worker=WorkerSettings(**{"claim_idle": 1.0, "reload_interval": 0.2, **worker}))
 
 
 def _run(redis_url: str, rules_dir: Path, *, stop: threading.Event | None = None, output: str | None = None,

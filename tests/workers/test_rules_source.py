@@ -13,8 +13,9 @@ from typing import Any
 import click
 import orjson
 import pytest
+from pydantic import SecretStr
 
-from vigil.config import Secret, Settings, WorkerSettings
+from vigil.settings import Settings, StoreSettings, WorkerSettings
 from vigil.stores.sqlite import SqliteStore
 from vigil.workers.cli import run_worker
 
@@ -26,7 +27,8 @@ PASSING_TEST = 'test "a calm post is reviewed"\n  given "post" from user "u" wit
 
 
 def _settings(redis_url: str, store: str = "memory:") -> Settings:
-    return Settings(Secret(store), Secret(redis_url), "vigil", WorkerSettings(claim_idle=1.0, reload_interval=0.2))
+    return Settings(store=StoreSettings(url=SecretStr(store), redis=SecretStr(redis_url)),
+                    worker=WorkerSettings(claim_idle=1.0, reload_interval=0.2))
 
 
 def _run(redis_url: str, rules: list[str], *, store: str = "memory:", stop: threading.Event | None = None,

@@ -8,8 +8,9 @@ from typing import Any
 import orjson
 import pytest
 from plugin_helpers import EXAMPLE, example_site
+from pydantic import SecretStr
 
-from vigil.config import Secret, Settings, WorkerSettings
+from vigil.settings import Settings, StoreSettings, WorkerSettings
 from vigil.workers.cli import run_worker
 
 from .conftest import T0, add_events
@@ -25,7 +26,8 @@ def test_a_worker_decides_with_a_plugin_function(redis_client: Any, redis_url: s
                                       'then flag\n')
     add_events(redis_client, "events", [orjson.dumps({"type": "post", "id": f"e{i}", "time": T0 + i,
                                                       "text": text}) for i, text in enumerate(["HEY", "hey"])])
-    settings = Settings(Secret("memory:"), Secret(redis_url), "vigil", WorkerSettings(reload_interval=0.2))
+    settings = Settings(store=StoreSettings(url=SecretStr("memory:"), redis=SecretStr(redis_url)),
+                    worker=WorkerSettings(reload_interval=0.2))
     stats = run_worker(settings, rules=[str(rules)], stream_redis=redis_url, stream="events", bootstrap=None,
                        topic=None, group="g", consumer="w1", output=None, max_events=2, idle_exit=1.5)
     assert stats.decided == 2

@@ -17,6 +17,7 @@ import concurrent.futures
 import email.utils
 import hashlib
 import json
+import os
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Sequence
@@ -26,13 +27,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+from pydantic import SecretStr
 
 from vigil.classifiers.answers import AnswerParseError, parse_answer
 from vigil.classifiers.base import Classification, ClassifierError, Status
 from vigil.classifiers.budget import TokenBudget
 from vigil.classifiers.policy import Policy
 from vigil.classifiers.retry_queue import RetryQueue
-from vigil.classifiers.secret import Secret
 
 LABELS = ("safe", "violating")
 _RATIONALE_LIMIT = 2000
@@ -43,12 +44,12 @@ class Endpoint:
     """Where and how to reach a chat-completions model.
 
     ``base_url`` includes the API prefix, e.g. ``http://127.0.0.1:8000/v1``. ``api_key`` is a
-    :class:`Secret` (read it with ``Secret.from_env``), so it never shows in a repr or a log.
+    pydantic ``SecretStr`` (read it with :func:`secret_from_env`), so it never shows in a repr or a log.
     """
 
     base_url: str
     model: str
-    api_key: Secret | None = None
+    api_key: SecretStr | None = None
     timeout_s: float = 30.0
     max_concurrency: int = 8
     max_output_tokens: int = 512
@@ -73,8 +74,17 @@ def endpoint_from_options(url: str | None, model: str, *, api_key_env: str | Non
     named environment variable, never taken from the command line."""
     if url is None:
         return None
-    key = Secret.from_env(api_key_env) if api_key_env else None
+    key = secret_from_env(api_key_env) if api_key_env else None
     return Endpoint(url, model, api_key=key, timeout_s=timeout_s, max_concurrency=max_concurrency)
+
+
+def secret_from_env(variable: str, environ: dict[str, str] | None = None) -> SecretStr:
+    """An API key read from an environment variable (at call time, never at import)."""
+    env = os.environ if environ is None else environ
+    value = env.get(variable)
+    if not value:
+        raise ClassifierError(f"environment variable {variable} is not set")
+    return SecretStr(value)
 
 
 class AnswerCache:
@@ -326,7 +336,7 @@ class PolicyClassifier:
         if endpoint.stream:
             body["stream"] = True
             body["stream_options"] = {"include_usage": True}
-        headers = {"Authorization": f"Bearer {endpoint.api_key.reveal()}"} if endpoint.api_key else {}
+        headers = {"Authorization": f"Bearer {endpoint.api_key.get_secret_value()}"} if endpoint.api_key else {}
         url = endpoint.base_url.rstrip("/") + "/chat/completions"
         async with client.stream("POST", url, json=body, headers=headers) as response:
             if response.status_code >= 400:

@@ -8,14 +8,15 @@ from importlib import resources
 from pathlib import Path
 
 import orjson
+from pydantic import SecretStr
 from rich.console import Console
 from rich.table import Table
 
 from vigil.cli import explain_text
 from vigil.dsl.loader import load_ruleset
 from vigil.effects import Decision
-from vigil.engine import Engine
-from vigil.stores.sqlite import SqliteStore
+from vigil.runtime import build_runtime
+from vigil.settings import Settings, StoreSettings
 
 DEMO_DIR = Path("vigil-data/demo")
 
@@ -30,8 +31,10 @@ def run_demo(
     rules_dir: str | None = None,
     out_dir: Path = DEMO_DIR,
     console: Console | None = None,
+    settings: Settings | None = None,
 ) -> dict[str, dict[str, int]]:
-    """Run the demo; returns per attack kind (and "normal") how many events were flagged or not."""
+    """Run the demo; returns per attack kind (and "normal") how many events were flagged or not. State
+    lives in `out_dir`/state.sqlite, whatever `settings.store` says (the demo never writes elsewhere)."""
     from vigil.demo.generator import write_jsonl
 
     console = console or Console()
@@ -49,12 +52,14 @@ def run_demo(
         stale.unlink(missing_ok=True)
     write_jsonl(events_path, n_events, seed)
     rules = rules_dir or shipped_rules()
-    ruleset = load_ruleset([rules])
+    settings = (settings or Settings()).model_copy(update={"store": StoreSettings(url=SecretStr(str(db_path)))})
+    runtime = build_runtime(settings, lambda store, signals: load_ruleset([rules], functions=signals.functions))
+    engine = runtime.engine
+    ruleset = engine.ruleset
     console.print(
         f"[bold]Vigil demo[/]: {n_events:,} generated events (seed {seed}) through "
         f"{len(ruleset.program.rules)} rules from {rules} (version {ruleset.version})"
     )
-    engine = Engine(ruleset, SqliteStore(db_path))
     outcome: dict[str, Counter[str]] = {}
     examples: dict[str, Decision] = {}
     started = time.perf_counter()
@@ -70,7 +75,7 @@ def run_demo(
             if caught and truth not in examples:
                 examples[truth] = result
     elapsed = time.perf_counter() - started
-    engine.close()
+    runtime.close()
 
     console.print(
         "\n[bold]A decision for each kind of attack caught[/] (verdict, rules, the values they used):"

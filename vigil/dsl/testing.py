@@ -82,11 +82,12 @@ def test_events(ruleset: RuleSet, test: ast.Test) -> Iterator[dict[str, Any]]:
 def run_test(ruleset: RuleSet, test: ast.Test, signals: Any = None, deadline: float | None = None,
              time_limit: float = TEST_TIME_LIMIT) -> TestResult:
     """Run one test; stop (failed) once time.monotonic() passes `deadline`."""
-    from vigil.engine import Engine  # the engine imports the DSL; tests sit above both
-    from vigil.events import parse_event
+    from vigil.events import parse_event  # the engine imports the DSL; tests sit above both
+    from vigil.runtime import build_engine
     from vigil.stages import SlowStage
 
-    engine = Engine(ruleset, signals=signals)
+    # A fresh in-memory engine per test, with the signals the front door configured (vigil.runtime).
+    engine = build_engine(ruleset, signals=signals)
     # Slow rules (policy models) run their second stage at once, so expectations see its result.
     followups: list[Decision] = []
     slow = SlowStage(engine, followups.append)

@@ -43,9 +43,14 @@ class RulesCandidate:
         return self.ruleset.version
 
     def predict(self, texts: Sequence[str]) -> list[Prediction]:
-        from vigil.engine import Engine
+        from vigil.events import parse_event
+        from vigil.runtime import build_engine
+        from vigil.stages import SlowStage
 
-        engine = Engine(self.ruleset, signals=self.signals)
+        # A fresh in-memory engine per run, with the signals of the settings (vigil.runtime); rules that
+        # wait for a policy model get their second stage at once, as `vigil test` gives them.
+        engine = build_engine(self.ruleset, signals=self.signals)
+        slow = SlowStage(engine, lambda decision: None)
         out: list[Prediction] = []
         try:
             for i, text in enumerate(texts):
@@ -53,6 +58,8 @@ class RulesCandidate:
                          "actor": {"id": f"eval-user-{i}"}, self.field: text}
                 started = time.perf_counter()
                 result = engine.process(event)
+                if isinstance(result, Decision) and result.pending:
+                    result = slow.run_batch([(parse_event(event), result)])[0]
                 latency = time.perf_counter() - started
                 if not isinstance(result, Decision):
                     out.append(Prediction(None, None, latency, rationale=result.reason))
@@ -65,17 +72,20 @@ class RulesCandidate:
         return out
 
 
-def rules_candidate(spec: str, ctx: Any = None, functions: Functions | None = None) -> RulesCandidate:
-    """Build a candidate from `PATH[?type=…&field=…&verdict=…]` (several paths joined with `,`), its rules
-    calling `functions` (Vigil's built-ins when None; the CLI gives the installed plugins' too)."""
+def rules_candidate(spec: str, ctx: Any = None, functions: Functions | None = None,
+                    signals: Signals | None = None) -> RulesCandidate:
+    """Build a candidate from `PATH[?type=…&field=…&verdict=…]` (several paths joined with `,`), deciding
+    with `signals` (vigil.runtime.open_signals of the settings) and its rules calling their functions, or
+    `functions` (Vigil's built-ins when both are None)."""
     path, _, query = spec.partition("?")
     options = {k: v[-1] for k, v in parse_qs(query).items()}
     unknown = set(options) - {"type", "field", "verdict"}
     if unknown:
         raise ValueError(f"unknown rules candidate option(s) {sorted(unknown)}; use type, field, verdict")
-    ruleset = load_ruleset(path.split(","), functions=functions)
+    if signals is None and functions is not None:
+        signals = Signals(functions=functions)
+    ruleset = load_ruleset(path.split(","), functions=signals.functions if signals is not None else None)
     digest = hashlib.sha256(spec.encode()).hexdigest()[:6]
     return RulesCandidate(ruleset, name=f"rules:{path}#{digest}" if query else f"rules:{path}",
                           event_type=options.get("type", "post"), field=options.get("field", "text"),
-                          min_verdict=options.get("verdict", "flag"),
-                          signals=Signals(functions=functions) if functions is not None else None)
+                          min_verdict=options.get("verdict", "flag"), signals=signals)

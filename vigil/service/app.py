@@ -1,9 +1,13 @@
-"""`create_app`: the ASGI app over one Engine. No globals: the app holds its Service, the lifespan
-builds the engine when the app starts and closes it (and the stores) when it stops.
+"""`create_app`: the ASGI app over one runtime. No globals: the app holds its Service, the lifespan
+builds the runtime (vigil.runtime: engine, second stage, sinks) when the app starts and closes it (and
+the stores) when it stops.
 
     store = SqliteStore("vigil.sqlite")
     app = create_app(ServiceSettings(rules_dir="rules"), store)
     uvicorn.run(app, host="127.0.0.1", port=8470)
+
+`vigil serve` passes the whole Settings (`config`) and the store with its Redis counters and labels
+(`backends`, from vigil.runtime.open_state), so that several instances over one Redis decide alike.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from starlette.middleware import Middleware
 from starlette.routing import BaseRoute
 
 from vigil.dsl.loader import RuleSet
-from vigil.engine import Engine
+from vigil.runtime import Runtime, build_runtime
 from vigil.service import events, health, labels, rules
 from vigil.service.auth import AuthMiddleware
 from vigil.service.engine_threads import EngineThreads
@@ -32,8 +36,10 @@ from vigil.service.ingest import Ingest
 from vigil.service.metrics import EngineCollector, MetricsMiddleware
 from vigil.service.reload import RulesRejected
 from vigil.service.state import Service, ServiceSettings
+from vigil.settings import Settings
 from vigil.signals.providers import Signals
 from vigil.stores.base import RulesStore, StateStore, TokenStore
+from vigil.stores.open import Backends
 
 log = logging.getLogger("vigil.service")
 
@@ -41,27 +47,35 @@ __all__ = ["RulesRejected", "ServiceSettings", "create_app", "prepare"]
 
 
 def create_app(settings: ServiceSettings, store: StateStore, *, rules_store: RulesStore | None = None,
-               token_store: TokenStore | None = None, signals: Signals | None = None) -> Starlette:
+               token_store: TokenStore | None = None, signals: Signals | None = None,
+               config: Settings | None = None, backends: Backends | None = None) -> Starlette:
     """The service over `store` (state: counters, labels, dead letters), which also keeps rules versions
     and tokens unless other stores are given. The app owns the stores: it closes them when it stops.
     `signals` (classifiers, media policy) go to the engine; with `settings.banks` the lifespan opens the
-    bank store and gives its matcher both to the engine and to the /v1/banks routes."""
+    bank store and gives its matcher both to the engine and to the /v1/banks routes. `backends` (whose
+    store is `store`) adds shared Redis counters and labels; `config` the rest of the settings."""
     svc = Service(settings, store, rules_store if rules_store is not None else store,  # type: ignore[arg-type]
-                  token_store if token_store is not None else store, signals)  # type: ignore[arg-type]
+                  token_store if token_store is not None else store, signals,  # type: ignore[arg-type]
+                  config=config, backends=backends)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         ruleset, engine_signals = await anyio.to_thread.run_sync(prepare, app)  # RulesRejected: refuse to start
         svc.prepared = None
-        engine = Engine(ruleset, svc.store, signals=engine_signals)
+        # The service bounds its own second stage (503 when full) where `vigil run` waits.
+        config = svc.config.model_copy(update={"second_stage": svc.config.second_stage.model_copy(
+            update={"max_queue": settings.second_stage_queue})})
+        runtime = build_runtime(config, ruleset, backends=svc.backends, signals=engine_signals or Signals())
+        engine = runtime.engine
         threads = EngineThreads(settings.engine_threads)  # every engine call, off the event loop
         engine.waiting = threads.waiting  # a slow signal's wait lets another engine thread go on
-        svc.engine, svc.threads = engine, threads
+        svc.runtime, svc.engine, svc.threads = runtime, engine, threads
         svc.rules.bind(engine)
         ingest = Ingest(engine, svc.metrics, queue_size=settings.queue_size, recent=settings.recent_decisions,
                         max_depth=settings.max_depth,
                         max_event_skew=settings.max_event_skew, threads=threads,
-                        event_deadline=settings.event_deadline, second_stage_queue=settings.second_stage_queue)
+                        event_deadline=settings.event_deadline, slow=runtime.second_stage)
+        runtime.subscribe(ingest.second_stage_done)
         ingest.start()
         svc._ingest = ingest
         poller = asyncio.get_running_loop().create_task(svc.rules.run(settings.reload_interval),
@@ -78,11 +92,11 @@ def create_app(settings: ServiceSettings, store: StateStore, *, rules_store: Rul
                 await poller
             await ingest.stop()  # decide every event already accepted
             svc._ingest = None
-            svc.engine = None
+            svc.engine = svc.runtime = None
             svc.threads = None
             svc.matcher = None
             await anyio.to_thread.run_sync(threads.close)
-            await anyio.to_thread.run_sync(_close, engine, svc)
+            await anyio.to_thread.run_sync(_close, runtime, svc)
 
     svc.metrics.attach(EngineCollector(lambda: svc.engine,
                                        lambda: svc._ingest.queue.qsize() if svc._ingest is not None else 0,
@@ -164,9 +178,11 @@ def _open_banks(svc: Service, path: str) -> Signals:
                    media_policy=given.media_policy or MediaPolicy(), decoder=decoder, functions=given.functions)
 
 
-def _close(engine: Engine, svc: Service) -> None:
+def _close(runtime: Runtime, svc: Service) -> None:
     svc.rules.close()  # the worker process of large rules loads, if one started
-    engine.close()  # flushes counters, closes the state store
+    engine = runtime.engine
+    runtime.close()  # the second stage, then the engine: flushes counters, closes the state store
+    svc.backends.close()  # the Redis client of shared counters and labels, if any
     if svc.bank_store is not None:
         svc.bank_store.close()
         svc.bank_store = None

@@ -15,9 +15,9 @@ import hashlib
 import secrets
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 
 import anyio.to_thread
+from pydantic import SecretStr
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -28,16 +28,6 @@ from vigil.stores.base import ApiToken, TokenStore
 SCOPES = ("ingest", "read", "admin")
 TOKEN_PREFIX = "vgl_"
 SCOPE_KEY = "vigil.token"  # where the middleware leaves the caller's ApiToken in the ASGI scope
-
-
-@dataclass(frozen=True, slots=True)
-class Secret:
-    """A token's secret; its repr hides the value so it cannot leak into logs or tracebacks."""
-
-    value: str
-
-    def __repr__(self) -> str:
-        return "Secret('***')"
 
 
 def hash_secret(token: str) -> str:
@@ -61,14 +51,14 @@ def _check_name(name: str, what: str) -> str:
 
 
 def create_token(store: TokenStore, name: str, scopes: Iterable[str], now: float | None = None, *,
-                 read_sources: Iterable[str] = ()) -> tuple[ApiToken, Secret]:
+                 read_sources: Iterable[str] = ()) -> tuple[ApiToken, SecretStr]:
     """Create and store a token; the secret is returned once and never stored. `read_sources`: the
     names of the tokens whose events' decisions it may read beside its own ("*": all)."""
     _check_name(name, "token")
     grants = tuple(dict.fromkeys(_check_name(s.strip(), "read source") for s in read_sources))
     token_id = secrets.token_hex(4)
-    secret = Secret(f"{TOKEN_PREFIX}{token_id}_{secrets.token_urlsafe(32)}")
-    record = ApiToken(token_id, name, hash_secret(secret.value), parse_scopes(scopes),
+    secret = SecretStr(f"{TOKEN_PREFIX}{token_id}_{secrets.token_urlsafe(32)}")
+    record = ApiToken(token_id, name, hash_secret(secret.get_secret_value()), parse_scopes(scopes),
                       time.time() if now is None else now, read_sources=grants)
     store.add_token(record)
     return record, secret

@@ -10,22 +10,30 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from vigil.cli import signal_options
-from vigil.stores.base import DeadLetterLimits
+from vigil.cli import settings_from, signal_options
+from vigil.settings import DEFAULT_STORE, ServiceSettings, Settings
+from vigil.stores.cli import dead_letter_flags, dead_letter_options
 
 if TYPE_CHECKING:
-    from vigil.service.server import ConnectionBudget
-from vigil.stores.cli import dead_letter_limits, dead_letter_options
+    from starlette.applications import Starlette
 
-DEFAULT_DB = "vigil-data/vigil.sqlite"
+    from vigil.service.server import ConnectionBudget
+
+DEFAULT_DB = DEFAULT_STORE
 DEFAULT_BANKS = "vigil-data/banks.sqlite"
 
 
-def _store(db: str, dead_letters: DeadLetterLimits | None = None):  # type: ignore[no-untyped-def]
-    """SQLite path or URL, postgresql:// URL, or `memory` (no tokens, so --no-auth): vigil/stores/open.py."""
+def _store(db: str | None):  # type: ignore[no-untyped-def]
+    """The store of `--db`, else of the settings (store.url: vigil.toml, VIGIL_STORE), else the default,
+    within the settings' dead-letter limits."""
+    from vigil.settings import ConfigError, load_settings
     from vigil.stores.open import open_store
 
-    return open_store(db, dead_letters=dead_letters)
+    try:
+        settings = load_settings({"store.url": db})
+        return open_store(settings.store_url(DEFAULT_DB), dead_letters=settings.dead_letters.limits())
+    except (ConfigError, ValueError) as error:
+        raise click.ClickException(str(error)) from None
 
 
 def default_banks(db: str) -> str:
@@ -52,69 +60,87 @@ def _loopback(host: str) -> bool:
         return False
 
 
+def _default(key: str) -> str:
+    """A flag's default as its help shows it: the service setting's own default (vigil.settings)."""
+    return str(ServiceSettings.model_fields[key].default)
+
+
+# `vigil serve`'s flags and the settings they override (each None unless given: vigil.toml and the
+# environment apply below them): the option, its `service.` key, its type, its help.
+SERVE_FLAGS: list[tuple[str, str, type, str]] = [
+    ("--host", "host", str, "Address to bind (loopback by default)."),
+    ("--port", "port", int, "Port to bind."),
+    ("--max-body", "max_body_bytes", int, "Largest event body, in bytes."),
+    ("--max-batch", "max_batch", int, "Most events in one batch."),
+    ("--max-batch-body", "max_batch_bytes", int, "Largest batch body, in bytes."),
+    ("--max-depth", "max_depth", int,
+     "Deepest nesting of objects and arrays in one event (deeper: 422 and a dead letter)."),
+    ("--rate-limit", "rate_limit", float,
+     "Events a second per token: a request counts 1, a batch its events (0: no limit)."),
+    ("--rate-burst", "rate_burst", int,
+     "Burst above the rate per token (also the largest batch a limited token may send)."),
+    ("--auth-failure-rate", "auth_failure_rate", float,
+     "Failed authentications a second per client address, after the burst (0: no limit)."),
+    ("--auth-failure-burst", "auth_failure_burst", int,
+     "Failed authentications a client address may make at once before it gets 429."),
+    ("--header-timeout", "header_timeout", float,
+     "Seconds a request's headers may take to arrive; slower connections get 408 and are closed."),
+    ("--body-timeout", "body_timeout", float,
+     "Seconds a request's body may take to arrive after its headers (one deadline); then 408 and close."),
+    ("--max-connections", "max_connections", int, "Open connections at most; more are closed as they arrive (503)."),
+    ("--max-event-skew", "max_event_skew", float,
+     "Seconds an event's time may be ahead of this server's clock (later: refused, dead-lettered)."),
+    ("--queue-size", "queue_size", int, "Events accepted with mode=async, waiting."),
+    ("--engine-threads", "engine_threads", int,
+     "Threads that decide events, write the store and activate rules, off the event loop."),
+    ("--event-deadline", "event_deadline", float,
+     ("Seconds an event may take: not started by then, 503 (not decided); still running, 504 "
+      "(decided later, its slow signals unknown from then on).")),
+    ("--second-stage-queue", "second_stage_queue", int,
+     "Events waiting for a policy model; when full, events with policy rules get 503."),
+    ("--reload-interval", "reload_interval", float, "Seconds between reload checks."),
+    ("--rule-tests-time-limit", "rule_tests_time_limit", float,
+     "Seconds a new rules version's tests may run before it is refused."),
+]
+
+
+def serve_flags(function: Any) -> Any:
+    for flag, key, kind, text in reversed(SERVE_FLAGS):
+        function = click.option(flag, key, type=kind, default=None, show_default=_default(key),
+                                help=f"{text} (service.{key})")(function)
+    return function
+
+
 @click.command("serve")
 @click.option("--rules", "rules_dir", type=click.Path(exists=True, file_okay=False),
               help="Rules directory: served and watched (reloaded within seconds of a change) when the rules "
                    "source is `directory`; with `store`, it only seeds a store that has no active version.")
-@click.option("--rules-source", type=click.Choice(["auto", "directory", "store"]), default="auto",
-              envvar="VIGIL_RULES_SOURCE", show_default=True,
+@click.option("--rules-source", type=click.Choice(["auto", "directory", "store"]), default=None,
+              show_default="auto",
               help="Where the running rules come from: the --rules directory (API uploads refused) or the "
                    "store (upload, activate, roll back through the API). auto: the directory when one is given, "
-                   "unless the store's active version was put there through the API (env VIGIL_RULES_SOURCE).")
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (loopback by default).")
-@click.option("--port", default=8470, show_default=True)
+                   "unless the store's active version was put there through the API (service.rules_source, "
+                   "env VIGIL_RULES_SOURCE).")
 @click.option("--allowed-host", "allowed_hosts", multiple=True, metavar="NAME",
               help="A name clients may give in Host, beyond the address served (repeatable; * for any). "
                    "Loopback serves localhost, 127.0.0.1 and ::1; 0.0.0.0 any name unless some are given.")
-@click.option("--db", default=DEFAULT_DB, envvar="VIGIL_STORE", show_default=True,
-              help="SQLite path, sqlite:/// or postgresql:// URL for state, rules versions and tokens (env VIGIL_STORE); "
-                   "`memory` keeps everything in memory (with --no-auth).")
-@click.option("--max-body", default=1 << 20, show_default=True, help="Largest event body, in bytes.")
-@click.option("--max-batch", default=1000, show_default=True, help="Most events in one batch.")
-@click.option("--max-batch-body", default=4 << 20, show_default=True, help="Largest batch body, in bytes.")
-@click.option("--max-depth", default=64, show_default=True,
-              help="Deepest nesting of objects and arrays in one event (deeper: 422 and a dead letter).")
-@click.option("--rate-limit", default=0.0, show_default=True,
-              help="Events a second per token: a request counts 1, a batch its events (0: no limit).")
-@click.option("--rate-burst", default=100, show_default=True,
-              help="Burst above the rate per token (also the largest batch a limited token may send).")
-@click.option("--auth-failure-rate", default=1.0, show_default=True,
-              help="Failed authentications a second per client address, after the burst (0: no limit).")
-@click.option("--auth-failure-burst", default=20, show_default=True,
-              help="Failed authentications a client address may make at once before it gets 429.")
-@click.option("--public-metrics", is_flag=True,
+@click.option("--db", default=None,
+              help="SQLite path, sqlite:/// or postgresql:// URL for state, rules versions and tokens (store.url, "
+                   f"env VIGIL_STORE; default {DEFAULT_DB}); `memory` keeps everything in memory (with --no-auth).")
+@click.option("--redis", "redis_url", default=None,
+              help="Redis URL for counters and labels shared by several instances and workers (store.redis, "
+                   "env VIGIL_REDIS).")
+@serve_flags
+@click.option("--public-metrics", is_flag=True, default=None,
               help="Serve /metrics without a token (rule names with hit counts: a private network only).")
-@click.option("--header-timeout", default=10.0, show_default=True,
-              help="Seconds a request's headers may take to arrive; slower connections get 408 and are closed.")
-@click.option("--body-timeout", default=30.0, show_default=True,
-              help="Seconds a request's body may take to arrive after its headers (one deadline); then 408 and close.")
-@click.option("--max-connections", default=1000, show_default=True,
-              help="Open connections at most; more are closed as they arrive (503).")
-@click.option("--max-event-skew", default=300.0, show_default=True,
-              help="Seconds an event's time may be ahead of this server's clock (later: refused, dead-lettered).")
-@click.option("--queue-size", default=10_000, show_default=True, help="Events accepted with mode=async, waiting.")
-@click.option("--engine-threads", default=8, show_default=True,
-              help="Threads that decide events, write the store and activate rules, off the event loop.")
-@click.option("--event-deadline", default=5.0, show_default=True,
-              help="Seconds an event may take: not started by then, 503 (not decided); still running, 504 "
-                   "(decided later, its slow signals unknown from then on).")
-@click.option("--second-stage-queue", default=10_000, show_default=True,
-              help="Events waiting for a policy model; when full, events with policy rules get 503.")
-@click.option("--reload-interval", default=1.0, show_default=True, help="Seconds between reload checks.")
-@click.option("--rule-tests-time-limit", default=60.0, show_default=True,
-              help="Seconds a new rules version's tests may run before it is refused.")
 @click.option("--no-auth", is_flag=True, help="No API tokens (allowed on a loopback address only).")
-@click.option("--log-level", default="info", show_default=True,
+@click.option("--log-level", default=None, show_default=_default("log_level"),
               type=click.Choice(["debug", "info", "warning", "error"]))
 @dead_letter_options
 @signal_options
-def serve_command(rules_dir: str | None, rules_source: str, host: str, port: int, allowed_hosts: tuple[str, ...], db: str,
-                  max_body: int, max_batch: int, max_batch_body: int, max_depth: int, rate_limit: float,
-                  rate_burst: int, auth_failure_rate: float, auth_failure_burst: int, public_metrics: bool,
-                  max_event_skew: float, header_timeout: float, body_timeout: float, max_connections: int,
-                  queue_size: int, engine_threads: int, event_deadline: float, second_stage_queue: int,
-                  reload_interval: float, rule_tests_time_limit: float, no_auth: bool,
-                  log_level: str, banks_db: str | None, media_roots: tuple[str, ...], **signal_opts: Any) -> None:
+def serve_command(rules_dir: str | None, rules_source: str | None, allowed_hosts: tuple[str, ...], db: str | None,
+                  redis_url: str | None, public_metrics: bool | None, no_auth: bool, log_level: str | None,
+                  **options: Any) -> None:
     """Serve the HTTP API: events in, decisions out; labels, rules versions, hash banks, health and metrics.
 
     Hash banks default to banks.sqlite beside the --db SQLite file (vigil-data/banks.sqlite otherwise)."""
@@ -122,52 +148,75 @@ def serve_command(rules_dir: str | None, rules_source: str, host: str, port: int
         import uvicorn
     except ImportError:
         raise click.ClickException("the HTTP service needs the serve extra: pip install 'vigil[serve]'") from None
-    from vigil.service.app import RulesRejected, create_app, prepare
-    from vigil.service.state import ServiceSettings
+    from vigil.plugins import PluginError
+    from vigil.service.app import RulesRejected, prepare
 
-    if rules_source == "directory" and rules_dir is None:
+    flags: dict[str, Any] = {f"service.{key}": options.pop(key) for _, key, _, _ in SERVE_FLAGS}
+    flags.update(dead_letter_flags(options))
+    flags.update({"store.url": db, "store.redis": redis_url, "service.rules_dir": rules_dir,
+                  "service.rules_source": rules_source, "service.allowed_hosts": allowed_hosts or None,
+                  "service.public_metrics": public_metrics, "service.auth": False if no_auth else None,
+                  "service.log_level": log_level})
+    settings = settings_from(options, flags)
+    service = settings.service
+    if service.rules_source == "directory" and service.rules_dir is None:
         raise click.UsageError("--rules-source directory needs --rules DIR")
-    if no_auth and not _loopback(host):
+    if not service.auth and not _loopback(service.host):
         raise click.ClickException("--no-auth is refused on a non-loopback address; create a token instead")
-    if db in ("memory", "memory:") and not no_auth:
+    if settings.store_url(DEFAULT_DB) in ("memory", "memory:") and service.auth:
         raise click.ClickException("an in-memory store holds no tokens: add --no-auth, or give --db a file")
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    connections = _connection_cap(max_connections)  # refused here, before anything is opened
-    settings = ServiceSettings(host=host, port=port, allowed_hosts=allowed_hosts, rules_dir=rules_dir,
-                               rules_source=rules_source, auth=not no_auth,
-                               max_body_bytes=max_body, max_batch=max_batch, max_batch_bytes=max_batch_body,
-                               max_depth=max_depth, max_event_skew=max_event_skew,
-                               rate_limit=rate_limit, rate_burst=rate_burst,
-                               auth_failure_rate=auth_failure_rate, auth_failure_burst=auth_failure_burst,
-                               public_metrics=public_metrics, queue_size=queue_size,
-                               engine_threads=engine_threads, event_deadline=event_deadline,
-                               second_stage_queue=second_stage_queue,
-                               reload_interval=reload_interval, rule_tests_time_limit=rule_tests_time_limit,
-                               tune_gc=True,
-                               banks=_banks(banks_db, db))
-    letters = dead_letter_limits(signal_opts)  # before the signal options are read: they share **kwargs
-    app = create_app(settings, _store(db, letters), signals=_signals(signal_opts, media_roots))
+    logging.basicConfig(level=service.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Refused here, before anything is opened. A cap set anywhere (flag, file, environment) is explicit.
+    connections = _connection_cap(service.max_connections, explicit="max_connections" in service.model_fields_set)
+    try:
+        app = serve_app(settings)
+    except (ValueError, PluginError) as error:  # a store URL or sinks settings that cannot be used, a plugin
+        raise click.ClickException(str(error)) from None
     try:
         prepare(app)  # the start-up gate, before the server: a refusal is one message, not a traceback
     except RulesRejected as error:
         app.state.service.store.close()
-        raise click.ClickException(f"rules in {rules_dir} refused, so the service did not start: {error}") from None
+        app.state.service.backends.close()
+        raise click.ClickException(f"rules in {service.rules_dir} refused, so the service did not start: {error}"
+                                   ) from None
     from vigil.service.server import server_config
 
     _say_connection_cap(connections)
-    uvicorn.Server(server_config(app, host, port, header_timeout=header_timeout,
-                                 max_connections=connections.max_connections,
-                                 body_timeout=body_timeout, log_level=log_level)).run()
+    uvicorn.Server(server_config(app, service.host, service.port, header_timeout=service.header_timeout,
+                                 max_connections=connections.max_connections, body_timeout=service.body_timeout,
+                                 log_level=service.log_level)).run()
 
 
-def _connection_cap(requested: int) -> ConnectionBudget:
+def serve_app(settings: Settings, *, tune_gc: bool = True) -> Starlette:
+    """The app `vigil serve` runs for `settings`: the store (within the dead-letter limits) with its Redis
+    counters and labels when `store.redis` is set (so several instances decide as one), the signals, the
+    hash banks (opened by the app, sharing one matcher with its /v1/banks routes), the second stage and
+    the sinks. Tests build it without `tune_gc`, which changes the process's garbage collector."""
+    from vigil.runtime import open_signals
+    from vigil.service.app import create_app
+    from vigil.sinks import validate
+    from vigil.stores.open import open_backends
+
+    validate(settings.sinks, settings.outputs)  # SinkConfigError before anything opens, not in the lifespan
+    url = settings.store_url(DEFAULT_DB)
+    service = settings.service.model_copy(update={"tune_gc": tune_gc, "banks": _banks(settings.signals.banks, url)})
+    backends = open_backends(settings, DEFAULT_DB)
+    try:
+        signals = open_signals(settings, banks=False)
+    except BaseException:
+        backends.store.close()
+        backends.close()
+        raise
+    return create_app(service, backends.store, signals=signals, config=settings, backends=backends)
+
+
+def _connection_cap(requested: int, *, explicit: bool) -> ConnectionBudget:
     """--max-connections as the descriptor limit allows it; refused with a hint when it was asked for
     explicitly and cannot be had (vigil.service.server.fit_connections)."""
     from vigil.service.server import DescriptorLimitError, apply_descriptor_limit
 
-    source = click.get_current_context().get_parameter_source("max_connections")
     try:
-        return apply_descriptor_limit(requested, explicit=source is not click.core.ParameterSource.DEFAULT)
+        return apply_descriptor_limit(requested, explicit=explicit)
     except DescriptorLimitError as error:
         raise click.ClickException(str(error)) from None
 
@@ -182,7 +231,8 @@ def _say_connection_cap(budget: ConnectionBudget) -> None:
 
 
 def _banks(banks_db: str | None, db: str) -> str | None:
-    """The bank file to serve: --banks, else the default beside --db; none without the hashing extra."""
+    """The bank file to serve: signals.banks (--banks), else the default beside the store; none without
+    the hashing extra."""
     try:
         import vigil.hashing.service  # noqa: F401 - pdqhash, numpy, Pillow
     except ImportError as error:
@@ -191,22 +241,6 @@ def _banks(banks_db: str | None, db: str) -> str | None:
                                        ) from None
         return None
     return banks_db if banks_db is not None else default_banks(db)
-
-
-def _signals(options: dict[str, Any], media_roots: tuple[str, ...]) -> Any:
-    """Classifiers and policy models from the options; the app opens the banks itself (settings.banks)."""
-    from vigil.plugins import PluginError
-    from vigil.signals.providers import build_signals
-
-    try:
-        signals = build_signals(**options)  # with the installed plugins' functions
-    except PluginError as error:
-        raise click.ClickException(str(error)) from None
-    if media_roots:
-        from vigil.hashing.media import MediaPolicy
-
-        signals.media_policy = MediaPolicy(file_roots=tuple(Path(r).resolve() for r in media_roots))
-    return signals
 
 
 @click.group("token")
@@ -220,8 +254,8 @@ def token_group() -> None:
 @click.option("--read-source", "read_sources", multiple=True, metavar="TOKEN",
               help="Another token whose events' decisions this one may read (repeatable; '*': all). "
                    "A token reads its own; an admin token reads every one.")
-@click.option("--db", default=DEFAULT_DB, envvar="VIGIL_STORE", show_default=True)
-def token_create(name: str, scopes: str, read_sources: tuple[str, ...], db: str) -> None:
+@click.option("--db", default=None, help=f"The store (store.url, env VIGIL_STORE; default {DEFAULT_DB}).")
+def token_create(name: str, scopes: str, read_sources: tuple[str, ...], db: str | None) -> None:
     """Create a token NAME and print its secret (shown once: only its hash is stored)."""
     from vigil.service.auth import create_token, parse_scopes
 
@@ -239,12 +273,12 @@ def token_create(name: str, scopes: str, read_sources: tuple[str, ...], db: str)
     grants = f", reads the decisions of {','.join(token.read_sources)}" if token.read_sources else ""
     click.echo(f"created token {token.name!r} (id {token.id}, scopes {','.join(token.scopes)}{grants}); "
                "this is the only time the secret is shown:", err=True)
-    click.echo(secret.value)
+    click.echo(secret.get_secret_value())
 
 
 @token_group.command("list")
-@click.option("--db", default=DEFAULT_DB, envvar="VIGIL_STORE", show_default=True)
-def token_list(db: str) -> None:
+@click.option("--db", default=None, help=f"The store (store.url, env VIGIL_STORE; default {DEFAULT_DB}).")
+def token_list(db: str | None) -> None:
     """List tokens (never their secrets)."""
     store = _store(db)
     try:
@@ -260,8 +294,8 @@ def token_list(db: str) -> None:
 
 @token_group.command("revoke")
 @click.argument("name_or_id")
-@click.option("--db", default=DEFAULT_DB, envvar="VIGIL_STORE", show_default=True)
-def token_revoke(name_or_id: str, db: str) -> None:
+@click.option("--db", default=None, help=f"The store (store.url, env VIGIL_STORE; default {DEFAULT_DB}).")
+def token_revoke(name_or_id: str, db: str | None) -> None:
     """Revoke a token by name or id (running services notice within seconds)."""
     store = _store(db)
     try:

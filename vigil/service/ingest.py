@@ -90,7 +90,7 @@ class Ingest:
     def __init__(self, engine: Engine, metrics: Metrics, *, queue_size: int, recent: int,
                  max_depth: int = MAX_EVENT_DEPTH, max_event_skew: float = DEFAULT_MAX_FUTURE_SKEW,
                  threads: EngineThreads | None = None, event_deadline: float = DEFAULT_EVENT_DEADLINE,
-                 second_stage_queue: int = 10_000) -> None:
+                 second_stage_queue: int = 10_000, slow: SlowStage | None = None) -> None:
         self.engine = engine
         self.threads = threads if threads is not None else EngineThreads()
         self.event_deadline = event_deadline
@@ -107,7 +107,10 @@ class Ingest:
         self._replay: deque[Queued] = deque()
         # Rules that wait for a policy model run in the second stage, in a thread of their own; their
         # decision joins the first one in the recent decisions (GET /v1/decisions/{id}).
-        self.slow = SlowStage(engine, self._second_stage_done, max_queue=second_stage_queue)
+        # `slow` is the runtime's stage (vigil.runtime), whose owner passes its decisions to
+        # `second_stage_done`.
+        self.slow = slow if slow is not None else SlowStage(engine, self.second_stage_done,
+                                                            max_queue=second_stage_queue)
         metrics.second_stage_depth.set_function(lambda: self.slow.depth)
 
     # ---- parsing ----
@@ -226,7 +229,7 @@ class Ingest:
             self.recent.put(event.key, event.id, {"event_id": event.id, "status": "dead_letter", "reason": reason})
             raise EventRejected(500, "internal", reason, "the event is kept as a dead letter to replay") from None
 
-    def _second_stage_done(self, decision: Decision) -> None:
+    def second_stage_done(self, decision: Decision) -> None:
         # Joined by source and id: another source's event of the same id is another event.
         key = event_key(decision.source, decision.event_id)
         found = self.recent.get(key)

@@ -7,6 +7,7 @@ unknown, and the event still gets its decision. Each distinct failure is logged 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from collections import OrderedDict
@@ -17,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 from vigil.dsl.builtins import Functions, builtin_functions
 
 if TYPE_CHECKING:  # the optional extras: imported only by whoever builds a Signals with them
+    from pydantic import SecretStr
+
     from vigil.classifiers.registry import ClassifierRegistry
     from vigil.hashing.decoder import MediaDecoder
     from vigil.hashing.media import MediaPolicy
@@ -138,11 +141,14 @@ class Signals:
 
 def build_signals(*, classifiers_dir: str | None = None, policies_dir: str | None = None,
                   endpoint: str | None = None, model: str = "gpt-oss-safeguard-20b",
-                  api_key_env: str | None = None, timeout_s: float = 10.0, tokens_per_minute: int | None = None,
-                  retry_queue: str | None = None, banks_db: str | None = None,
-                  media_roots: tuple[str, ...] = (), functions: Functions | None = None) -> Signals:
-    """Signals from the command line's options. Each part needs its extra (`vigil[ml]`, `vigil[hashing]`)
-    only when asked for; the built-in classifiers (language, profanity) come whenever `vigil[ml]` is there.
+                  api_key_env: str | None = None, api_key: SecretStr | None = None, timeout_s: float = 10.0,
+                  tokens_per_minute: int | None = None, retry_queue: str | None = None,
+                  banks_db: str | None = None, media_roots: tuple[str, ...] = (), default_banks: bool = True,
+                  functions: Functions | None = None) -> Signals:
+    """Signals from the settings' `signals` section (vigil.runtime.open_signals). Each part needs its extra
+    (`vigil[ml]`, `vigil[hashing]`) only when asked for; the built-in classifiers (language, profanity)
+    come whenever `vigil[ml]` is there. Without `banks_db`, vigil-data/banks.sqlite is opened if present
+    (unless `default_banks` is False). `api_key` is the endpoint's key; else `api_key_env` names it.
     `functions`: those rules may call; by default Vigil's and every installed plugin's, loaded here
     (vigil.plugins.load_functions raises PluginError naming a plugin that cannot be used)."""
     from pathlib import Path
@@ -162,6 +168,8 @@ def build_signals(*, classifiers_dir: str | None = None, policies_dir: str | Non
 
         queue = None
         endpoint_obj = endpoint_from_options(endpoint, model, api_key_env=api_key_env, timeout_s=timeout_s)
+        if endpoint_obj is not None and api_key is not None:
+            endpoint_obj = dataclasses.replace(endpoint_obj, api_key=api_key)
         if retry_queue is not None:
             from vigil.classifiers.retry_queue import RetryQueue
 
@@ -181,7 +189,7 @@ def build_signals(*, classifiers_dir: str | None = None, policies_dir: str | Non
     else:
         decoder = MediaDecoder(MediaLimits.from_env())  # its processes start on the first image
     matcher = policy = None
-    if banks_db is None and Path(DEFAULT_BANKS).exists():
+    if banks_db is None and default_banks and Path(DEFAULT_BANKS).exists():
         banks_db = DEFAULT_BANKS  # where `vigil bank` keeps them by default
     if banks_db is not None:
         from vigil.hashing.media import MediaPolicy

@@ -13,48 +13,59 @@ import click
 import orjson
 
 from vigil.effects import DeadLetter
-from vigil.stores.base import DeadLetterLimits
+from vigil.settings import DEFAULT_STORE, ConfigError, DeadLetterSettings, Settings, load_settings
 
-DEFAULT_DB = "vigil-data/vigil.sqlite"
-db_option = click.option("--db", default=DEFAULT_DB, envvar="VIGIL_STORE", show_default=True,
-                         help="The store: a SQLite path, sqlite:/// or postgresql:// URL (env VIGIL_STORE).")
+db_option = click.option("--db", default=None,
+                         help="The store: a SQLite path, sqlite:/// or postgresql:// URL (store.url, env "
+                              f"VIGIL_STORE; default {DEFAULT_STORE}).")
+config_option = click.option("--config", "config_path", default=None, type=click.Path(exists=True, dir_okay=False),
+                             help="Settings file (default: $VIGIL_CONFIG, or ./vigil.toml if present).")
 limit_option = click.option("--limit", default=1000, show_default=True, help="The most recent N letters.")
 
 
 def dead_letter_options(function: Any) -> Any:
-    """The dead-letter store's limits as options (`vigil serve`, `vigil run`, `vigil worker`); the command
-    receives `dead_letter_max_raw`, `dead_letter_max_count` and `dead_letter_retention_days`, turned into
-    DeadLetterLimits by `dead_letter_limits`."""
-    defaults = DeadLetterLimits()
+    """The dead-letter store's limits as options (`vigil serve`, `vigil run`, `vigil worker`), each
+    overriding its `dead_letters.` setting when given (`dead_letter_flags` turns them into settings)."""
+    defaults = DeadLetterSettings()
     options = [
-        click.option("--dead-letter-max-raw", type=click.IntRange(min=0), default=defaults.max_raw_bytes,
-                     envvar="VIGIL_DEAD_LETTER_MAX_RAW", show_default=True,
-                     help="Bytes of a dead letter's raw body kept (its size and SHA-256 are always kept)."),
-        click.option("--dead-letter-max-count", type=click.IntRange(min=1), default=defaults.max_letters,
-                     envvar="VIGIL_DEAD_LETTER_MAX_COUNT", show_default=True,
-                     help="Dead letters kept at most; the oldest go first."),
-        click.option("--dead-letter-retention-days", type=click.FloatRange(min=0, min_open=True),
-                     default=defaults.retention_seconds / 86400, envvar="VIGIL_DEAD_LETTER_RETENTION_DAYS",
-                     show_default=True, help="Days a dead letter is kept."),
+        click.option("--dead-letter-max-raw", type=click.IntRange(min=0), default=None,
+                     show_default=str(defaults.max_raw),
+                     help="Bytes of a dead letter's raw body kept; its size and SHA-256 are always kept "
+                          "(dead_letters.max_raw, env VIGIL_DEAD_LETTER_MAX_RAW)."),
+        click.option("--dead-letter-max-count", type=click.IntRange(min=1), default=None,
+                     show_default=str(defaults.max_count),
+                     help="Dead letters kept at most; the oldest go first (dead_letters.max_count, env "
+                          "VIGIL_DEAD_LETTER_MAX_COUNT)."),
+        click.option("--dead-letter-retention-days", type=click.FloatRange(min=0, min_open=True), default=None,
+                     show_default=f"{defaults.retention_days:g}",
+                     help="Days a dead letter is kept (dead_letters.retention_days, env "
+                          "VIGIL_DEAD_LETTER_RETENTION_DAYS)."),
     ]
     for option in reversed(options):
         function = option(function)
     return function
 
 
-def dead_letter_limits(options: dict[str, Any]) -> DeadLetterLimits:
-    """DeadLetterLimits from `dead_letter_options` (popped from `options`). A small cap is trimmed more
-    often, so that it is passed by at most 1% (or one letter) between trims."""
-    max_count = int(options.pop("dead_letter_max_count"))
-    return DeadLetterLimits(max_raw_bytes=int(options.pop("dead_letter_max_raw")), max_letters=max_count,
-                            retention_seconds=float(options.pop("dead_letter_retention_days")) * 86400,
-                            trim_every=max(1, min(DeadLetterLimits().trim_every, max_count // 100)))
+def dead_letter_flags(options: dict[str, Any]) -> dict[str, Any]:
+    """The settings `dead_letter_options` give (popped from `options`; None: not given)."""
+    return {f"dead_letters.{key}": options.pop(f"dead_letter_{key}") for key in ("max_raw", "max_count",
+                                                                                "retention_days")}
 
 
-def _letters(db: str, limit: int) -> list[DeadLetter]:
+def _settings(db: str | None, config_path: str | None) -> Settings:
+    try:
+        return load_settings({"store.url": db}, config=config_path)
+    except ConfigError as error:
+        raise click.ClickException(str(error)) from None
+
+
+def _letters(settings: Settings, limit: int) -> list[DeadLetter]:
     from vigil.stores.open import open_store
 
-    store = open_store(db)
+    try:
+        store = open_store(settings.store_url(DEFAULT_STORE))
+    except ValueError as error:
+        raise click.ClickException(str(error)) from None
     try:
         letters: list[DeadLetter] = store.dead_letters(limit)
     finally:
@@ -81,10 +92,11 @@ def dead_letters_group() -> None:
 
 @dead_letters_group.command("list")
 @db_option
+@config_option
 @limit_option
-def list_command(db: str, limit: int) -> None:
+def list_command(db: str | None, config_path: str | None, limit: int) -> None:
     """One line per letter, oldest first: time, source, size and reason."""
-    letters = _letters(db, limit)
+    letters = _letters(_settings(db, config_path), limit)
     for letter in letters:
         when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(letter.time))
         size = letter.details.get("raw_size", len(letter.raw))
@@ -94,11 +106,12 @@ def list_command(db: str, limit: int) -> None:
 
 @dead_letters_group.command("export")
 @db_option
+@config_option
 @limit_option
 @click.option("--out", "out_path", default="-", show_default=True, help="JSONL file; - is stdout.")
-def export_command(db: str, limit: int, out_path: str) -> None:
+def export_command(db: str | None, config_path: str | None, limit: int, out_path: str) -> None:
     """Write letters as JSONL (time, source, reason, raw or raw_base64, details), oldest first."""
-    letters = _letters(db, limit)
+    letters = _letters(_settings(db, config_path), limit)
     out = sys.stdout.buffer if out_path == "-" else open(out_path, "wb")  # noqa: SIM115
     try:
         for letter in letters:
@@ -114,19 +127,24 @@ def export_command(db: str, limit: int, out_path: str) -> None:
 @dead_letters_group.command("replay")
 @click.argument("rules", nargs=-1, required=True, type=click.Path(exists=True))
 @db_option
+@config_option
 @limit_option
 @click.option("--out", "out_path", default="-", show_default=True, help="Where decisions go (JSONL); - is stdout.")
-def replay_command(rules: tuple[str, ...], db: str, limit: int, out_path: str) -> None:
+def replay_command(rules: tuple[str, ...], db: str | None, config_path: str | None, limit: int,
+                   out_path: str) -> None:
     """Decide the letters' events again with RULES (after a fix to the rules or the events' producer),
     on the store's state; decisions out as JSONL. A letter whose body was cut to the store's limit is
     skipped; one that fails again is dead-lettered again with its new reason. Exit 3 if any failed."""
     from vigil.cli import _load
-    from vigil.engine import Engine
-    from vigil.stores.open import open_store
+    from vigil.runtime import build_runtime
 
-    ruleset = _load(rules)
-    letters = _letters(db, limit)
-    engine = Engine(ruleset, open_store(db))
+    settings = _settings(db, config_path)
+    letters = _letters(settings, limit)
+    # The runtime every front door runs: the store's state, Redis counters and labels when configured,
+    # the signals of the settings (the rules loaded with their functions).
+    runtime = build_runtime(settings, lambda store, signals: _load(rules, signals.functions),
+                            default_store=DEFAULT_STORE)
+    engine = runtime.engine
     out = sys.stdout.buffer if out_path == "-" else open(out_path, "wb")  # noqa: SIM115
     decided = failed = skipped = 0
     try:
@@ -146,7 +164,7 @@ def replay_command(rules: tuple[str, ...], db: str, limit: int, out_path: str) -
             out.flush()
         else:
             out.close()
-        engine.close()
+        runtime.close()
     click.echo(f"replayed {len(letters)} dead letters: {decided} decided, {failed} dead again, "
                f"{skipped} skipped (body cut to the store's limit)", err=True)
     if failed:
@@ -163,12 +181,13 @@ def store_group() -> None:
 @click.option("--full", is_flag=True, help="PRAGMA integrity_check (also compares every index with its table); "
                                            "default quick_check (every page and its structure).")
 @click.option("--max-problems", default=100, show_default=True, help="Problems listed at most.")
-def check_command(db: str, full: bool, max_problems: int) -> None:
+def check_command(db: str | None, full: bool, max_problems: int) -> None:
     """Read a SQLite store whole and say whether it is sound (exit 0) or damaged (exit 1, with what
     SQLite found). Opening a store checks only its header and schema once it is larger than 16 MiB."""
     from vigil.stores.open import open_store
     from vigil.stores.sqlite import SqliteStore, damaged_store
 
+    db = _settings(db, None).store_url(DEFAULT_STORE)
     store = open_store(db)
     try:
         if not isinstance(store, SqliteStore):

@@ -12,22 +12,25 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from vigil.config import Settings
+from vigil.settings import DEFAULT_STORE, Settings, reveal, store_scheme
 from vigil.stores.base import CounterBackend, DeadLetterLimits, LabelBackend
 
 
 def open_store(url: str, *, dead_letters: DeadLetterLimits | None = None) -> Any:
-    """The durable store a URL names (see the module docstring), keeping dead letters within `dead_letters`."""
-    if url.startswith(("postgresql://", "postgres://")):
+    """The durable store a URL names (see the module docstring), keeping dead letters within `dead_letters`;
+    ValueError for a scheme Vigil does not know, so that no URL ever becomes a SQLite file named after it."""
+    scheme = store_scheme(url)
+    if scheme == "postgresql":
         from vigil.stores.postgres import PostgresStore
 
         return PostgresStore(url, dead_letters=dead_letters)
-    if url in ("memory", "memory:"):
+    if scheme == "memory":
         from vigil.stores.memory import MemoryStore
 
         return MemoryStore(dead_letters=dead_letters)
-    if url.startswith(("redis://", "rediss://")):
-        raise ValueError("a Redis URL names shared counters and labels (VIGIL_REDIS), not the durable store")
+    if scheme != "sqlite":
+        raise ValueError("a Redis URL names shared counters and labels (store.redis, VIGIL_REDIS), "
+                         "not the durable store")
     from vigil.stores.sqlite import open_store as open_sqlite
 
     return open_sqlite(url, dead_letters=dead_letters)
@@ -54,13 +57,20 @@ def redis_client(url: str) -> Any:
     return redis.Redis.from_url(url, health_check_interval=30, socket_keepalive=True)
 
 
-def open_backends(settings: Settings, *, dead_letters: DeadLetterLimits | None = None) -> Backends:
-    store = open_store(settings.store.value, dead_letters=dead_letters)
-    if settings.redis is None:
+def open_backends(settings: Settings, default_store: str = DEFAULT_STORE) -> Backends:
+    """The store of `store.url` (else `default_store`) within the settings' dead-letter limits, and Redis
+    counters and labels with `store.redis`."""
+    store = open_store(settings.store_url(default_store), dead_letters=settings.dead_letters.limits())
+    redis_url = reveal(settings.store.redis)
+    if redis_url is None:
         return Backends(store)
     from vigil.stores.redis_counters import RedisCounters
     from vigil.stores.redis_labels import RedisLabels
 
-    client = redis_client(settings.redis.value)
-    return Backends(store, RedisCounters(client, settings.redis_prefix), RedisLabels(client, settings.redis_prefix),
-                    client)
+    try:
+        client = redis_client(redis_url)
+    except BaseException:
+        store.close()
+        raise
+    prefix = settings.store.prefix
+    return Backends(store, RedisCounters(client, prefix), RedisLabels(client, prefix), client)

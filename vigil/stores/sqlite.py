@@ -523,7 +523,11 @@ class SqliteStore:
 
 
 def open_store(url: str, *, dead_letters: DeadLetterLimits | None = None) -> SqliteStore:
-    """A store from a URL: `sqlite:///path/to/file.sqlite`, a plain path, or `memory:`."""
+    """A store from a URL: `sqlite:///path/to/file.sqlite`, a plain path, or `memory:`. Another URL is a
+    ValueError: `postgresql://u@h/db` must never become a file of that name."""
+    if "://" in url and not url.startswith("sqlite://"):
+        raise ValueError(f"{url.split('://', 1)[0]}:// is not a SQLite store: open it with "
+                         "vigil.stores.open.open_store")
     if url.startswith("sqlite:///"):
         return SqliteStore(url[len("sqlite:///"):], dead_letters=dead_letters)
     if url.startswith("sqlite://"):

@@ -7,14 +7,13 @@ import os
 import signal
 import socket
 import threading
-from dataclasses import replace
 from typing import Any
 
 import click
 
+from vigil.cli import settings_from, signal_options
 from vigil.dsl.testing import TEST_TIME_LIMIT
-from vigil.stores.base import DeadLetterLimits
-from vigil.stores.cli import dead_letter_limits, dead_letter_options
+from vigil.stores.cli import dead_letter_flags, dead_letter_options
 
 log = logging.getLogger("vigil.workers")
 
@@ -38,9 +37,8 @@ log = logging.getLogger("vigil.workers")
 @click.option("--source", "event_source", default=None,
               help="Name of the events' source: ids are unique per source (counters' redelivery marks, "
                    "label changes, decisions). Default: redis:STREAM or kafka:TOPIC.")
-@click.option("--config", "config_path", default=None, type=click.Path(exists=True, dir_okay=False),
-              help="vigil.toml (default: $VIGIL_CONFIG, or ./vigil.toml if present).")
-@click.option("--db", default=None, help="Durable store URL (overrides store.url and VIGIL_STORE).")
+@click.option("--db", default=None,
+              help="Durable store URL (store.url, env VIGIL_STORE; default vigil-data/vigil.sqlite).")
 @click.option("--redis", "redis_url", default=None,
               help="Redis URL for shared counters and labels (default with --stream: the stream's Redis).")
 @click.option("--max-events", type=int, default=None, help="Exit after this many events (tests, benchmarks).")
@@ -48,15 +46,15 @@ log = logging.getLogger("vigil.workers")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]))
 @dead_letter_options
+@signal_options
 def worker_command(stream_url: str | None, bootstrap: str | None, topic: str | None, group: str,
                    consumer: str | None, rules: tuple[str, ...], rules_source: str, rule_tests_time_limit: float,
-                   output: str | None, event_source: str | None, config_path: str | None,
+                   output: str | None, event_source: str | None,
                    db: str | None, redis_url: str | None, max_events: int | None, idle_exit: float | None,
-                   log_level: str, **dead_letter_opts: Any) -> None:
+                   log_level: str, **options: Any) -> None:
     """Consume events from a Redis stream (--stream) or a Kafka topic (--kafka, --topic) in a consumer
-    group; decide each with the rules; write decisions; acknowledge. Several workers share one stream."""
-    from vigil.config import ConfigError, Secret, load_settings
-
+    group; decide each with the rules, classifiers, banks and policy models (second stage included);
+    write decisions; acknowledge. Several workers share one stream."""
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if (stream_url is None) == (bootstrap is None):
         raise click.UsageError("give either --stream redis://…/STREAM or --kafka HOST:PORT --topic T")
@@ -64,12 +62,8 @@ def worker_command(stream_url: str | None, bootstrap: str | None, topic: str | N
         raise click.UsageError("--kafka needs --topic")
     if rules_source == "directory" and not rules:
         raise click.UsageError("--rules-source directory needs --rules PATH")
-    try:
-        settings = load_settings(config_path)
-    except ConfigError as error:
-        raise click.ClickException(str(error)) from None
-    if db is not None:
-        settings = replace(settings, store=Secret(db))
+    letters = dead_letter_flags(options)  # before the signal options are read: they share **kwargs
+    settings = settings_from(options, {"store.url": db, "store.redis": redis_url, **letters})
     stream_redis, stream = (None, None)
     if stream_url is not None:
         from vigil.workers.redis_streams import split_stream_url
@@ -78,10 +72,8 @@ def worker_command(stream_url: str | None, bootstrap: str | None, topic: str | N
             stream_redis, stream = split_stream_url(stream_url)
         except ValueError as error:
             raise click.BadParameter(str(error), param_hint="--stream") from None
-    if redis_url is not None:
-        settings = replace(settings, redis=Secret(redis_url))
-    elif settings.redis is None and stream_redis is not None:
-        settings = replace(settings, redis=Secret(stream_redis))
+    if settings.store.redis is None and stream_redis is not None:
+        settings = settings.with_flags({"store.redis": stream_redis})
     consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
     if log_level != "debug":
         logging.getLogger("vigil.workers.librdkafka").setLevel(logging.CRITICAL)
@@ -89,8 +81,7 @@ def worker_command(stream_url: str | None, bootstrap: str | None, topic: str | N
         stats = run_worker(settings, rules=list(rules), stream_redis=stream_redis, stream=stream,
                            bootstrap=bootstrap, topic=topic, group=group, consumer=consumer, output=output,
                            max_events=max_events, idle_exit=idle_exit, event_source=event_source,
-                           rules_source=rules_source, rule_tests_time_limit=rule_tests_time_limit,
-                           dead_letters=dead_letter_limits(dead_letter_opts))
+                           rules_source=rules_source, rule_tests_time_limit=rule_tests_time_limit)
     except Exception as error:
         message = unreachable_message(error)
         if message is None:
@@ -121,38 +112,38 @@ def run_worker(settings: Any, *, rules: list[str], stream_redis: str | None, str
                bootstrap: str | None, topic: str | None, group: str, consumer: str, output: str | None,
                max_events: int | None = None, idle_exit: float | None = None,
                stop: threading.Event | None = None, event_source: str | None = None, rules_source: str = "auto",
-               rule_tests_time_limit: float = TEST_TIME_LIMIT, signals: Any = None,
-               dead_letters: DeadLetterLimits | None = None) -> Any:
-    """Build the engine, source and sinks from settings, run until stopped, then drain and close.
-    `signals` (classifiers, policy models, banks) go both to the engine and to the gate its rules pass."""
-    from vigil.engine import Engine
+               rule_tests_time_limit: float = TEST_TIME_LIMIT, signals: Any = None) -> Any:
+    """Build the runtime from settings (vigil.runtime: the store within the dead-letter limits, Redis
+    counters and labels, signals with the installed plugins' functions, the second stage, sinks), the
+    source and the broker outputs; run until stopped, then drain and close. `signals` (classifiers,
+    policy models, banks), when given, replace the settings' and go both to the engine and to the gate
+    its rules pass."""
     from vigil.gate import Gate, RulesRejected
-    from vigil.stores.open import open_backends, redis_client
+    from vigil.plugins import PluginError
+    from vigil.runtime import build_runtime
+    from vigil.settings import DEFAULT_STORE
+    from vigil.stores.open import redis_client
     from vigil.workers.loop import RulesWatcher, Sink, Source, Worker
 
-    if signals is None:  # no classifiers, models or banks: the installed plugins' functions all the same
-        from vigil.plugins import PluginError, load_functions
-        from vigil.signals.providers import Signals
+    started: dict[str, Any] = {}
 
-        try:
-            signals = Signals(functions=load_functions())
-        except PluginError as error:
-            raise click.ClickException(str(error)) from None
-    backends = open_backends(settings, dead_letters=dead_letters)
-    store = backends.store
-    rules_store = store if hasattr(store, "active_rules_version") else None
-    gate = Gate(signals, time_limit=rule_tests_time_limit)
+    def initial_rules(store: Any, engine_signals: Any) -> Any:
+        """The rules to start on, through the gate with the engine's signals (the runtime's rules hook)."""
+        rules_store = store if hasattr(store, "active_rules_version") else None
+        gate = Gate(engine_signals, time_limit=rule_tests_time_limit)
+        ruleset, started["mode"] = starting_rules(rules, rules_source, rules_store, gate)
+        started.update(gate=gate, rules_store=rules_store)
+        return ruleset
+
     try:
-        ruleset, source_mode = starting_rules(rules, rules_source, rules_store, gate)
-    except (RulesRejected, click.UsageError) as error:
-        backends.close()
-        store.close()
-        if isinstance(error, click.UsageError):
-            raise
+        runtime = build_runtime(settings, initial_rules, default_store=DEFAULT_STORE, signals=signals)
+    except RulesRejected as error:
         raise click.ClickException(f"rules refused, so the worker did not start: {error}") from None
-    engine = Engine(ruleset, store, counters=backends.counters, labels=backends.labels, signals=signals)
-    watcher = RulesWatcher(engine, gate, source=source_mode, paths=rules, store=rules_store,
-                           interval=settings.worker.reload_interval)
+    except (ValueError, PluginError) as error:  # a store URL or sinks settings that cannot be used, a plugin
+        raise click.ClickException(str(error)) from None
+    engine, backends = runtime.engine, runtime.backends
+    watcher = RulesWatcher(engine, started["gate"], source=started["mode"], paths=rules,
+                           store=started["rules_store"], interval=settings.worker.reload_interval)
     w = settings.worker
     source: Source
     sinks: list[Sink] = []
@@ -175,22 +166,21 @@ def run_worker(settings: Any, *, rules: list[str], stream_redis: str | None, str
     if backends.redis is not None:
         from vigil.workers.redis_streams import RedisDecisionTable
 
-        sinks.insert(0, RedisDecisionTable(backends.redis, f"{settings.redis_prefix}:decisions"))
+        sinks.insert(0, RedisDecisionTable(backends.redis, f"{settings.store.prefix}:decisions"))
     stop = stop or threading.Event()
     previous = {}
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
             previous[sig] = signal.signal(sig, lambda *_: stop.set())
     worker = Worker(engine, source, sinks, watcher=watcher, max_attempts=w.max_attempts,
-                    max_event_skew=w.max_event_skew, event_source=event_source)
+                    max_event_skew=w.max_event_skew, event_source=event_source, second_stage=runtime.second_stage)
     try:
         return worker.run(stop, max_events=max_events, idle_exit=idle_exit)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         source.close()
-        engine.close()  # flushes counters, closes the store
-        backends.close()
+        runtime.close()  # the second stage, counters flushed, the store, the Redis client, the signals
         if stream_client is not None:
             stream_client.close()
 

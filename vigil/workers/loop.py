@@ -24,9 +24,10 @@ from vigil.dsl.loader import RuleSet
 from vigil.dsl.runtime import FieldTypeError
 from vigil.effects import Decision
 from vigil.engine import Engine
-from vigil.events import DEFAULT_MAX_FUTURE_SKEW, EventError, parse_event
+from vigil.events import DEFAULT_MAX_FUTURE_SKEW, Event, EventError, parse_event
 from vigil.gate import Gate, RulesRejected
 from vigil.rules_source import RulesSource
+from vigil.stages import SlowStage
 from vigil.stores.base import RulesStore
 
 log = logging.getLogger("vigil.workers")
@@ -177,8 +178,12 @@ class Worker:
 
     def __init__(self, engine: Engine, source: Source, sinks: Sequence[Sink] = (), *,
                  watcher: RulesWatcher | None = None, max_attempts: int = 5,
-                 max_event_skew: float = DEFAULT_MAX_FUTURE_SKEW, event_source: str | None = None) -> None:
+                 max_event_skew: float = DEFAULT_MAX_FUTURE_SKEW, event_source: str | None = None,
+                 second_stage: SlowStage | None = None) -> None:
         self.engine, self.source, self.sinks, self.watcher = engine, source, list(sinks), watcher
+        # Rules that wait for a policy model run for each batch before it is written and acknowledged,
+        # so a worker's decisions never stay pending (vigil.runtime builds the stage).
+        self.second_stage = second_stage
         self.event_source = event_source or source.name
         self.max_attempts = max_attempts
         self.max_event_skew = max_event_skew
@@ -208,27 +213,43 @@ class Worker:
     def process(self, messages: list[Message]) -> None:
         decisions: list[Decision] = []
         handled: list[Message] = []
+        waiting: list[tuple[Event, Decision]] = []
         for message in messages:
             self.stats.events += 1
             if message.attempts > self.max_attempts:
                 self._dead(message, f"failed {message.attempts - 1} times")
                 continue
-            decision = self._decide(message)
-            if decision is not None:
-                decisions.append(decision)
+            decided = self._decide(message)
+            if decided is not None:
+                decisions.append(decided[1])
                 handled.append(message)
+                if decided[1].pending:
+                    waiting.append(decided)
+        if waiting and self.second_stage is not None:
+            decisions += self._second_stage(self.second_stage, waiting)
         if decisions:
             for sink in self.sinks:
                 sink.write(decisions)
         self.source.done(handled)
-        self.stats.decided += len(decisions)
+        self.stats.decided += len(handled)
         self.stats.batches += 1
 
-    def _decide(self, message: Message) -> Decision | None:
+    @staticmethod
+    def _second_stage(stage: SlowStage, waiting: list[tuple[Event, Decision]]) -> list[Decision]:
+        """The stage-2 decisions of the batch's pending events, written after (and upserted over) the
+        first ones; a failure keeps the first decisions, as the service's second stage does."""
+        try:
+            return stage.run_batch(waiting)
+        except Exception:
+            log.exception("second stage failed for %d events; they keep their first decisions", len(waiting))
+            return []
+
+    def _decide(self, message: Message) -> tuple[Event, Decision] | None:
         while True:
             try:
-                event = parse_event(message.raw, now=time.time(), max_future_skew=self.max_event_skew)
-                return self.engine.decide(dataclasses.replace(event, source=self.event_source))
+                parsed = parse_event(message.raw, now=time.time(), max_future_skew=self.max_event_skew)
+                event = dataclasses.replace(parsed, source=self.event_source)
+                return event, self.engine.decide(event)
             except (EventError, FieldTypeError) as error:
                 self.engine.dead_letter(message.raw, str(error), self.event_source)
                 self._dead(message, str(error))
