@@ -57,7 +57,7 @@ class OutputEffect:
 
 # An output parameter is sent to receivers as JSON; one whose JSON is larger than this (a whole text, an
 # image) is sent as a summary (its type, size, SHA-256 and a prefix), so that one event cannot make a
-# message of any size. Engine(max_param_bytes=…) changes it.
+# message of any size. The engine's `max_param_bytes` changes it.
 MAX_PARAM_BYTES = 16 << 10
 
 

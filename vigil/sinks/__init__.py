@@ -1,7 +1,7 @@
 """Sinks: where outputs and decisions go once the engine has decided (issue 12.3).
 
 `build(sinks, outputs, store)` turns the settings' `[sinks.NAME]` and `[outputs]` tables into
-`Outputs`: a router the engine plans outbox messages with (`Engine(outbox=outputs.router)`), and a
+`Outputs`: a router the engine plans outbox messages with (the engine's `outbox`, given by vigil.runtime), and a
 dispatcher that delivers them (`start()` / `close()`, by whoever owns the runtime). Delivery is at
 least once, through the outbox in the state store; docs/operations.md, "Sinks", says how to run it.
 """

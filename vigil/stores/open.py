@@ -3,7 +3,7 @@
     vigil-data/vigil.sqlite, sqlite:///path   the embedded SQLite store (the default)
     postgresql://user:pw@host/db              PostgreSQL (psycopg 3, a connection pool)
     memory:                                   in process only (tests, dry runs)
-    redis://host:port/db  (as settings.redis) counters and labels in Redis, shared by every worker;
+    redis://host:port/db  (as store.redis)    counters and labels in Redis, shared by every worker;
                                               the store above keeps dead letters, rules versions, tokens
 """
 
@@ -38,7 +38,7 @@ def open_store(url: str, *, dead_letters: DeadLetterLimits | None = None) -> Any
 
 @dataclass(slots=True)
 class Backends:
-    """What an Engine is built on: `Engine(rules, b.store, counters=b.counters, labels=b.labels)`."""
+    """What an engine is built on (vigil.runtime.build_engine): the store, and Redis counters and labels."""
 
     store: Any
     counters: CounterBackend | None = None
