@@ -192,7 +192,7 @@ def test_vigil_serve_restarted_with_its_rules_directory_keeps_an_uploaded_versio
 
     db = tmp_path / "vigil.sqlite"
     store = SqliteStore(db)
-    admin = {"Authorization": f"Bearer {create_token(store, 'a', ['admin', 'read', 'ingest'])[1].value}"}
+    admin = {"Authorization": f"Bearer {create_token(store, 'a', ['admin', 'read', 'ingest'])[1].get_secret_value()}"}
     store.close()
 
     def serve(*flags: str, env: dict[str, str] | None = None) -> tuple[subprocess.Popen[bytes], str]:
