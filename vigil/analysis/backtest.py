@@ -252,10 +252,12 @@ def _logged_features(stored: StoredEvent, rule: str) -> dict[str, Any]:
 def backtest(record: Record, candidate: RuleSet, *, since: float, until: float,
              current: RuleSet | None = None, truth: GroundTruth | None = None, positive_verdict: str = "flag",
              sources: tuple[str, ...] | None = None, examples: int = EXAMPLES,
-             engine: Callable[[RuleSet], Engine] = Engine, progress: Progress | None = None) -> BacktestReport:
+             engine: Callable[[RuleSet], Engine] = Engine, progress: Progress | None = None,
+             max_events: int | None = None) -> BacktestReport:
     """Replay the stored events of [since, until) through `candidate` and compare with the record.
     `current`: the rules set the record's decisions came from, to name rules added, changed and removed
-    (without it, the rules the record saw fire stand for it). Raises BacktestError on an empty range."""
+    (without it, the rules the record saw fire stand for it). `max_events`: the most events (warm-up
+    included) it may replay before it stops. Raises BacktestError on an empty range or past max_events."""
     if positive_verdict not in VERDICT_RANK:
         raise BacktestError(f"unknown verdict {positive_verdict!r}: use one of {', '.join(VERDICTS)}")
     if until <= since:
@@ -272,7 +274,10 @@ def backtest(record: Record, candidate: RuleSet, *, since: float, until: float,
     started = wall.perf_counter()
     seen_rules: set[str] = set()
     try:
-        for stored in _ordered(record, warmup_from, until, sources):
+        for read, stored in enumerate(_ordered(record, warmup_from, until, sources), 1):
+            if max_events is not None and read > max_events:
+                raise BacktestError(f"the range holds more than {max_events:,} stored events (warm-up included): "
+                                    "backtest a shorter range, or with `vigil backtest`, which has no such limit")
             if stored.event is None:
                 report.without_event += stored.time >= since
                 continue

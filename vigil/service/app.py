@@ -27,7 +27,7 @@ from starlette.routing import BaseRoute
 
 from vigil.dsl.loader import RuleSet
 from vigil.runtime import Runtime, build_runtime
-from vigil.service import events, health, labels, rules
+from vigil.service import events, health, labels, rules, search
 from vigil.service.auth import AuthMiddleware
 from vigil.service.engine_threads import EngineThreads
 from vigil.service.errors import ApiError, api_error_handler, http_error_handler, internal_error_handler
@@ -102,7 +102,7 @@ def create_app(settings: ServiceSettings, store: StateStore, *, rules_store: Rul
                                        lambda: svc._ingest.queue.qsize() if svc._ingest is not None else 0,
                                        lambda: svc.rules.active.seq if svc.rules.active is not None else None))
     app = Starlette(
-        routes=[*events.routes, *labels.routes, *rules.routes, *_bank_routes(), *health.routes],
+        routes=[*events.routes, *labels.routes, *rules.routes, *search.routes, *_bank_routes(), *health.routes],
         middleware=[Middleware(MetricsMiddleware, metrics=svc.metrics),
                     Middleware(RequestGuard, names=served_names(settings.host, settings.allowed_hosts)),
                     Middleware(AuthMiddleware, tokens=svc.tokens if settings.auth else None,

@@ -120,6 +120,34 @@ def openapi_document() -> dict[str, Any]:
             "/v1/entities/{entity_type}/{key}/history": {
                 "get": _op("An entity's label history", "read", {"200": _json(ok, "Every change, oldest first.")},
                            params=ENTITY)},
+            "/v1/search": {"get": _op("Search the record with a condition of the rules language", "read", {
+                "200": _json(ok, "A page of stored events newest first with its cursor; with `top EXPR`, the top "
+                                 "values; with `by`, counts per hour or day."),
+                "400": _json(_ref("Error"), "The query has errors: `diagnostics` give line and column."),
+                "404": _json(_ref("Error"), "This service keeps no record."),
+                "422": _json(_ref("Error"), "The search would read too much: add an indexed filter.")},
+                params=[_query("q", 'the condition, e.g. rule "X" fired and verdict is block; or top EXPR where '
+                                    "CONDITION (docs/record.md)", {"type": "string"}),
+                        _query("since", "7d, 24h, 30m before now, RFC 3339 or epoch seconds (default 7d)",
+                               {"type": "string"}),
+                        _query("until", "as since (default now)", {"type": "string"}),
+                        _query("limit", "events in the page, 1 to 1,000 (default 50)", {"type": "integer"}),
+                        _query("after", "the previous page's cursor", {"type": "string"}),
+                        _query("by", "count per hour or day", {"type": "string", "enum": ["hour", "day"]}),
+                        _query("top", "values `top` lists (default 10)", {"type": "integer"})])},
+            "/v1/backtests": {"post": _op("Replay stored events through candidate rules and compare", "admin", {
+                "200": _json(ok, "The report: rules added, changed, removed; hits gained and lost per rule with "
+                                 "examples; the verdict matrix; precision and recall against ground truth."),
+                "400": _json(_ref("Error"), "The candidate has errors: `diagnostics`."),
+                "404": _json(_ref("Error"), "This service keeps no record."),
+                "422": _json(_ref("Error"), "No stored events in the range, or more than the API replays.")},
+                body={"type": "object", "required": ["files"], "properties": {
+                    "files": {"type": "object", "additionalProperties": {"type": "string"}},
+                    "entry": {"type": "array", "items": {"type": "string"}},
+                    "since": {"type": "string"}, "until": {"type": "string"},
+                    "truth": {"type": "string", "description": "an event field holding ground truth"},
+                    "positive_verdict": {"type": "string", "enum": ["flag", "review", "block"]},
+                    "examples": {"type": "integer"}}})},
             "/v1/rules": {
                 "get": _op("The active rules version", "read", {"200": _json(ok, "Version, rules, warnings.")},
                            params=[_query("files", "include the files' text", {"type": "boolean"})]),
