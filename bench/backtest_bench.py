@@ -30,11 +30,11 @@ from reference import rules_text
 from vigil.analysis.backtest import backtest
 from vigil.demo.generator import generate
 from vigil.dsl.loader import load_ruleset
-from vigil.engine import Engine
 from vigil.events import Event
 from vigil.record.settings import RecordSettings
 from vigil.record.sqlite import SqliteRecord
 from vigil.record.writer import Recorder
+from vigil.runtime import build_engine
 
 TARGET = 20_000
 
@@ -50,7 +50,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "record.sqlite"
         started = time.perf_counter()
-        engine = Engine(rules)
+        engine = build_engine(rules)
         engine.recorder = Recorder(SqliteRecord(path), RecordSettings(), lambda: rules)
         import orjson
 
@@ -63,7 +63,7 @@ def main() -> None:
         since, until = parsed[0].time, parsed[-1].time + 1
 
         def engine_alone() -> float:
-            fresh = Engine(rules)
+            fresh = build_engine(rules)
             cpu = time.process_time()
             for event in parsed:
                 fresh.decide(event)

@@ -10,11 +10,11 @@ from typing import Any
 import orjson
 
 from vigil.dsl.loader import RuleSet
-from vigil.engine import Engine
 from vigil.record.base import Query, StoredEvent
 from vigil.record.settings import RecordSettings
 from vigil.record.sqlite import SqliteRecord
 from vigil.record.writer import Recorder
+from vigil.runtime import build_engine
 
 EXAMPLES = str(Path(__file__).parents[2] / "examples" / "rules")
 
@@ -22,7 +22,7 @@ EXAMPLES = str(Path(__file__).parents[2] / "examples" / "rules")
 def record_traffic(ruleset: RuleSet, events: Iterable[dict[str, Any]], path: Path | str,
                    source: str = "demo") -> SqliteRecord:
     """Decide `events` in order with `ruleset`, recording every decision; the record, open for reading."""
-    engine = Engine(ruleset)
+    engine = build_engine(ruleset)
     recorder = Recorder(SqliteRecord(path), RecordSettings(), lambda: ruleset)
     engine.recorder = recorder
     try:

@@ -30,6 +30,7 @@ from vigil.effects import VERDICT_RANK, VERDICTS, Decision
 from vigil.engine import Engine
 from vigil.events import Event
 from vigil.record.base import Query, Record, StoredEvent
+from vigil.runtime import build_engine
 
 DAY = 86400.0
 EXAMPLES = 5  # events shown for each kind of change
@@ -252,7 +253,7 @@ def _logged_features(stored: StoredEvent, rule: str) -> dict[str, Any]:
 def backtest(record: Record, candidate: RuleSet, *, since: float, until: float,
              current: RuleSet | None = None, truth: GroundTruth | None = None, positive_verdict: str = "flag",
              sources: tuple[str, ...] | None = None, examples: int = EXAMPLES,
-             engine: Callable[[RuleSet], Engine] = Engine, progress: Progress | None = None,
+             engine: Callable[[RuleSet], Engine] = build_engine, progress: Progress | None = None,
              max_events: int | None = None) -> BacktestReport:
     """Replay the stored events of [since, until) through `candidate` and compare with the record.
     `current`: the rules set the record's decisions came from, to name rules added, changed and removed
