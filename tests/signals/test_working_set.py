@@ -176,3 +176,38 @@ def test_a_restart_reads_no_counter_rows_until_a_key_is_needed(tmp_path: Path) -
     assert len([key for key in loaded if key.startswith("new")]) < 10
     assert second.counters.peekers[0]("u2", T0 + 601) >= 0 and "u2" in loaded  # type: ignore[index]
     second.close()
+
+
+def test_the_working_set_is_safe_with_the_engine_on_its_own_thread(tmp_path: Path) -> None:
+    """The service runs the engine off its event loop while the label API and the flusher use the same
+    working set: with tiny limits (constant eviction and reads back), nothing raises and every label a
+    person set is seen afterwards."""
+    import threading
+
+    running = engine(SqliteStore(tmp_path / "v.sqlite"), 3, 2)
+    running.counters.flush_interval = 0.001
+    running.counters.start()  # type: ignore[attr-defined]
+    errors: list[BaseException] = []
+
+    def decide() -> None:
+        try:
+            for event in events(600, 11):
+                running.process(event)
+        except BaseException as error:  # noqa: BLE001 - reported below
+            errors.append(error)
+
+    worker = threading.Thread(target=decide)
+    worker.start()
+    for i in range(300):
+        running.labels.set("user", f"person{i % 7}", "watch", present=i % 2 == 0, now=T0 + i, source="manual",
+                           actor="mod")
+        running.labels.get("user", f"u{i % 8}", T0 + i)
+    worker.join()
+    # Each person's last change decides: set at the last i with i % 7 == person, present when i is even.
+    expected = [max(i for i in range(300) if i % 7 == person) % 2 == 0 for person in range(7)]
+    assert [running.labels.has("user", f"person{p}", "watch", T0 + 400) for p in range(7)] == expected
+    running.close()
+    assert errors == []
+    reopened = engine(SqliteStore(tmp_path / "v.sqlite"), 3, 2)
+    assert [reopened.labels.has("user", f"person{p}", "watch", T0 + 400) for p in range(7)] == expected
+    reopened.close()
