@@ -2,7 +2,7 @@
 
 ```toml
 [sinks.moderation]
-kind = "webhook"                      # webhook | redis_stream | kafka | jsonl
+kind = "webhook"                      # webhook | redis_stream | kafka | jsonl | queue (docs/review.md)
 url = "https://moderation.internal/vigil"
 secret = "…"                          # signs each body (X-Vigil-Signature: sha256=HMAC-SHA256)
 decisions = "hits"                    # also publish decisions here: "all", "hits" (a rule fired), "none"
@@ -98,6 +98,17 @@ class JsonlSettings(SinkSettings):
     fsync: bool = True
 
 
+class QueueSinkSettings(SinkSettings):
+    """A review queue (vigil/review/sink.py): outputs routed here, and published decisions with one of
+    `verdicts`, open review items."""
+
+    kind: Literal["queue"]
+    queue: str = Field("default", min_length=1)
+    priority: float = 0.0
+    verdicts: list[str] = Field(default_factory=lambda: ["review"])
+    decisions: Literal["none", "all", "hits"] = "hits"
+
+
 @dataclass(frozen=True, slots=True)
 class SinkKind:
     """A kind of sink: its settings model and how to build one from them (and the state store, for a
@@ -131,7 +142,14 @@ def _jsonl(s: JsonlSettings, store: Any) -> Sink:
     return JsonlSink(s.path, fsync=s.fsync)
 
 
+def _queue(s: QueueSinkSettings, store: Any) -> Sink:
+    from vigil.review.sink import build_queue_sink
+
+    return build_queue_sink(s, store)
+
+
 BUILTIN_KINDS: dict[str, SinkKind] = {
+    "queue": SinkKind(QueueSinkSettings, _queue),
     "webhook": SinkKind(WebhookSettings, _webhook),
     "redis_stream": SinkKind(RedisStreamSettings, _redis_stream),
     "kafka": SinkKind(KafkaSettings, _kafka),

@@ -1,0 +1,124 @@
+"""The `[review]` and `[queues.NAME]` tables of the settings, validated.
+
+```toml
+[review]
+default_queue = "default"   # a queue sink without `queue =` fills this one
+lease = 600                 # seconds a claim lasts unless the queue says otherwise
+sweep_interval = 30         # seconds between looks for items past their queue's target
+
+[queues.spam]
+target = 3600               # target handling time, seconds: older open items are breaches
+priority = 0                # priority of a new item (an output's `priority` parameter overrides it)
+breach_raise = 10           # added to a breached item's priority
+escalate_to = "spam-senior" # a breached item moves there (optional)
+require_reason = true       # every decision here needs a reason
+require_policy = false      # … and a policy reference
+
+[queues.spam.actions.spammer]
+kind = "label"              # label | unlabel | dismiss | escalate | output
+label = "spammer"
+expires_in = 7776000        # seconds (optional)
+
+[queues.spam.actions.takedown]
+kind = "output"
+sink = "takedown"           # the decision is delivered to this sink through the outbox
+```
+
+A queue named by a sink but not declared has the defaults, with one action, `dismiss`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+DEFAULT_LEASE = 600.0  # Coop's lock: ten minutes
+DEFAULT_TARGET = 86400.0
+
+
+class ReviewConfigError(ValueError):
+    """Settings of review queues that cannot be used; the message names the key and what to write."""
+
+
+class ActionSettings(BaseModel):
+    """One action a reviewer may take in a queue."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["label", "unlabel", "dismiss", "escalate", "output"]
+    label: str | None = Field(default=None, min_length=1, max_length=200)
+    expires_in: float | None = Field(default=None, gt=0)
+    queue: str | None = Field(default=None, min_length=1, description="escalate: the queue the item moves to")
+    sink: str | None = Field(default=None, min_length=1, description="output: the sink the decision is delivered to")
+    require_reason: bool | None = None  # None: as the queue says
+    require_policy: bool | None = None
+
+    @model_validator(mode="after")
+    def _complete(self) -> ActionSettings:
+        if self.kind in ("label", "unlabel") and self.label is None:
+            raise ValueError(f'a {self.kind} action needs `label = "NAME"`')
+        if self.kind == "escalate" and self.queue is None:
+            raise ValueError('an escalate action needs `queue = "QUEUE"`')
+        if self.kind == "output" and self.sink is None:
+            raise ValueError('an output action needs `sink = "SINK"`')
+        return self
+
+
+DISMISS = ActionSettings(kind="dismiss")
+
+
+class QueueSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    target: float = Field(default=DEFAULT_TARGET, gt=0, description="target handling time, seconds")
+    priority: float = 0.0
+    lease: float | None = Field(default=None, gt=0, description="seconds a claim lasts (default: [review] lease)")
+    breach_raise: float = Field(default=10.0, ge=0)
+    escalate_to: str | None = None
+    require_reason: bool = False
+    require_policy: bool = False
+    actions: dict[str, ActionSettings] = Field(default_factory=lambda: {"dismiss": DISMISS})
+
+
+class ReviewSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    default_queue: str = "default"
+    lease: float = Field(default=DEFAULT_LEASE, gt=0)
+    sweep_interval: float = Field(default=30.0, gt=0)
+    queues: dict[str, QueueSettings] = Field(default_factory=dict)
+
+    def queue(self, name: str) -> QueueSettings:
+        """A declared queue's settings, or the defaults for one that rules or sinks name."""
+        return self.queues.get(name) or QueueSettings()
+
+    def lease_of(self, name: str) -> float:
+        return self.queue(name).lease or self.lease
+
+
+def validate(review: Mapping[str, Any] | None, queues: Mapping[str, Any] | None) -> ReviewSettings:
+    """The raw `[review]` and `[queues.*]` tables checked; raises ReviewConfigError naming the first bad key.
+
+    >>> validate({}, {"spam": {"actions": {"ban": {"kind": "label", "label": "spammer"}}}}).queue("spam").target
+    86400.0
+    >>> validate({}, {"spam": {"actions": {"ban": {"kind": "label"}}}})
+    Traceback (most recent call last):
+    ...
+    vigil.review.settings.ReviewConfigError: queues.spam.actions.ban: a label action needs `label = "NAME"`
+    """
+    try:
+        settings = ReviewSettings.model_validate({**(review or {}), "queues": dict(queues or {})})
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        if not where.startswith("queues"):
+            where = f"review.{where}"
+        message = "unknown setting" if first["type"] == "extra_forbidden" else first["msg"]
+        raise ReviewConfigError(f"{where}: {message.removeprefix('Value error, ')}") from None
+    for name, queue in settings.queues.items():
+        for target in [queue.escalate_to] + [a.queue for a in queue.actions.values()]:
+            if target is not None and target == name:
+                raise ReviewConfigError(f"queues.{name}: escalates to itself; name another queue")
+    return settings

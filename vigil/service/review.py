@@ -1,0 +1,377 @@
+"""Routes: review queues, items, claims and decisions (issue 14; docs/review.md).
+
+Each route is declared once in `ROUTES` with its typed request and response models (pydantic), from
+which both the Starlette routes and their part of the OpenAPI document are made. Store work runs in a
+thread; a decision's label changes go through the engine's serialised path (as manual labels, visible
+to the next event's rules at once), and the decision itself is then decided by the rules as an event
+of type `review.decision`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import anyio.to_thread
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from vigil.effects import OutboxMessage
+from vigil.review.core import Decided, Review, ReviewError
+from vigil.review.store import DecisionRow
+from vigil.service.auth import require
+from vigil.service.errors import ApiError, JSONResponse
+from vigil.service.limits import read_body
+from vigil.service.state import Service, service
+from vigil.signals.labels import MANUAL
+from vigil.sinks.router import idempotency_key
+from vigil.stores.base import LabelBackend
+
+log = logging.getLogger("vigil.review")
+
+MAX_BODY = 64 << 10
+DECISION_SOURCE = "review"  # the source of review.decision events
+
+
+# ---- models ----
+class DecideRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    action: str = Field(min_length=1, max_length=100, description="one of the queue's actions")
+    reason: str = Field(default="", max_length=2000, description="why; required where the queue or action says")
+    policy: str = Field(default="", max_length=200, description="the policy applied, e.g. spam/2.1")
+
+
+class AssignRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    to: str = Field(min_length=1, max_length=100, description="the reviewer who is to hold the item")
+
+
+class Subject(BaseModel):
+    entity: str
+    key: str
+
+
+class ItemOut(BaseModel):
+    id: str
+    queue: str
+    subject: Subject
+    state: str
+    priority: float
+    created_at: float
+    updated_at: float
+    hits: int
+    deadline: float
+    breached: bool
+    claimed_by: str | None
+    lease_until: float | None
+    decided_at: float | None
+    decision_id: str | None
+
+
+class DecisionOut(BaseModel):
+    id: str
+    item_id: str
+    queue: str
+    action: str
+    actor: str
+    reason: str
+    policy: str
+    created_at: float
+    state: str
+    subject: Subject
+    effects: list[dict[str, Any]]
+
+
+class ItemDetail(BaseModel):
+    item: ItemOut
+    evidence: list[dict[str, Any]]
+    log: list[dict[str, Any]]
+    decision: DecisionOut | None
+
+
+class ItemList(BaseModel):
+    queue: str
+    items: list[ItemOut]
+
+
+class ClaimOut(BaseModel):
+    item: ItemOut | None = Field(description="the item claimed; null when the queue has none free")
+
+
+class DecideOut(BaseModel):
+    decision: DecisionOut
+    item: ItemOut
+    event: dict[str, Any] = Field(description="the rules' decision of the review.decision event")
+
+
+class QueueMetrics(BaseModel):
+    queue: str
+    target: float = Field(description="target handling time, seconds")
+    pending: int
+    oldest_age: float
+    handled_per_hour: int
+    median_handling_time: float | None
+    breaches: int
+
+
+class QueueList(BaseModel):
+    queues: list[QueueMetrics]
+
+
+class SweepOut(BaseModel):
+    breached: list[ItemOut]
+
+
+# ---- helpers ----
+def review_of(request: Request) -> Review:
+    review: Review | None = getattr(request.app.state, "review", None)
+    if review is None:
+        raise ApiError(503, "no_review", "this service runs without review queues",
+                       "add a [sinks.NAME] table with kind = \"queue\" (docs/review.md)")
+    return review
+
+
+def reviewer(request: Request, scope: str = "review") -> str:
+    """Who acts: the caller's name. Every review action is attributed to it."""
+    return require(request, scope).name
+
+
+async def _model(request: Request, model: type[BaseModel]) -> Any:
+    raw = await read_body(request, MAX_BODY)
+    try:
+        return model.model_validate_json(raw or b"{}")
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "body"
+        raise ApiError(422, "invalid_body", f"{where}: {first['msg']}",
+                       f"the body: {orjson.dumps(model.model_json_schema().get('properties', {})).decode()[:300]}") from None
+
+
+async def _run(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    try:
+        return await anyio.to_thread.run_sync(lambda: function(*args, **kwargs))
+    except ReviewError as error:
+        raise ApiError(error.status, error.code, error.message, error.hint) from None
+
+
+def _item(review: Review, item: Any) -> dict[str, Any]:
+    return review.item_json(item)
+
+
+def _decision(decision: DecisionRow) -> dict[str, Any]:
+    return decision.to_json()
+
+
+# ---- routes ----
+async def list_queues(request: Request) -> Response:
+    require(request, "review", "read")
+    review = review_of(request)
+    queues = [await _run(review.metrics, q) for q in review.queues()]
+    return JSONResponse({"queues": queues})
+
+
+async def queue_metrics(request: Request) -> Response:
+    require(request, "review", "read")
+    return JSONResponse(await _run(review_of(request).metrics, request.path_params["queue"]))
+
+
+async def list_items(request: Request) -> Response:
+    require(request, "review", "read")
+    review = review_of(request)
+    queue = request.path_params["queue"]
+    state = request.query_params.get("state", "open")
+    if state not in ("open", "decided", "merged"):
+        raise ApiError(400, "bad_state", f"unknown state {state!r}", "state=open (default), decided or merged")
+    items = await _run(review.store.items, queue, state)
+    return JSONResponse({"queue": queue, "items": [_item(review, i) for i in items]})
+
+
+async def get_item(request: Request) -> Response:
+    require(request, "review", "read")
+    review = review_of(request)
+    item = await _run(review.item, request.path_params["item_id"])
+    evidence = await _run(review.store.evidence, item.id)
+    history = await _run(review.store.log, item.id)
+    decision = await _run(review.store.decision, item.decision_id) if item.decision_id else None
+    return JSONResponse({"item": _item(review, item), "evidence": evidence, "log": history,
+                         "decision": _decision(decision) if decision is not None else None})
+
+
+async def claim_next(request: Request) -> Response:
+    actor = reviewer(request)
+    review = review_of(request)
+    item = await _run(review.claim_next, request.path_params["queue"], actor)
+    return JSONResponse({"item": _item(review, item) if item is not None else None})
+
+
+async def claim_item(request: Request) -> Response:
+    actor = reviewer(request)
+    review = review_of(request)
+    return JSONResponse({"item": _item(review, await _run(review.claim, request.path_params["item_id"], actor))})
+
+
+async def assign_item(request: Request) -> Response:
+    lead = reviewer(request, "admin")
+    body: AssignRequest = await _model(request, AssignRequest)
+    review = review_of(request)
+    item = await _run(review.claim, request.path_params["item_id"], body.to, by=lead)
+    return JSONResponse({"item": _item(review, item)})
+
+
+async def release_item(request: Request) -> Response:
+    actor = reviewer(request)
+    review = review_of(request)
+    return JSONResponse({"item": _item(review, await _run(review.release, request.path_params["item_id"], actor))})
+
+
+async def skip_item(request: Request) -> Response:
+    actor = reviewer(request)
+    review = review_of(request)
+    item = await _run(review.release, request.path_params["item_id"], actor, skip=True)
+    return JSONResponse({"item": _item(review, item)})
+
+
+async def decide_item(request: Request) -> Response:
+    actor = reviewer(request)
+    body: DecideRequest = await _model(request, DecideRequest)
+    review = review_of(request)
+    svc = service(request)
+    svc.running_engine  # noqa: B018 - refuse (503) before anything is stored when the engine is away
+    decided: Decided = await _run(review.decide, request.path_params["item_id"], actor, body.action,
+                                  reason=body.reason, policy=body.policy)
+    event = await apply_decision(svc, review, decided.decision)
+    item = await _run(review.item, decided.item.id)
+    stored = await _run(review.store.decision, decided.decision.id)
+    return JSONResponse({"decision": _decision(stored or decided.decision), "item": _item(review, item),
+                         "event": event}, status_code=201)
+
+
+async def sweep(request: Request) -> Response:
+    require(request, "admin")
+    review = review_of(request)
+    late = await _run(review.sweep)
+    return JSONResponse({"breached": [_item(review, i) for i in late]})
+
+
+# ---- applying a decision ----
+async def apply_decision(svc: Service, review: Review, decision: DecisionRow) -> dict[str, Any]:
+    """A stored decision's effects, then its event through the rules; marks it applied. Safe to run again
+    (at start, for decisions a stopped process left `applying`): label changes to the same state and
+    outbox messages with the same keys change nothing twice."""
+    engine = svc.running_engine
+    effects = [dict(e) for e in decision.effects]
+    labels = [e for e in effects if e["kind"] in ("label", "unlabel")]
+    if labels:
+        now = time.time()
+
+        def change(backend: LabelBackend) -> list[bool]:
+            changed = []
+            for e in labels:
+                record = backend.set(e["entity"], e["key"], e["label"], present=e["kind"] == "label", now=now,
+                                     source=MANUAL, actor=decision.actor, expires_at=e.get("expires_at"),
+                                     reason=f"review decision {decision.id}: {decision.reason}".strip(": "))
+                changed.append(record is not None)
+            return changed
+
+        for effect, changed in zip(labels, await svc.engine_threads.run(engine.with_labels, change)):
+            effect["applied"] = changed
+    messages = [OutboxMessage(str(e["sink"]), idempotency_key(DECISION_SOURCE, decision.id, "output", str(e["sink"])),
+                              orjson.dumps({"type": "review.decision", "decision": decision.to_json()}), time.time())
+                for e in effects if e["kind"] == "output"]
+    if messages:
+        await anyio.to_thread.run_sync(lambda: svc.store.enqueue_outbox(messages))
+    if any(e["kind"] == "escalate" for e in effects):
+        item = await anyio.to_thread.run_sync(review.item, decision.item_id)
+        await anyio.to_thread.run_sync(review.escalate, Decided(decision, item))
+    await anyio.to_thread.run_sync(review.store.applied, decision.id, effects)
+    raw = orjson.dumps(review.decision_event(decision))
+    outcome = await svc.ingest.decide(await svc.ingest.parse(raw, DECISION_SOURCE), raw, DECISION_SOURCE)
+    return outcome.to_json()
+
+
+async def resume_decisions(svc: Service, review: Review) -> int:
+    """Apply the decisions a stopped process stored but did not finish applying."""
+    pending = await anyio.to_thread.run_sync(review.store.decisions_applying)
+    for decision in pending:
+        log.info("applying review decision %s, left unfinished by the last process", decision.id)
+        await apply_decision(svc, review, decision)
+    return len(pending)
+
+
+# ---- the table: routes and their OpenAPI ----
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    method: str
+    path: str
+    endpoint: Callable[[Request], Awaitable[Response]]
+    summary: str
+    scope: str
+    response: type[BaseModel]
+    request: type[BaseModel] | None = None
+
+
+ROUTES = [
+    Endpoint("GET", "/v1/review/queues", list_queues, "Queues and their numbers", "review` or `read", QueueList),
+    Endpoint("GET", "/v1/review/queues/{queue}", queue_metrics, "One queue's numbers", "review` or `read",
+             QueueMetrics),
+    Endpoint("GET", "/v1/review/queues/{queue}/items", list_items, "A queue's items (?state=open|decided|merged), "
+             "in the order they are handed out", "review` or `read", ItemList),
+    Endpoint("POST", "/v1/review/queues/{queue}/claim", claim_next, "Claim the queue's next free item", "review",
+             ClaimOut),
+    Endpoint("GET", "/v1/review/items/{item_id}", get_item, "An item with its evidence, log and decision",
+             "review` or `read", ItemDetail),
+    Endpoint("POST", "/v1/review/items/{item_id}/claim", claim_item, "Claim (or renew) an item", "review", ClaimOut),
+    Endpoint("POST", "/v1/review/items/{item_id}/release", release_item, "Hand a held item back", "review",
+             ClaimOut),
+    Endpoint("POST", "/v1/review/items/{item_id}/skip", skip_item, "Hand a held item back, never to be offered "
+             "to you again", "review", ClaimOut),
+    Endpoint("POST", "/v1/review/items/{item_id}/assign", assign_item, "Give an item to a reviewer (a lead)",
+             "admin", ClaimOut, AssignRequest),
+    Endpoint("POST", "/v1/review/items/{item_id}/decide", decide_item, "Decide a held item", "review", DecideOut,
+             DecideRequest),
+    Endpoint("POST", "/v1/review/sweep", sweep, "Escalate the items past their queue's target now", "admin",
+             SweepOut),
+]
+
+routes = [Route(e.path, e.endpoint, methods=[e.method]) for e in ROUTES]
+
+ERROR_CODES = {"404": "No such queue or item.", "409": "Held by someone else, decided already, or your lease "
+               "ended (nothing changed).", "422": "Unknown action, a required reason or policy missing, a "
+               "bad body (nothing changed).", "503": "The service runs without review queues, or is starting."}
+
+
+def openapi_paths() -> tuple[dict[str, Any], dict[str, Any]]:
+    """The review routes' part of the OpenAPI document, from the models: (paths, component schemas)."""
+    paths: dict[str, Any] = {}
+    schemas: dict[str, Any] = {}
+
+    def ref(model: type[BaseModel]) -> dict[str, str]:
+        schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        schemas.update(schema.pop("$defs", {}))
+        schemas[model.__name__] = schema
+        return {"$ref": f"#/components/schemas/{model.__name__}"}
+
+    for e in ROUTES:
+        op: dict[str, Any] = {"summary": e.summary, "security": [{"token": []}],
+                              "description": f"Needs the `{e.scope}` scope (admin implies every scope).",
+                              "responses": {"201" if e.endpoint is decide_item else "200": {
+                                  "description": e.summary, "content": {"application/json": {"schema": ref(e.response)}}},
+                                  **{code: {"description": text, "content": {"application/json": {
+                                      "schema": {"$ref": "#/components/schemas/Error"}}}}
+                                     for code, text in ERROR_CODES.items()}}}
+        params = [{"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+                  for name in ("queue", "item_id") if "{" + name + "}" in e.path]
+        if params:
+            op["parameters"] = params
+        if e.request is not None:
+            op["requestBody"] = {"required": True, "content": {"application/json": {"schema": ref(e.request)}}}
+        paths.setdefault(e.path, {})[e.method.lower()] = op
+    return paths, schemas
