@@ -246,8 +246,9 @@ class SecondStageSettings(Section):
 
 
 class Settings(BaseSettings):
-    """Everything a front door needs to build the runtime. `sinks`, `outputs` and `record` are carried as
-    given and validated by the modules that use them (vigil.sinks, the record)."""
+    """Everything a front door needs to build the runtime. `sinks`, `outputs`, `record`, `review` and
+    `queues` are carried as given and validated by the modules that use them (vigil.sinks, the record,
+    vigil.review)."""
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid",
                                       frozen=True, env_ignore_empty=True, case_sensitive=False)
@@ -262,6 +263,8 @@ class Settings(BaseSettings):
     sinks: dict[str, dict[str, Any]] = Field(default_factory=dict, repr=False)
     outputs: dict[str, Any] = {}  # output name → a sink name or a list of them
     record: dict[str, Any] = Field(default_factory=dict, repr=False)
+    review: dict[str, Any] = {}  # [review] and [queues.NAME]: validated by vigil.review (docs/review.md)
+    queues: dict[str, dict[str, Any]] = {}
 
     @classmethod
     def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,

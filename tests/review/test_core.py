@@ -176,8 +176,8 @@ def test_a_decision_event_names_the_subject_for_the_rules(review_over: Callable[
     review.claim(item.id, "ann")
     decision = review.decide(item.id, "ann", "spammer", reason="spam").decision
     event = review.decision_event(decision)
-    assert (event["type"], event["id"], event["user"], event["action"], event["actor"]) == (
-        "review.decision", decision.id, "u1", "spammer", "ann")
+    assert (event["type"], event["id"], event["user"], event["action"], event["reviewer"], event["actor"]) == (
+        "review.decision", decision.id, "u1", "spammer", "ann", {"id": "u1", "type": "user"})
 
 
 def test_deadline_breach_escalates_once_and_is_counted(review_over: Callable[..., Any], clock: Clock) -> None:

@@ -14,7 +14,7 @@ HOOK = {"kind": "webhook", "url": "https://example.org/hook", "secret": "s"}
 
 
 @pytest.mark.parametrize(("sinks", "outputs", "message"), [
-    ({"hook": {"url": "x"}}, {}, "sinks.hook.kind: missing; one of jsonl, kafka, redis_stream, webhook"),
+    ({"hook": {"url": "x"}}, {}, "sinks.hook.kind: missing; one of jsonl, kafka, queue, redis_stream, webhook"),
     ({"hook": {"kind": "smtp"}}, {}, "sinks.hook.kind: unknown kind 'smtp'; one of"),
     ({"hook": {"kind": "webhook", "url": "https://x"}}, {}, "sinks.hook.secret: Field required"),
     ({"hook": {**HOOK, "url": "ftp://x"}}, {}, "sinks.hook.url: must be an http:// or https:// URL"),

@@ -179,13 +179,16 @@ class Review:
                                    decided.decision.created_at)
 
     def decision_event(self, decision: DecisionRow) -> dict[str, Any]:
-        """The decision as an event for the rules: `type` review.decision, the subject both as
-        subject_type/subject_key and under its own type (`"user": "u1"`), so rules keyed on it fire."""
+        """The decision as an event for the rules, of type review.decision. Its `actor` is the subject the
+        decision is about, so that rule sets keyed on `entity user = event.actor.id` count and label the
+        same user; the person who decided is `reviewer`. The subject is also under its own type
+        (`"user": "u1"`) and in `subject`."""
         event: dict[str, Any] = {
             "type": DECISION_EVENT, "id": decision.id, "time": decision.created_at, "decision": decision.id,
             "item": decision.item_id, "queue": decision.queue, "action": decision.action,
-            "actor": decision.actor, "reason": decision.reason, "policy": decision.policy,
-            "subject_type": decision.subject_type, "subject_key": decision.subject_key,
+            "reviewer": decision.actor, "reason": decision.reason, "policy": decision.policy,
+            "subject": {"entity": decision.subject_type, "key": decision.subject_key},
+            "actor": {"id": decision.subject_key, "type": decision.subject_type},
             "effects": [e["kind"] for e in decision.effects],
         }
         if decision.subject_type not in event:

@@ -122,3 +122,13 @@ def validate(review: Mapping[str, Any] | None, queues: Mapping[str, Any] | None)
             if target is not None and target == name:
                 raise ReviewConfigError(f"queues.{name}: escalates to itself; name another queue")
     return settings
+
+
+def settings_of(config: Any) -> ReviewSettings | None:
+    """The review settings of a runtime's `Settings` (its `review`, `queues` and `sinks` tables): None
+    when it has no review queues at all (no `[queues.*]`, no `[review]`, no sink of kind queue)."""
+    sinks = getattr(config, "sinks", {}) or {}
+    has_queue_sink = any(isinstance(t, Mapping) and t.get("kind") == "queue" for t in sinks.values())
+    if not (config.review or config.queues or has_queue_sink):
+        return None
+    return validate(config.review, config.queues)

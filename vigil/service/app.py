@@ -26,8 +26,9 @@ from starlette.middleware import Middleware
 from starlette.routing import BaseRoute
 
 from vigil.dsl.loader import RuleSet
+from vigil.review import Review, ReviewSettings, ReviewStore, settings_of
 from vigil.runtime import Runtime, build_runtime
-from vigil.service import events, health, labels, rules, search
+from vigil.service import events, health, labels, review, rules, search
 from vigil.service.auth import AuthMiddleware
 from vigil.service.engine_threads import EngineThreads
 from vigil.service.errors import ApiError, api_error_handler, http_error_handler, internal_error_handler
@@ -48,15 +49,20 @@ __all__ = ["RulesRejected", "ServiceSettings", "create_app", "prepare"]
 
 def create_app(settings: ServiceSettings, store: StateStore, *, rules_store: RulesStore | None = None,
                token_store: TokenStore | None = None, signals: Signals | None = None,
-               config: Settings | None = None, backends: Backends | None = None) -> Starlette:
+               config: Settings | None = None, backends: Backends | None = None,
+               review_settings: ReviewSettings | None = None) -> Starlette:
     """The service over `store` (state: counters, labels, dead letters), which also keeps rules versions
     and tokens unless other stores are given. The app owns the stores: it closes them when it stops.
     `signals` (classifiers, media policy) go to the engine; with `settings.banks` the lifespan opens the
     bank store and gives its matcher both to the engine and to the /v1/banks routes. `backends` (whose
-    store is `store`) adds shared Redis counters and labels; `config` the rest of the settings."""
+    store is `store`) adds shared Redis counters and labels; `config` the rest of the settings. The review
+    queues' routes (/v1/review/…) serve the items in the store's database when `review_settings` are
+    given or `config` has review queues (vigil.review.settings_of)."""
     svc = Service(settings, store, rules_store if rules_store is not None else store,  # type: ignore[arg-type]
                   token_store if token_store is not None else store, signals,  # type: ignore[arg-type]
                   config=config, backends=backends)
+    if review_settings is None:
+        review_settings = settings_of(svc.config)  # ReviewConfigError: refuse to build, naming the key
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -80,6 +86,13 @@ def create_app(settings: ServiceSettings, store: StateStore, *, rules_store: Rul
         svc._ingest = ingest
         poller = asyncio.get_running_loop().create_task(svc.rules.run(settings.reload_interval),
                                                         name="vigil-rules-reload")
+        sweeper = None
+        if review_settings is not None:
+            queues = review_settings
+            app.state.review = await anyio.to_thread.run_sync(lambda: Review(ReviewStore.over(svc.store), queues))
+            await review.resume_decisions(svc, app.state.review)  # those a stopped process left half done
+            sweeper = asyncio.get_running_loop().create_task(review.sweep_forever(app.state.review),
+                                                             name="vigil-review-deadlines")
         if settings.tune_gc:
             tune_gc()
         log.info("serving rules version %s", svc.rules.active.seq if svc.rules.active else "(none)")
@@ -87,9 +100,14 @@ def create_app(settings: ServiceSettings, store: StateStore, *, rules_store: Rul
             yield
         finally:
             svc.stopping = True
-            poller.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await poller
+            for task in (poller, sweeper):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+            if getattr(app.state, "review", None) is not None:
+                app.state.review.close()
+                app.state.review = None
             await ingest.stop()  # decide every event already accepted
             svc._ingest = None
             svc.engine = svc.runtime = None
@@ -102,7 +120,8 @@ def create_app(settings: ServiceSettings, store: StateStore, *, rules_store: Rul
                                        lambda: svc._ingest.queue.qsize() if svc._ingest is not None else 0,
                                        lambda: svc.rules.active.seq if svc.rules.active is not None else None))
     app = Starlette(
-        routes=[*events.routes, *labels.routes, *rules.routes, *search.routes, *_bank_routes(), *health.routes],
+        routes=[*events.routes, *labels.routes, *rules.routes, *search.routes, *review.routes, *_bank_routes(),
+                *health.routes],
         middleware=[Middleware(MetricsMiddleware, metrics=svc.metrics),
                     Middleware(RequestGuard, names=served_names(settings.host, settings.allowed_hosts)),
                     Middleware(AuthMiddleware, tokens=svc.tokens if settings.auth else None,

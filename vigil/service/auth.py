@@ -25,7 +25,7 @@ from vigil.service.errors import ApiError, error_response
 from vigil.service.limits import TokenBuckets
 from vigil.stores.base import ApiToken, TokenStore
 
-SCOPES = ("ingest", "read", "admin")
+SCOPES = ("ingest", "read", "review", "admin")  # review: claim and decide review items
 TOKEN_PREFIX = "vgl_"
 SCOPE_KEY = "vigil.token"  # where the middleware leaves the caller's ApiToken in the ASGI scope
 

@@ -250,7 +250,7 @@ def token_group() -> None:
 
 @token_group.command("create")
 @click.argument("name")
-@click.option("--scopes", default="ingest", show_default=True, help="Comma-separated: ingest, read, admin.")
+@click.option("--scopes", default="ingest", show_default=True, help="Comma-separated: ingest, read, review, admin.")
 @click.option("--read-source", "read_sources", multiple=True, metavar="TOKEN",
               help="Another token whose events' decisions this one may read (repeatable; '*': all). "
                    "A token reads its own; an admin token reads every one.")

@@ -67,6 +67,17 @@ ENTITY = [_path("entity_type", "user, ip, pair, … as declared in the rules"),
 
 
 def openapi_document() -> dict[str, Any]:
+    document = _hand_written()
+    # The review routes' part is generated from their typed request and response models.
+    from vigil.service.review import openapi_paths
+
+    paths, schemas = openapi_paths()
+    document["paths"].update(paths)
+    document["components"]["schemas"].update(schemas)
+    return document
+
+
+def _hand_written() -> dict[str, Any]:
     ok = {"type": "object"}
     return {
         "openapi": "3.1.0",

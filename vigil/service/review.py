@@ -287,7 +287,7 @@ async def apply_decision(svc: Service, review: Review, decision: DecisionRow) ->
                               orjson.dumps({"type": "review.decision", "decision": decision.to_json()}), time.time())
                 for e in effects if e["kind"] == "output"]
     if messages:
-        await anyio.to_thread.run_sync(lambda: svc.store.enqueue_outbox(messages))
+        await anyio.to_thread.run_sync(lambda: svc.store.commit_effects([], messages))
     if any(e["kind"] == "escalate" for e in effects):
         item = await anyio.to_thread.run_sync(review.item, decision.item_id)
         await anyio.to_thread.run_sync(review.escalate, Decided(decision, item))
@@ -304,6 +304,20 @@ async def resume_decisions(svc: Service, review: Review) -> int:
         log.info("applying review decision %s, left unfinished by the last process", decision.id)
         await apply_decision(svc, review, decision)
     return len(pending)
+
+
+async def sweep_forever(review: Review) -> None:
+    """Escalate items past their queue's target every `[review] sweep_interval` seconds."""
+    import asyncio
+
+    while True:
+        await asyncio.sleep(review.settings.sweep_interval)
+        try:
+            late = await anyio.to_thread.run_sync(review.sweep)
+            if late:
+                log.info("review: %d items passed their queue's target and were escalated", len(late))
+        except Exception:  # the database away for a while: look again next time
+            log.exception("review: the deadline sweep failed; trying again")
 
 
 # ---- the table: routes and their OpenAPI ----

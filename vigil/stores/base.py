@@ -365,7 +365,7 @@ class RulesStore(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class ApiToken:
-    """An API token as stored: never the secret, only its SHA-256 (hex). Scopes: ingest, read, admin.
+    """An API token as stored: never the secret, only its SHA-256 (hex). Scopes: ingest, read, review, admin.
     `read_sources`: the other tokens (by name, "*" for all) whose events' decisions it may read; its own
     it always may, and an admin token reads every source's."""
 
