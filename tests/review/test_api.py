@@ -13,15 +13,19 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from vigil.review import ReviewStore, validate
+from vigil.review import ReviewStore
 from vigil.service import ServiceSettings, create_app
 from vigil.service.auth import create_token
+from vigil.settings import Settings
 from vigil.stores.sqlite import SqliteStore
 
 RULES = """
 entity user = event.actor.id
 
 rule "Spammer posts" when event is "post" and user has label "spammer" then block
+
+rule "Spam link" when event is "post" and event.text contains "free crypto"
+  then flag, output "spam-review" with subject user, priority = 3
 
 rule "Confirmed spam" when event is "review.decision" and event.action == "spammer"
   then flag, label user "strike" for 90 days
@@ -59,18 +63,45 @@ def api(tmp_path: Path) -> Iterator[Api]:
     (rules / "main.vigil").write_text(RULES)
     path = tmp_path / "vigil.sqlite"
     store = SqliteStore(path)
-    tokens = {name: create_token(store, name, scopes)[1].value
+    tokens = {name: create_token(store, name, scopes)[1].get_secret_value()
               for name, scopes in (("ann", ["review"]), ("bob", ["review"]), ("lead", ["admin"]),
                                    ("ingest", ["ingest"]), ("viewer", ["read"]))}
-    app = create_app(ServiceSettings(rules_dir=str(rules), token_cache_seconds=0.0), store,
-                     review_settings=validate({}, QUEUES))
+    config = Settings(service=ServiceSettings(rules_dir=str(rules), token_cache_seconds=0.0),
+                      sinks={"review": {"kind": "queue", "queue": "spam", "poll": 0.05}},
+                      outputs={"spam-review": "review"}, queues=QUEUES)
+    app = create_app(config.service, store, config=config)
     with TestClient(app, base_url="http://localhost") as client:
         yield Api(client, path, tokens)
 
 
-def _post(api: Api, n: int, user: str = "u1") -> Any:
+def _post(api: Api, n: int, user: str = "u1", text: str = "hi") -> Any:
     return api.call("POST", "/v1/events", "ingest", json={"type": "post", "id": f"p{n}", "time": time.time(),
-                                                          "actor": {"id": user}, "text": "hi"}).json()
+                                                          "actor": {"id": user}, "text": text}).json()
+
+
+def _wait_for_items(api: Api, queue: str, hits: int) -> list[dict[str, Any]]:
+    """The queue's items once the outbox has delivered `hits` hits to it (bounded: 20 s)."""
+    deadline = time.monotonic() + 20
+    while True:
+        items = api.call("GET", f"/v1/review/queues/{queue}/items", "viewer").json()["items"]
+        if sum(i["hits"] for i in items) >= hits or time.monotonic() > deadline:
+            return list(items)
+        time.sleep(0.02)
+
+
+def test_a_rule_sends_a_user_to_review_and_a_reviewer_labels_them(api: Api) -> None:
+    """End to end: a rule's output → an item (through the outbox and the queue sink) → claimed → decided
+    with a label → the user's next event is blocked by a rule that reads the label."""
+    assert _post(api, 1, text="free crypto")["verdict"] == "flag"
+    assert _post(api, 2, text="free crypto now")["verdict"] == "flag"
+    items = _wait_for_items(api, "spam", 2)
+    assert [(i["subject"], i["hits"], i["priority"]) for i in items] == [({"entity": "user", "key": "u1"}, 2, 3.0)]
+    evidence = api.call("GET", f"/v1/review/items/{items[0]['id']}", "viewer").json()["evidence"]
+    assert [(e["event"]["id"], e["rules"]) for e in evidence] == [("p1", ["Spam link"]), ("p2", ["Spam link"])]
+    claimed = api.call("POST", "/v1/review/queues/spam/claim").json()["item"]
+    decided = api.call("POST", f"/v1/review/items/{claimed['id']}/decide", json={"action": "spammer", "reason": "scam"})
+    assert decided.status_code == 201, decided.text
+    assert _post(api, 3)["verdict"] == "block"
 
 
 def test_claim_decide_label_seen_by_the_next_event(api: Api) -> None:
