@@ -88,18 +88,25 @@ def _hand_written() -> dict[str, Any]:
             "/v1/events": {"post": _op("Decide one event", "ingest", {
                 "200": _json(_ref("Decision"), "The decision."),
                 "202": _json(ok, "Accepted (mode=async); poll /v1/decisions/{event_id}."),
-                "503": _json(_ref("Error"), "The asynchronous queue is full.")}, body=_ref("Event"), params=[MODE])},
+                "503": _json(_ref("Error"), "Not decided, nothing applied (Retry-After): the asynchronous queue or "
+                             "the second stage's queue is full, or no engine thread was free within the event "
+                             "deadline."),
+                "504": _json(_ref("Error"), "Still being decided at the event deadline; the decision follows at "
+                             "the Location, /v1/decisions/{event_id}.")}, body=_ref("Event"), params=[MODE])},
             "/v1/events/batch": {"post": _op("Decide a batch of events", "ingest", {
                 "200": _json({"type": "object", "properties": {"results": {"type": "array"}, "accepted": {
                     "type": "integer"}, "rejected": {"type": "integer"}}}, "A decision or an error per event."),
-                "202": _json(ok, "Accepted (mode=async).")},
+                "202": _json(ok, "Accepted (mode=async)."),
+                "503": _json(_ref("Error"), "Not decided: no engine thread was free within the event deadline."),
+                "504": _json(_ref("Error"), "Still being decided at the deadline (shared by the batch's events); "
+                             "their decisions follow at /v1/decisions/{event_id}.")},
                 body={"oneOf": [{"type": "array", "items": _ref("Event")},
                                 {"type": "object", "properties": {"events": {"type": "array",
                                                                              "items": _ref("Event")}}}]},
                 params=[MODE])},
             "/v1/decisions/{event_id}": {"get": _op("A recent event's outcome", "ingest` or `read", {
                 "200": _json(ok, "Decided (with the decision) or dead-lettered."),
-                "202": _json(ok, "Still queued."),
+                "202": _json(ok, "Still queued, or still being decided (past the event deadline)."),
                 "404": _json(_ref("Error"), "Not among the recent ones of the sources this token may read."),
                 "409": _json(_ref("Error"), "Several sources the token may read sent this id: add ?source=.")},
                 params=[_path("event_id", "the event's id"),
