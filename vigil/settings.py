@@ -201,7 +201,8 @@ class ServiceSettings(Section):
     # /v1/banks routes share one matcher, which rereads a bank at most this often.
     banks: str | None = None
     bank_refresh_interval: float = 1.0
-    # Process-wide garbage collector tuning for a long-running server (see app.tune_gc); off for apps
+    # Process-wide garbage collector and thread switch tuning for a long-running server (app.tune_gc,
+    # app.tune_threads); off for apps
     # built in tests, on for `vigil serve`.
     tune_gc: bool = False
     log_level: str = "info"
