@@ -200,3 +200,29 @@ def test_openapi_is_generated_from_the_models(api: Api) -> None:
     schema = document["components"]["schemas"]["DecideRequest"]
     assert schema["required"] == ["action"] and set(schema["properties"]) == {"action", "reason", "policy"}
     assert "ItemOut" in document["components"]["schemas"]
+
+
+def test_a_decision_left_applying_is_applied_at_the_next_start(tmp_path: Path) -> None:
+    """A process stopped between storing a decision and applying it: the next start applies it (the
+    label is there, the decision's event decided), and marks it applied."""
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "main.vigil").write_text(RULES)
+    path = tmp_path / "vigil.sqlite"
+    from vigil.review import Review, validate
+
+    review = Review(ReviewStore(sqlite_path=str(path)), validate({}, QUEUES))
+    item, _ = review.store.add_hit("spam", "user", "u7", "e1", {"event": {"id": "e1"}}, 0.0, time.time())
+    review.claim(item.id, "ann")
+    stored = review.decide(item.id, "ann", "spammer", reason="crashed before applying").decision
+    assert [d.id for d in review.store.decisions_applying()] == [stored.id]
+    review.close()
+    store = SqliteStore(path)
+    _, secret = create_token(store, "viewer", ["read"])
+    config = Settings(service=ServiceSettings(rules_dir=str(rules), token_cache_seconds=0.0), queues=QUEUES)
+    with TestClient(create_app(config.service, store, config=config), base_url="http://localhost") as client:
+        auth = {"Authorization": f"Bearer {secret.get_secret_value()}"}
+        labels = client.get("/v1/entities/user/u7/labels", headers=auth).json()["labels"]
+        assert {(lab["label"], lab["actor"]) for lab in labels} == {("spammer", "ann"), ("strike", "Confirmed spam")}
+        decision = client.get(f"/v1/review/items/{item.id}", headers=auth).json()["decision"]
+        assert decision["state"] == "applied"

@@ -78,3 +78,37 @@ def test_a_redelivered_message_adds_no_evidence(state_store: Any) -> None:
 def test_a_queue_sink_needs_a_durable_store() -> None:
     with pytest.raises(SinkError, match="review queues keep their items in the state store"):
         build({"queue": {"kind": "queue"}}, {}, MemoryStore())
+
+
+def test_routing_rules_are_ordered_and_the_first_match_wins(state_store: Any) -> None:
+    rules = RULES + '''
+entity reported = event.target.id
+rule "User report" when event is "report"
+  then output "spam-review" with subject reported, reporter = event.actor.id, reason = event.reason
+'''
+    routes = [{"rule": "User report", "queue": "reports"}, {"verdict": "review", "queue": "odd"},
+              {"rule": "User report", "queue": "never"}]
+    outputs = build({"queue": {"kind": "queue", "queue": "spam", "routes": routes}}, {"spam-review": "queue"},
+                    state_store)
+    engine = Engine(load_ruleset("r.vigil", files={"r.vigil": rules}), state_store, outbox=outputs.router)
+    try:
+        _post(engine, 1, "free crypto")
+        _post(engine, 2, "hmm")
+        engine.process(orjson.dumps({"type": "report", "id": "r1", "time": 2000, "actor": {"id": "u5"},
+                                     "target": {"id": "u1"}, "reason": "spam"}))
+        outputs.dispatcher.run_once("queue")
+        review = ReviewStore.over(state_store)
+        found = {q: [(i.subject_type, i.subject_key) for i in review.items(q)] for q in ("spam", "odd", "reports")}
+        assert found == {"spam": [("user", "u1")], "odd": [("event", "/p2")], "reports": [("reported", "u1")]}
+        report = review.evidence(review.items("reports")[0].id)[0]
+        assert report["params"] == {"reporter": "u5", "reason": "spam"}
+        review.close()
+    finally:
+        outputs.close(1.0)
+
+
+def test_a_bad_route_is_named() -> None:
+    from vigil.sinks import SinkConfigError, validate
+
+    with pytest.raises(SinkConfigError, match=r"sinks.queue.routes.0.queue: Field required"):
+        validate({"queue": {"kind": "queue", "routes": [{"rule": "R"}]}}, {})

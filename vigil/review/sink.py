@@ -8,6 +8,10 @@ verdicts = ["review"]     # decisions with one of these verdicts open an item ab
 
 [outputs]
 "spam-review" = "review"  # `output "spam-review" about user` opens an item about that user
+
+[[sinks.review.routes]]   # optional, in order, first match wins; no match: `queue`
+rule = "Possible CSAM"    # any of: output, rule (one that fired), verdict, subject (entity type)
+queue = "child-safety"
 ```
 
 An output about an entity opens (or adds to) the item for that entity; a decision published here
@@ -49,13 +53,23 @@ class QueueSink:
             if hit is not None:
                 subject_type, subject_key, priority, evidence = hit
                 try:
-                    self.store.add_hit(self.settings.queue, subject_type, subject_key, message.key, evidence,
-                                       priority, self.clock())
+                    self.store.add_hit(self.route(subject_type, evidence), subject_type, subject_key, message.key,
+                                       evidence, priority, self.clock())
                 except Exception as error:  # noqa: BLE001 - the database away: retried by the dispatcher
                     outcomes.append(Outcome(False, f"review store: {type(error).__name__}: {error}"))
                     break
             outcomes.append(DELIVERED)
         return outcomes
+
+    def route(self, subject_type: str, evidence: dict[str, Any]) -> str:
+        """The queue of a hit: the first routing rule that matches it (ordered), else the sink's queue."""
+        for route in self.settings.routes:
+            if ((route.output is None or route.output == evidence.get("output"))
+                    and (route.rule is None or route.rule in evidence.get("rules", ()))
+                    and (route.verdict is None or route.verdict == evidence.get("verdict"))
+                    and (route.subject is None or route.subject == subject_type)):
+                return route.queue
+        return self.settings.queue
 
     def _hit(self, body: dict[str, Any]) -> tuple[str, str, float, dict[str, Any]] | None:
         if body.get("type") == "output":

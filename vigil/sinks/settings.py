@@ -98,12 +98,25 @@ class JsonlSettings(SinkSettings):
     fsync: bool = True
 
 
+class QueueRoute(BaseModel):
+    """One routing rule of a queue sink: a hit that matches every key given goes to `queue`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    queue: str = Field(min_length=1)
+    output: str | None = None  # the output's name
+    rule: str | None = None  # a rule that fired
+    verdict: str | None = None
+    subject: str | None = None  # the subject's entity type ("event" for a review verdict's item)
+
+
 class QueueSinkSettings(SinkSettings):
     """A review queue (vigil/review/sink.py): outputs routed here, and published decisions with one of
-    `verdicts`, open review items."""
+    `verdicts`, open review items in the first of `routes` that matches, else in `queue`."""
 
     kind: Literal["queue"]
     queue: str = Field("default", min_length=1)
+    routes: list[QueueRoute] = Field(default_factory=list)
     priority: float = 0.0
     verdicts: list[str] = Field(default_factory=lambda: ["review"])
     decisions: Literal["none", "all", "hits"] = "hits"
