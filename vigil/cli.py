@@ -185,6 +185,7 @@ SUBCOMMANDS: dict[str, SubCommand] = {
     "worker": SubCommand("vigil.workers.cli", "worker_command", "serve"),
     "dead-letters": SubCommand("vigil.stores.cli", "dead_letters_group", None),
     "outbox": SubCommand("vigil.sinks.cli", "outbox_group", None),
+    "review": SubCommand("vigil.review.cli", "review_group", "serve"),
     "store": SubCommand("vigil.stores.cli", "store_group", None),
     "search": SubCommand("vigil.analysis.cli", "search_command", None),
     "backtest": SubCommand("vigil.analysis.cli", "backtest_command", None),
