@@ -51,15 +51,17 @@ def _check_name(name: str, what: str) -> str:
 
 
 def create_token(store: TokenStore, name: str, scopes: Iterable[str], now: float | None = None, *,
-                 read_sources: Iterable[str] = ()) -> tuple[ApiToken, SecretStr]:
+                 read_sources: Iterable[str] = (), person: str | None = None) -> tuple[ApiToken, SecretStr]:
     """Create and store a token; the secret is returned once and never stored. `read_sources`: the
-    names of the tokens whose events' decisions it may read beside its own ("*": all)."""
+    names of the tokens whose events' decisions it may read beside its own ("*": all). `person`: the
+    person it belongs to (vigil.people), whose roles it acts with; its scopes then only say what it
+    sends as (ingest)."""
     _check_name(name, "token")
     grants = tuple(dict.fromkeys(_check_name(s.strip(), "read source") for s in read_sources))
     token_id = secrets.token_hex(4)
     secret = SecretStr(f"{TOKEN_PREFIX}{token_id}_{secrets.token_urlsafe(32)}")
     record = ApiToken(token_id, name, hash_secret(secret.get_secret_value()), parse_scopes(scopes),
-                      time.time() if now is None else now, read_sources=grants)
+                      time.time() if now is None else now, read_sources=grants, person=person)
     store.add_token(record)
     return record, secret
 

@@ -376,6 +376,9 @@ class ApiToken:
     created_at: float
     revoked: bool = False
     read_sources: tuple[str, ...] = ()
+    # The person the token belongs to (vigil.people): it acts with that person's roles and its actions are
+    # theirs. None for a token made before people existed: it acts with the roles of its scopes.
+    person: str | None = None
 
 
 class TokenStore(Protocol):

@@ -83,6 +83,10 @@ MIGRATIONS: list[str] = [
     """
     CREATE INDEX counter_log_cid_key ON counter_log (cid, key, id);
     """,
+    # 7: the person an API token belongs to (vigil.people); NULL for a token that belongs to nobody.
+    """
+    ALTER TABLE api_tokens ADD COLUMN person TEXT;
+    """,
 ]
 
 _LOCK = 0x76696769  # advisory lock id for migrations ("vigi")
@@ -369,19 +373,20 @@ class PostgresStore:
     # ---- API tokens (TokenStore) ----
     @staticmethod
     def _token(row: tuple[Any, ...]) -> ApiToken:
-        tid, name, secret_hash, scopes, created, revoked, read_sources = row
-        return ApiToken(tid, name, secret_hash, tuple(scopes), float(created), bool(revoked), tuple(read_sources))
+        tid, name, secret_hash, scopes, created, revoked, read_sources, person = row
+        return ApiToken(tid, name, secret_hash, tuple(scopes), float(created), bool(revoked), tuple(read_sources),
+                        person)
 
-    _TOKEN_COLUMNS = "id, name, secret_hash, scopes, created_at, revoked, read_sources"
+    _TOKEN_COLUMNS = "id, name, secret_hash, scopes, created_at, revoked, read_sources, person"
 
     def add_token(self, token: ApiToken) -> None:
         import psycopg
         from psycopg.types.json import Jsonb
 
         try:
-            self._write(f"INSERT INTO api_tokens ({self._TOKEN_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+            self._write(f"INSERT INTO api_tokens ({self._TOKEN_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
                         [(token.id, token.name, token.secret_hash, Jsonb(list(token.scopes)), token.created_at,
-                          token.revoked, Jsonb(list(token.read_sources)))])
+                          token.revoked, Jsonb(list(token.read_sources)), token.person)])
         except psycopg.errors.UniqueViolation as error:
             raise ValueError(f"a token named {token.name!r} exists already") from error
 

@@ -110,6 +110,10 @@ MIGRATIONS: list[str] = [
     DROP TABLE counter_chunks;
     CREATE INDEX counter_rows_key ON counter_rows (cid, key);
     """,
+    # 8: the person an API token belongs to (vigil.people); NULL for a token that belongs to nobody.
+    """
+    ALTER TABLE api_tokens ADD COLUMN person TEXT;
+    """,
 ]
 
 
@@ -484,19 +488,19 @@ class SqliteStore:
         return [self._version(r) for r in rows]
 
     # ---- API tokens (TokenStore) ----
-    _TOKEN_COLUMNS = "id, name, secret_hash, scopes, created_at, revoked, read_sources"
+    _TOKEN_COLUMNS = "id, name, secret_hash, scopes, created_at, revoked, read_sources, person"
 
     @staticmethod
     def _token(row: tuple[object, ...]) -> ApiToken:
-        tid, name, secret_hash, scopes, created, revoked, read_sources = row
+        tid, name, secret_hash, scopes, created, revoked, read_sources, person = row
         return ApiToken(str(tid), str(name), str(secret_hash), tuple(json.loads(str(scopes))), float(created),  # type: ignore[arg-type]
-                        bool(revoked), tuple(json.loads(str(read_sources))))
+                        bool(revoked), tuple(json.loads(str(read_sources))), None if person is None else str(person))
 
     def add_token(self, token: ApiToken) -> None:
         try:
-            self._write(f"INSERT INTO api_tokens ({self._TOKEN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            self._write(f"INSERT INTO api_tokens ({self._TOKEN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                         [(token.id, token.name, token.secret_hash, json.dumps(list(token.scopes)),
-                          token.created_at, int(token.revoked), json.dumps(list(token.read_sources)))])
+                          token.created_at, int(token.revoked), json.dumps(list(token.read_sources)), token.person)])
         except sqlite3.IntegrityError as error:
             raise ValueError(f"a token named {token.name!r} exists already") from error
 
