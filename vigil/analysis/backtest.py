@@ -316,6 +316,9 @@ def backtest(record: Record, candidate: RuleSet, *, since: float, until: float,
 
 def _compare(report: BacktestReport, stored: StoredEvent, decision: Decision, stage2: set[str], examples: int,
              seen_rules: set[str]) -> None:
+    if not stored.rules and not decision.hits and stored.verdict == decision.verdict:
+        report.matrix[decision.verdict][decision.verdict] += 1  # most events: no rule fired on either side
+        return
     before = set(stored.rules) - stage2
     seen_rules.update(stored.rules)
     fired = {hit.rule: hit for hit in decision.hits}
