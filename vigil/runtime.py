@@ -77,7 +77,7 @@ def open_state(settings: Settings, default_store: str = IN_MEMORY) -> Backends:
 
 def build_sinks(settings: Settings, store: Any) -> Outputs | None:
     """Where outputs and decisions go, from `settings.sinks` and `settings.outputs` (vigil.sinks), over the
-    outbox in `store`; None when neither is set. The record (issue 13, `settings.record`) attaches here."""
+    outbox in `store`; None when neither is set."""
     if not settings.sinks and not settings.outputs:
         return None
     from vigil.sinks import build
@@ -156,11 +156,14 @@ def close_signals(signals: Signals) -> None:
 
 
 def build_runtime(settings: Settings, rules: RulesLoader, *, default_store: str = IN_MEMORY,
-                  backends: Backends | None = None, signals: Signals | None = None) -> Runtime:
+                  backends: Backends | None = None, signals: Signals | None = None,
+                  durable_record: bool = False) -> Runtime:
     """The runtime `settings` describe, running `rules`: a RuleSet, or a function of the opened store and
     the signals that loads one (the worker's rules source and gate: the one call to replace for another
     way of choosing rules). Given `backends` or `signals` are used as they are and left to the caller to
-    close; those built here are closed by `Runtime.close`."""
+    close; those built here are closed by `Runtime.close`. The record (`settings.record`, vigil.record) is
+    attached to the engine, which closes it; `durable_record` is the front door's default for
+    `record.durable` (serve and workers: a decision is recorded before it is answered)."""
     owns_backends = backends is None
     state = open_state(settings, default_store) if backends is None else backends
     owns_signals = signals is None
@@ -181,6 +184,13 @@ def build_runtime(settings: Settings, rules: RulesLoader, *, default_store: str 
         sinks = build_sinks(settings, store)
         engine = build_engine(ruleset, store=store, signals=used, counters=state.counters,
                               labels=state.labels, outputs=sinks)
+        try:
+            from vigil.record.open import attach_record
+
+            attach_record(engine, settings.record, settings.store_url(default_store), durable=durable_record)
+        except BaseException:
+            engine.close()
+            raise
     except BaseException:
         if owns_signals:
             close_signals(used)

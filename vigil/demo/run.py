@@ -34,7 +34,8 @@ def run_demo(
     settings: Settings | None = None,
 ) -> dict[str, dict[str, int]]:
     """Run the demo; returns per attack kind (and "normal") how many events were flagged or not. State
-    lives in `out_dir`/state.sqlite, whatever `settings.store` says (the demo never writes elsewhere)."""
+    lives in `out_dir`/state.sqlite and the record in `out_dir`/record.sqlite, whatever the settings say
+    (the demo never writes elsewhere)."""
     from vigil.demo.generator import write_jsonl
 
     console = console or Console()
@@ -44,15 +45,15 @@ def run_demo(
         out_dir / "decisions.jsonl",
         out_dir / "state.sqlite",
     )
-    for stale in (
-        db_path,
-        db_path.with_name(db_path.name + "-wal"),
-        db_path.with_name(db_path.name + "-shm"),
-    ):
-        stale.unlink(missing_ok=True)
+    record_path = out_dir / "record.sqlite"
+    for stale in (db_path, record_path):
+        for suffix in ("", "-wal", "-shm"):
+            stale.with_name(stale.name + suffix).unlink(missing_ok=True)
     write_jsonl(events_path, n_events, seed)
     rules = rules_dir or shipped_rules()
-    settings = (settings or Settings()).model_copy(update={"store": StoreSettings(url=SecretStr(str(db_path)))})
+    settings = (settings or Settings()).model_copy(update={"store": StoreSettings(url=SecretStr(str(db_path))),
+                                                           "record": {**(settings or Settings()).record,
+                                                                      "url": str(record_path)}})
     runtime = build_runtime(settings, lambda store, signals: load_ruleset([rules], functions=signals.functions))
     engine = runtime.engine
     ruleset = engine.ruleset

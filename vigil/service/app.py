@@ -72,7 +72,8 @@ def create_app(settings: ServiceSettings, store: StateStore, *, rules_store: Rul
         # The service bounds its own second stage (503 when full) where `vigil run` waits.
         config = svc.config.model_copy(update={"second_stage": svc.config.second_stage.model_copy(
             update={"max_queue": settings.second_stage_queue})})
-        runtime = build_runtime(config, ruleset, backends=svc.backends, signals=engine_signals or Signals())
+        runtime = build_runtime(config, ruleset, backends=svc.backends, signals=engine_signals or Signals(),
+                                durable_record=True)
         engine = runtime.engine
         threads = EngineThreads(settings.engine_threads)  # every engine call, off the event loop
         engine.waiting = threads.waiting  # a slow signal's wait lets another engine thread go on

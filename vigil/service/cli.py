@@ -199,6 +199,7 @@ def serve_app(settings: Settings, *, tune_gc: bool = True) -> Starlette:
 
     validate(settings.sinks, settings.outputs)  # SinkConfigError before anything opens, not in the lifespan
     url = settings.store_url(DEFAULT_DB)
+    settings = settings.with_flags({"store.url": url})  # the runtime (and the record beside it) sees the store
     service = settings.service.model_copy(update={"tune_gc": tune_gc, "banks": _banks(settings.signals.banks, url)})
     backends = open_backends(settings, DEFAULT_DB)
     try:

@@ -136,7 +136,8 @@ def run_worker(settings: Any, *, rules: list[str], stream_redis: str | None, str
         return ruleset
 
     try:
-        runtime = build_runtime(settings, initial_rules, default_store=DEFAULT_STORE, signals=signals)
+        runtime = build_runtime(settings, initial_rules, default_store=DEFAULT_STORE, signals=signals,
+                                durable_record=True)
     except RulesRejected as error:
         raise click.ClickException(f"rules refused, so the worker did not start: {error}") from None
     except (ValueError, PluginError) as error:  # a store URL or sinks settings that cannot be used, a plugin
