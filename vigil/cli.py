@@ -443,8 +443,11 @@ def eval_command() -> click.Command:
     def rules_kind(spec: str, ctx: Any) -> Any:
         # The rules decide with the signals of the settings (vigil.toml, environment; plugins' functions
         # included), the eval's own --dir and endpoint options on top, as every other front door does.
+        from vigil.classifiers.registry import DEFAULT_DIR
+
         endpoint = ctx.endpoint
-        flags: dict[str, Any] = {"signals.classifiers": str(ctx.classifiers_dir)}
+        given_dir = ctx.classifiers_dir if Path(ctx.classifiers_dir) != Path(DEFAULT_DIR) else None
+        flags: dict[str, Any] = {"signals.classifiers": str(given_dir) if given_dir is not None else None}
         if endpoint is not None:
             flags.update({"signals.endpoint": endpoint.base_url, "signals.model": endpoint.model,
                           "signals.api_key": endpoint.api_key, "signals.timeout": endpoint.timeout_s})
