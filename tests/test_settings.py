@@ -163,3 +163,26 @@ def test_vigil_run_refuses_an_unknown_scheme_in_one_line(tmp_path: Path, monkeyp
 def test_docstring_examples() -> None:
     failures, tried = doctest.testmod(vigil.settings)
     assert tried > 0 and failures == 0
+
+
+def test_every_setting_is_in_the_reference_with_its_variable_and_default() -> None:
+    from pydantic import BaseModel
+
+    from vigil.settings import ENV_PREFIX, SHORT_ENV
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "operations.md").read_text()
+    reference = text[text.index("### Settings reference"):]
+    rows = {line.split("|")[1].strip().strip("`"): line for line in reference.splitlines() if line.startswith("| `")}
+    for section, field in Settings.model_fields.items():
+        model = field.annotation
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            assert f"[{section}]" in rows, section
+            continue
+        for key, sub in model.model_fields.items():
+            row = rows.get(f"{section}.{key}")
+            assert row is not None, f"{section}.{key} is not in docs/operations.md's settings reference"
+            assert f"{ENV_PREFIX}{section.upper()}__{key.upper()}" in row
+            default = sub.get_default(call_default_factory=True)
+            assert (f"`{default}`" in row) or default in (None, ()), (section, key, row)
+    for name, (section, key) in SHORT_ENV.items():
+        assert name in rows[f"{section}.{key}"], name
