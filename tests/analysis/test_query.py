@@ -112,3 +112,10 @@ def test_a_query_without_context_reads_fields_and_decisions() -> None:
     query = compile_query('event is "post" and event.text contains "free money" and not verdict is allow')
     assert query.evaluate(Event("post", "p", 0, {"text": "Free MONEY now"}), [], "flag")[0] is True
     assert query.evaluate(Event("post", "p", 0, {"text": 3}), [], "flag")[0] is False  # wrong type: no match
+
+
+def test_verdict_used_as_a_name_in_rules_gets_a_plain_hint() -> None:
+    with pytest.raises(DiagnosticError) as caught:
+        load_ruleset("r.vigil", files={"r.vigil": 'define verdict = 1\nrule "a" when verdict > 0 then flag'})
+    [error] = caught.value.errors
+    assert (error.span.line, error.span.column) == (2, 23) and "give a definition another name" in (error.hint or "")

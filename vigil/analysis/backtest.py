@@ -44,8 +44,10 @@ class BacktestError(Exception):
 
 class GroundTruth(Protocol):
     """Whether a stored event is truly a positive (abuse), or None where unknown. `FieldTruth` reads a
-    field of the event. Reviewers' decisions (the review queue, not built yet) plug in here: a
-    GroundTruth that looks the event's (source, event id) up among decided review items."""
+    field of the event. Reviewers' decisions plug in here: a GroundTruth that looks the event's (source,
+    event id) up among the evidence of decided review items (vigil.review.store: `evidence`, `decision`)
+    and maps each queue's action to positive or negative (which actions mean "no violation" is the
+    queue's to say; not built yet)."""
 
     @property
     def description(self) -> str: ...

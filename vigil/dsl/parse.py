@@ -36,6 +36,8 @@ _HINTS: list[tuple[str, str, str]] = [
     ("$END", "THEN", "a rule needs `then` and at least one action, e.g. `then review`"),
     ("$END", "WHEN", "a rule needs `when CONDITION then ACTIONS`"),
     ("STRING", "WHEN", "rule metadata is `severity high`, `owner \"team\"`, `description \"...\"` or `mode shadow`"),
+    ("COMPARE", "IS", ("`verdict` is a word of searches over the record (`verdict is review`): give a definition "
+                      "another name")),
 ]
 
 
