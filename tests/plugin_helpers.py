@@ -7,6 +7,8 @@ import sqlite3
 import tomllib
 from pathlib import Path
 
+import pytest
+
 EXAMPLE = Path(__file__).resolve().parent / "plugins" / "vigil_plugin_example"
 RULES = EXAMPLE / "rules"
 ROOT = Path(__file__).resolve().parent.parent
@@ -28,6 +30,21 @@ def example_site(tmp_path: Path) -> Path:
     site = tmp_path / "site"
     dist_info(site, project["name"], project["version"], project["entry-points"]["vigil"])
     return site
+
+
+def use_example_plugin(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The example plugin importable and listed in the `vigil` entry-point group, for this test only."""
+    monkeypatch.syspath_prepend(str(EXAMPLE))
+    monkeypatch.syspath_prepend(str(example_site(tmp_path)))
+
+
+def shouting_rules(tmp_path: Path) -> Path:
+    """A rules directory whose one rule flags posts that the example plugin's `shouting` scores above 0.8."""
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "main.vigil").write_text('rule "Shouting" when event is "post" and shouting(event.text) > 0.8 '
+                                      'then flag\n')
+    return rules
 
 
 def standing_db(tmp_path: Path) -> Path:

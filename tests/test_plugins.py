@@ -15,7 +15,16 @@ from pathlib import Path
 
 import orjson
 import pytest
-from plugin_helpers import EXAMPLE, ROOT, RULES, dist_info, example_site, standing_db
+from plugin_helpers import (
+    EXAMPLE,
+    ROOT,
+    RULES,
+    dist_info,
+    example_site,
+    shouting_rules,
+    standing_db,
+    use_example_plugin,
+)
 
 from vigil.dsl.loader import load_ruleset
 from vigil.dsl.testing import run_tests
@@ -32,8 +41,7 @@ def plugin_module(site: Path, module: str, code: str, entry: str | None = None, 
 
 
 def test_the_example_plugin_adds_its_functions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.syspath_prepend(str(EXAMPLE))
-    monkeypatch.syspath_prepend(str(example_site(tmp_path)))
+    use_example_plugin(monkeypatch, tmp_path)
     functions = load_functions()
     assert functions["shouting"].source == "example" and functions["shouting"].params == ("string",)
     assert functions["standing"].slow and functions["lower"].source == "vigil"
@@ -153,8 +161,7 @@ def test_vigil_serve_checks_and_decides_with_a_plugin(tmp_path: Path, monkeypatc
     from vigil.signals.providers import build_signals
     from vigil.stores.sqlite import SqliteStore
 
-    monkeypatch.syspath_prepend(str(EXAMPLE))
-    monkeypatch.syspath_prepend(str(example_site(tmp_path)))
+    use_example_plugin(monkeypatch, tmp_path)
     monkeypatch.setenv("VIGIL_EXAMPLE_STANDING_DB", str(standing_db(tmp_path)))
     signals = build_signals(classifiers_dir=str(tmp_path / "none"))
     settings = ServiceSettings(rules_dir=str(RULES), rules_source="store", auth=False,
@@ -180,12 +187,8 @@ def test_vigil_eval_scores_rules_that_call_a_plugin(tmp_path: Path, monkeypatch:
 
     from vigil.cli import main
 
-    monkeypatch.syspath_prepend(str(EXAMPLE))
-    monkeypatch.syspath_prepend(str(example_site(tmp_path)))
-    rules = tmp_path / "rules"
-    rules.mkdir()
-    (rules / "main.vigil").write_text('rule "Shouting" when event is "post" and shouting(event.text) > 0.8 '
-                                      'then flag\n')
+    use_example_plugin(monkeypatch, tmp_path)
+    rules = shouting_rules(tmp_path)
     data = tmp_path / "data.jsonl"
     data.write_text('{"text": "STOP IT NOW", "label": 1}\n{"text": "hello there", "label": 0}\n')
     result = CliRunner().invoke(main, ["eval", str(data), "-c", f"rules:{rules}", "--out", str(tmp_path / "out")])

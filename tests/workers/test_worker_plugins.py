@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 import pytest
-from plugin_helpers import EXAMPLE, example_site
+from plugin_helpers import shouting_rules, use_example_plugin
 from pydantic import SecretStr
 
 from vigil.settings import Settings, StoreSettings, WorkerSettings
@@ -18,12 +18,8 @@ from .conftest import T0, add_events
 
 def test_a_worker_decides_with_a_plugin_function(redis_client: Any, redis_url: str, tmp_path: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.syspath_prepend(str(EXAMPLE))
-    monkeypatch.syspath_prepend(str(example_site(tmp_path)))
-    rules = tmp_path / "rules"
-    rules.mkdir()
-    (rules / "main.vigil").write_text('rule "Shouting" when event is "post" and shouting(event.text) > 0.8 '
-                                      'then flag\n')
+    use_example_plugin(monkeypatch, tmp_path)
+    rules = shouting_rules(tmp_path)
     add_events(redis_client, "events", [orjson.dumps({"type": "post", "id": f"e{i}", "time": T0 + i,
                                                       "text": text}) for i, text in enumerate(["HEY", "hey"])])
     settings = Settings(store=StoreSettings(url=SecretStr("memory:"), redis=SecretStr(redis_url)),
@@ -44,8 +40,7 @@ def test_a_worker_reloads_rules_with_the_plugin_functions_it_started_with(tmp_pa
     from vigil.signals.providers import Signals
     from vigil.workers.loop import RulesWatcher
 
-    monkeypatch.syspath_prepend(str(EXAMPLE))
-    monkeypatch.syspath_prepend(str(example_site(tmp_path)))
+    use_example_plugin(monkeypatch, tmp_path)
     signals = Signals(functions=load_functions())
     gate = Gate(signals)
     rules = tmp_path / "main.vigil"
