@@ -13,7 +13,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -178,3 +178,15 @@ def tansu_server(tmp: Path) -> Iterator[Server]:
 def create_topic(binary: str, server: Server, name: str, partitions: int = 2) -> None:
     subprocess.run([binary, "topic", "create", name, "--broker", f"tcp://{server.url}", "--partitions",
                     str(partitions)], check=True, capture_output=True, timeout=60)
+
+
+@contextmanager
+def kafka_broker(tmp: Path, topics: Iterable[str], partitions: int) -> Iterator[Server]:
+    """A Tansu broker holding these topics, for tests that talk to it with confluent-kafka (skipped without)."""
+    pytest.importorskip("confluent_kafka")
+    with tansu_server(tmp) as server:
+        binary = tansu_binary()
+        assert binary is not None
+        for topic in topics:
+            create_topic(binary, server, topic, partitions=partitions)
+        yield server

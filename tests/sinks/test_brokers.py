@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 import pytest
-from backends.servers import Server, create_topic, free_port, tansu_binary, tansu_server
+from backends.servers import Server, free_port, kafka_broker
 
 from vigil.dsl.loader import load_ruleset
 from vigil.engine import Engine
@@ -81,11 +81,7 @@ def test_a_redis_server_that_is_away_is_retried(tmp_path: Path, clock: Clock) ->
 
 @pytest.fixture(scope="module")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    pytest.importorskip("confluent_kafka")
-    with tansu_server(Path(tmp_path_factory.mktemp("tansu"))) as server:
-        binary = tansu_binary()
-        assert binary is not None
-        create_topic(binary, server, "vigil-outputs", partitions=1)
+    with kafka_broker(Path(tmp_path_factory.mktemp("tansu")), ["vigil-outputs"], partitions=1) as server:
         yield server
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 import pytest
-from backends.servers import Server, create_topic, tansu_binary, tansu_server
+from backends.servers import Server, kafka_broker
 from pydantic import SecretStr
 
 from vigil.settings import Settings, StoreSettings, WorkerSettings
@@ -23,12 +23,8 @@ from .conftest import events
 
 @pytest.fixture(scope="module")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    pytest.importorskip("confluent_kafka")
-    with tansu_server(Path(tmp_path_factory.mktemp("tansu"))) as server:
-        binary = tansu_binary()
-        assert binary is not None
-        for topic in ("events", "decisions", "events.dead"):
-            create_topic(binary, server, topic, partitions=2)
+    with kafka_broker(Path(tmp_path_factory.mktemp("tansu")), ["events", "decisions", "events.dead"],
+                      partitions=2) as server:
         yield server
 
 
