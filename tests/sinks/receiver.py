@@ -29,6 +29,11 @@ class Received:
     # Answer 503 without storing while set.
     refusing: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # Store the message that makes this many, set `held`, and answer nothing until `release` is set
+    # (the sender is killed meanwhile: it never learns that this message arrived).
+    hold_at: int = 0
+    held: threading.Event = field(default_factory=threading.Event)
+    release: threading.Event = field(default_factory=threading.Event)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -56,6 +61,11 @@ class _Handler(BaseHTTPRequestHandler):
             if state.fail_after_storing > 0:
                 state.fail_after_storing -= 1
                 return self._answer(500)
+            hold = state.hold_at > 0 and len(state.messages) == state.hold_at and not state.held.is_set()
+        if hold:
+            state.held.set()
+            state.release.wait(120)
+            return
         self._answer(200)
 
     def _answer(self, status: int) -> None:
