@@ -182,6 +182,13 @@ def build_runtime(settings: Settings, rules: RulesLoader, *, default_store: str 
 
             store = state.store = MemoryStore()  # the outbox needs a store, even one in memory
         sinks = build_sinks(settings, store)
+        if sinks is not None:
+            from vigil.sinks import output_names
+
+            unrouted = sinks.unrouted(output_names(info.actions for info in ruleset.compiled.rules))
+            if unrouted:  # a name misspelt in [outputs] would otherwise send nothing, silently
+                log.warning("outputs no [outputs] line routes (they stay in decisions only): %s",
+                            ", ".join(unrouted))
         engine = build_engine(ruleset, store=store, signals=used, counters=state.counters,
                               labels=state.labels, outputs=sinks)
         try:

@@ -118,6 +118,7 @@ def test_vigil_serve_killed_mid_delivery_then_restarted_delivers_each_key_once(t
     config = _config(tmp_path, port)
     store = SqliteStore(tmp_path / "state.sqlite")
     token = create_token(store, "app", ["ingest"])[1].get_secret_value()
+    reader = create_token(store, "ops", ["read"])[1].get_secret_value()
     store.close()
     state = Received(SECRET.encode(), hold_at=EVENTS // 3)
     service_port = free_port()
@@ -137,6 +138,18 @@ def test_vigil_serve_killed_mid_delivery_then_restarted_delivers_each_key_once(t
         second = _serve(rules, config, service_port)
         try:
             assert _wait(lambda: len(got.messages) == EVENTS), f"{len(got.messages)} of {EVENTS} delivered"
+            # Its /metrics counts what it delivered after the restart, per sink, and nothing waits.
+            metrics = ""
+
+            def settled() -> bool:
+                nonlocal metrics
+                metrics = httpx.get(f"{base}/metrics", headers={"Authorization": f"Bearer {reader}"}).text
+                return 'vigil_sink_pending{sink="hook"} 0.0' in metrics
+
+            assert _wait(settled), metrics
+            assert 'vigil_sink_lag_seconds{sink="hook"} 0.0' in metrics
+            delivered = float(metrics.split('vigil_sink_delivered_total{sink="hook"} ')[1].split()[0])
+            assert 0 < delivered < EVENTS  # the rest were delivered before the kill
         finally:
             second.terminate()
             second.wait(30)

@@ -35,7 +35,7 @@ from vigil.service.engine_threads import EngineThreads
 from vigil.service.errors import ApiError, api_error_handler, http_error_handler, internal_error_handler
 from vigil.service.guard import RequestGuard, served_names
 from vigil.service.ingest import Ingest
-from vigil.service.metrics import EngineCollector, MetricsMiddleware
+from vigil.service.metrics import EngineCollector, MetricsMiddleware, SinksCollector
 from vigil.service.reload import RulesRejected
 from vigil.service.state import Service, ServiceSettings
 from vigil.settings import Settings
@@ -119,6 +119,8 @@ def create_app(settings: ServiceSettings, store: StateStore, *, rules_store: Rul
             await anyio.to_thread.run_sync(threads.close)
             await anyio.to_thread.run_sync(_close, runtime, svc)
 
+    svc.metrics.attach(SinksCollector(
+        lambda: svc.runtime.sinks.stats() if svc.runtime is not None and svc.runtime.sinks is not None else {}))
     svc.metrics.attach(EngineCollector(lambda: svc.engine,
                                        lambda: svc._ingest.queue.qsize() if svc._ingest is not None else 0,
                                        lambda: svc.rules.active.seq if svc.rules.active is not None else None))
