@@ -119,3 +119,21 @@ def test_verdict_used_as_a_name_in_rules_gets_a_plain_hint() -> None:
         load_ruleset("r.vigil", files={"r.vigil": 'define verdict = 1\nrule "a" when verdict > 0 then flag'})
     [error] = caught.value.errors
     assert (error.span.line, error.span.column) == (2, 23) and "give a definition another name" in (error.hint or "")
+
+
+def test_a_field_the_record_hashes_is_searched_by_the_hash_of_the_value() -> None:
+    from pydantic import SecretStr
+
+    from vigil.analysis.query import record_redact
+    from vigil.record.redact import Redactor
+    from vigil.record.settings import RecordSettings
+
+    redactor = Redactor(RecordSettings(redact={"user.email": "hash"}, hash_key=SecretStr("k")))
+    context = load_ruleset("r.vigil", files={"r.vigil": "entity email = event.user.email\n"})
+    stored = Event("signup", "s1", 0, redactor.event({"user": {"email": "a@b.c"}, "country": "fr"}))
+    query = compile_query('event.user.email == "a@b.c" and event.country == "fr"', context=context,
+                          redact=record_redact(redactor))
+    assert query.evaluate(stored, [], "allow")[0] is True
+    assert query.pushdown.entities == (("email", stored.data["user"]["email"]),)  # the record's key: hashed too
+    plain = compile_query('event.user.email == "a@b.c"', context=context)
+    assert plain.evaluate(stored, [], "allow")[0] is False

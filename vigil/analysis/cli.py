@@ -50,6 +50,21 @@ def _rule_exists(record: Any) -> Any:
     return lambda name: next(iter(record.scan(Query(rules=(name,), limit=1))), None) is not None
 
 
+def _redact() -> Any:
+    """How the record stores a field (its `[record]` settings in vigil.toml and the environment), so a
+    hashed field is searched by its hash; None where nothing is redacted."""
+    from vigil.analysis.query import record_redact
+    from vigil.record.redact import Redactor
+    from vigil.record.settings import record_settings
+    from vigil.settings import ConfigError, load_settings
+
+    try:
+        settings = record_settings(load_settings().record)
+    except (ConfigError, ValueError) as error:
+        raise click.ClickException(str(error)) from None
+    return record_redact(Redactor(settings)) if settings.redact else None
+
+
 def record_options(function: Any) -> Any:
     for option in reversed([
         click.option("--db", default=None, envvar="VIGIL_STORE",
@@ -111,7 +126,8 @@ def search_command(query: tuple[str, ...], since: str, until: str | None, limit:
             store = open_store(db or DEFAULT_DB)
             labels = Labels(store)
         try:
-            compiled = compile_query(text, context=context, rule_exists=_rule_exists(record), labels=labels)
+            compiled = compile_query(text, context=context, rule_exists=_rule_exists(record), labels=labels,
+                                     redact=_redact())
         except QueryError as error:
             click.echo(error.render(), err=True)
             raise SystemExit(1) from None

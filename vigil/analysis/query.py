@@ -239,18 +239,44 @@ def pushdown(condition: ast.Expr | None, entities: dict[str, ast.EntityDecl]) ->
                     rules, tuple(dict.fromkeys(keyed)))
 
 
+Redact = Callable[[tuple[str, ...], str], Any]  # (field path, value) → the value as the record stores it
+
+
+def redacted(e: ast.Expr, redact: Redact) -> ast.Expr:
+    """`e` with the literal of each `event.F == "x"` (or `!=`) written as the record stores field F: a
+    field the record keeps as a keyed hash is compared with the hash of "x", so it is still found."""
+    if isinstance(e, (ast.And, ast.Or)):
+        return dataclasses.replace(e, items=tuple(redacted(i, redact) for i in e.items))
+    if isinstance(e, ast.Not):
+        return dataclasses.replace(e, item=redacted(e.item, redact))
+    if isinstance(e, ast.Compare) and e.op in ("==", "!="):
+        if isinstance(e.left, ast.Field) and isinstance(e.right, ast.String):
+            return dataclasses.replace(e, right=_stored_as(e.left, e.right, redact))
+        if isinstance(e.right, ast.Field) and isinstance(e.left, ast.String):
+            return dataclasses.replace(e, left=_stored_as(e.right, e.left, redact))
+    return e
+
+
+def _stored_as(f: ast.Field, v: ast.String, redact: Redact) -> ast.String:
+    stored = redact(f.path, v.value)
+    return dataclasses.replace(v, value=stored) if isinstance(stored, str) else v
+
+
 def compile_query(text: str, *, context: RuleSet | None = None, functions: Functions | None = None,
                   known_rules: Iterable[str] = (), rule_exists: Callable[[str], bool] | None = None,
-                  labels: LabelBackend | None = None) -> CompiledQuery:
+                  labels: LabelBackend | None = None, redact: Redact | None = None) -> CompiledQuery:
     """Parse, check and compile a search. `context`: the rules set whose declarations the query may use
     (its rules' names are known to `rule "X" fired`, with `known_rules`, and any name `rule_exists` finds,
     e.g. in the record: an older version's rule);
-    `labels`: where `ENTITY has label` reads (as of each event's time). Raises QueryError."""
+    `labels`: where `ENTITY has label` reads (as of each event's time); `redact`: how the record stores a
+    field's value (`record_redact`), so a hashed field is searched by its hash. Raises QueryError."""
     functions = functions if functions is not None else (
         context.program.functions if context is not None else builtin_functions())
     query, errors = parse_query(text)
     if query is None:
         raise QueryError(errors, text)
+    if redact is not None and query.condition is not None:
+        query = dataclasses.replace(query, condition=redacted(query.condition, redact))
     condition = query.condition if query.condition is not None else ast.Bool(True, query.span)
     actions: list[ast.Action] = [ast.VerdictAction("flag", query.span)]
     if query.top is not None:
@@ -303,3 +329,20 @@ def _namespace(constants: dict[str, Any], used: tuple[str, ...], functions: Func
             ns[function_local(name)] = call
     ns.update(constants)
     return ns
+
+
+def record_redact(redactor: Any) -> Redact:
+    """`redact` for compile_query from the record's Redactor (vigil.record.redact): the value at the path
+    after the record's own redaction of an event holding only it."""
+    def redact(path: tuple[str, ...], value: str) -> Any:
+        event: dict[str, Any] = {}
+        node = event
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = value
+        stored: Any = redactor.event(event)
+        for part in path:
+            stored = stored.get(part) if isinstance(stored, dict) else None
+        return stored
+
+    return redact

@@ -20,7 +20,7 @@ from starlette.routing import Route
 
 from vigil.analysis import search as run
 from vigil.analysis.backtest import BacktestError, FieldTruth, backtest
-from vigil.analysis.query import QueryError, compile_query
+from vigil.analysis.query import QueryError, compile_query, record_redact
 from vigil.diagnostics import DiagnosticError
 from vigil.dsl.loader import load_ruleset
 from vigil.gate import diagnostic_json
@@ -98,7 +98,9 @@ async def get_search(request: Request) -> Response:
         def rule_exists(name: str) -> bool:
             return next(iter(record.scan(Query(rules=(name,), limit=1, sources=window.sources))), None) is not None
 
-        query = compile_query(text, context=context, rule_exists=rule_exists, labels=labels)
+        redactor = getattr(getattr(engine, "recorder", None), "redactor", None)
+        query = compile_query(text, context=context, rule_exists=rule_exists, labels=labels,
+                              redact=record_redact(redactor) if redactor is not None else None)
         if query.has_top:
             return run.top(record, query, window, n=top_n).to_json()
         if by is not None:
