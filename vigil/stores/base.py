@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -191,6 +191,17 @@ class OutboxRow:
     state: str = "pending"
     last_error: str = ""
     next_at: float = 0.0
+
+
+# The outbox's columns in the order `outbox_row` reads them, for SELECT and RETURNING in both SQL stores.
+OUTBOX_COLUMNS = "id, sink, key, body, created_at, attempts, state, last_error, next_at"
+
+
+def outbox_row(row: Sequence[Any]) -> OutboxRow:
+    """A row of OUTBOX_COLUMNS as an OutboxRow, from SQLite or PostgreSQL (whose bytea is a memoryview)."""
+    rid, sink, key, body, created, attempts, state, error, next_at = row
+    return OutboxRow(int(rid), str(sink), str(key), bytes(body), float(created), int(attempts), str(state),
+                     str(error), float(next_at))
 
 
 @dataclass(frozen=True, slots=True)

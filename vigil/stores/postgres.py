@@ -13,6 +13,7 @@ from typing import Any
 
 from vigil.effects import DeadLetter, OutboxMessage
 from vigil.stores.base import (
+    OUTBOX_COLUMNS,
     ApiToken,
     CounterRow,
     DeadLetterLimits,
@@ -21,6 +22,7 @@ from vigil.stores.base import (
     OutboxStatus,
     RulesVersion,
     bounded_letter,
+    outbox_row,
 )
 
 MIGRATIONS: list[str] = [
@@ -278,23 +280,16 @@ class PostgresStore:
         return [(int(r[0]), r[1], bytes(r[2])) for r in rows]
 
     # ---- the outbox (OutboxStore) ----
-    _OUTBOX_COLUMNS = "id, sink, key, body, created_at, attempts, state, last_error, next_at"
-
     def enqueue_outbox(self, messages: list[OutboxMessage]) -> None:
         self.commit_effects([], messages)
-
-    @staticmethod
-    def _outbox_row(row: tuple[Any, ...]) -> OutboxRow:
-        rid, sink, key, body, created, attempts, state, error, next_at = row
-        return OutboxRow(int(rid), sink, key, bytes(body), float(created), int(attempts), state, error, float(next_at))
 
     def claim_outbox(self, sink: str, now: float, limit: int, lease: float) -> list[OutboxRow]:
         # SKIP LOCKED: dispatchers of several processes claim disjoint messages without waiting on each other.
         rows = self._read(
             f"UPDATE outbox SET next_at = %s WHERE id IN (SELECT id FROM outbox WHERE sink = %s AND state = 'pending'"
-            f" AND next_at <= %s ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED) RETURNING {self._OUTBOX_COLUMNS}",
+            f" AND next_at <= %s ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED) RETURNING {OUTBOX_COLUMNS}",
             (now + lease, sink, now, limit))
-        return sorted((self._outbox_row(r) for r in rows), key=lambda r: r.id)
+        return sorted((outbox_row(r) for r in rows), key=lambda r: r.id)
 
     def outbox_delivered(self, ids: list[int], now: float) -> None:
         self._write("UPDATE outbox SET state = 'delivered', done_at = %s, attempts = attempts + 1 WHERE id = %s",
@@ -319,9 +314,9 @@ class PostgresStore:
                 for sink, pending, oldest, dead in rows}
 
     def outbox_dead(self, sink: str | None = None, limit: int = 100) -> list[OutboxRow]:
-        rows = self._read(f"SELECT {self._OUTBOX_COLUMNS} FROM outbox WHERE state = 'dead'"
+        rows = self._read(f"SELECT {OUTBOX_COLUMNS} FROM outbox WHERE state = 'dead'"
                           " AND (%s::text IS NULL OR sink = %s) ORDER BY id DESC LIMIT %s", (sink, sink, limit))
-        return [self._outbox_row(r) for r in reversed(rows)]
+        return [outbox_row(r) for r in reversed(rows)]
 
     def requeue_outbox(self, sink: str | None, now: float) -> int:
         with self.pool.connection() as conn:

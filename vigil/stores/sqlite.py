@@ -17,6 +17,7 @@ from pathlib import Path
 
 from vigil.effects import DeadLetter, OutboxMessage
 from vigil.stores.base import (
+    OUTBOX_COLUMNS,
     ApiToken,
     CounterRow,
     DeadLetterLimits,
@@ -26,6 +27,7 @@ from vigil.stores.base import (
     RulesVersion,
     StoreUnavailable,
     bounded_letter,
+    outbox_row,
 )
 
 # Versioned schema: each entry migrates from the version before it.
@@ -378,8 +380,6 @@ class SqliteStore:
         return [(int(r[0]), str(r[1]), bytes(r[2])) for r in rows]  # type: ignore[call-overload]
 
     # ---- the outbox (OutboxStore) ----
-    _OUTBOX_COLUMNS = "id, sink, key, body, created_at, attempts, state, last_error, next_at"
-
     def _enqueue(self, messages: list[OutboxMessage]) -> None:
         """Within the caller's transaction, under the lock."""
         self._conn.executemany(
@@ -390,19 +390,13 @@ class SqliteStore:
     def enqueue_outbox(self, messages: list[OutboxMessage]) -> None:
         self.commit_effects([], messages)
 
-    @staticmethod
-    def _outbox_row(row: tuple[object, ...]) -> OutboxRow:
-        rid, sink, key, body, created, attempts, state, error, next_at = row
-        return OutboxRow(int(rid), str(sink), str(key), bytes(body), float(created), int(attempts),  # type: ignore[call-overload, arg-type]
-                         str(state), str(error), float(next_at))  # type: ignore[arg-type]
-
     def claim_outbox(self, sink: str, now: float, limit: int, lease: float) -> list[OutboxRow]:
         with self._lock:
             rows = self._conn.execute(
                 f"UPDATE outbox SET next_at = ? WHERE id IN (SELECT id FROM outbox WHERE sink = ? AND state = 'pending'"
-                f" AND next_at <= ? ORDER BY id LIMIT ?) RETURNING {self._OUTBOX_COLUMNS}",
+                f" AND next_at <= ? ORDER BY id LIMIT ?) RETURNING {OUTBOX_COLUMNS}",
                 (now + lease, sink, now, limit)).fetchall()
-        return sorted((self._outbox_row(r) for r in rows), key=lambda r: r.id)
+        return sorted((outbox_row(r) for r in rows), key=lambda r: r.id)
 
     def outbox_delivered(self, ids: list[int], now: float) -> None:
         self._write("UPDATE outbox SET state = 'delivered', done_at = ?, attempts = attempts + 1 WHERE id = ?",
@@ -427,9 +421,9 @@ class SqliteStore:
                 for sink, pending, oldest, dead in rows}
 
     def outbox_dead(self, sink: str | None = None, limit: int = 100) -> list[OutboxRow]:
-        rows = self._read(f"SELECT {self._OUTBOX_COLUMNS} FROM outbox WHERE state = 'dead' AND (? IS NULL OR sink = ?)"
+        rows = self._read(f"SELECT {OUTBOX_COLUMNS} FROM outbox WHERE state = 'dead' AND (? IS NULL OR sink = ?)"
                           " ORDER BY id DESC LIMIT ?", (sink, sink, limit))
-        return [self._outbox_row(r) for r in reversed(rows)]
+        return [outbox_row(r) for r in reversed(rows)]
 
     def requeue_outbox(self, sink: str | None, now: float) -> int:
         with self._lock:
