@@ -202,8 +202,7 @@ class ServiceSettings(Section):
     banks: str | None = None
     bank_refresh_interval: float = 1.0
     # Process-wide garbage collector and thread switch tuning for a long-running server (app.tune_gc,
-    # app.tune_threads); off for apps
-    # built in tests, on for `vigil serve`.
+    # app.tune_threads); off for apps built in tests, on for `vigil serve`.
     tune_gc: bool = False
     log_level: str = "info"
 
