@@ -132,14 +132,18 @@ def test_timeout_gives_unknown_and_queues(fake_openai: FakeOpenAI, tmp_path: Pat
     fake_openai.script = lambda body: Reply(content="1", delay_s=1.0)
     classifier = make(fake_openai, tmp_path, timeout_s=0.1)
     [answer] = classifier.classify(["slow"])
-    assert answer.status == "unknown" and "no answer within" in answer.rationale
+    # Under load the deadline may pass before the request is even sent: either way it bounds the call.
+    assert answer.status == "unknown"
+    assert "no answer within" in answer.rationale or "deadline passed" in answer.rationale
     assert classifier.retry_queue is not None and len(classifier.retry_queue) == 1
 
 
 def test_short_deadline_answers_unknown_for_slow_items(fake_openai: FakeOpenAI, tmp_path: Path) -> None:
-    fake_openai.script = lambda body: Reply(content="1", delay_s=1.0 if "slow" in str(body) else 0.0)
+    # The slow reply comes long after the deadline and the fast one at once, with a deadline wide enough
+    # for the fast one on a loaded machine: which item misses it must not depend on the load.
+    fake_openai.script = lambda body: Reply(content="1", delay_s=4.0 if "slow" in str(body) else 0.0)
     classifier = make(fake_openai, tmp_path)
-    fast, slow = asyncio.run(classifier.aclassify(["fast", "slow"], deadline_s=0.3))
+    fast, slow = asyncio.run(classifier.aclassify(["fast", "slow"], deadline_s=1.5))
     assert fast.status == "ok" and slow.status == "unknown"
     assert classifier.retry_queue is not None and len(classifier.retry_queue) == 1
 
@@ -214,7 +218,9 @@ def test_endpoint_deadline_bounds_the_blocking_call(fake_openai: FakeOpenAI, tmp
     fake_openai.script = lambda body: Reply(content="1", delay_s=1.0)
     classifier = make(fake_openai, tmp_path, deadline_s=0.2)
     [answer] = classifier.classify(["slow"])
-    assert answer.status == "unknown" and "no answer within" in answer.rationale
+    # Under load the deadline may pass before the request is even sent: either way it bounds the call.
+    assert answer.status == "unknown"
+    assert "no answer within" in answer.rationale or "deadline passed" in answer.rationale
     assert classifier.retry_queue is not None and len(classifier.retry_queue) == 1
 
 
