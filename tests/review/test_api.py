@@ -188,6 +188,9 @@ def test_skip_release_assign_and_queue_numbers(api: Api) -> None:
     assert api.call("POST", f"/v1/review/items/{item}/release", "bob").json()["item"]["claimed_by"] is None
     queues = {q["queue"]: q for q in api.call("GET", "/v1/review/queues", "viewer").json()["queues"]}
     assert queues["spam"]["pending"] == 1 and queues["senior"]["pending"] == 0
+    metrics = api.call("GET", "/metrics", "viewer").text
+    assert 'vigil_review_pending{queue="spam"} 1.0' in metrics
+    assert 'vigil_review_breaches_total{queue="spam"} 0.0' in metrics
     unknown = api.call("POST", "/v1/review/queues/nope/claim")
     assert (unknown.status_code, unknown.json()["error"]["code"]) == (404, "no_queue")
 

@@ -175,8 +175,7 @@ class Review:
                 key = evidence.pop("key")
                 evidence.pop("added_at", None)
                 self.store.add_hit(target, decided.item.subject_type, decided.item.subject_key, key,
-                                   evidence, self.settings.queue(target).priority + decided.item.priority,
-                                   decided.decision.created_at)
+                                   evidence, decided.item.priority, decided.decision.created_at)
 
     def decision_event(self, decision: DecisionRow) -> dict[str, Any]:
         """The decision as an event for the rules, of type review.decision. Its `actor` is the subject the

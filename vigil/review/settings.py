@@ -8,7 +8,6 @@ sweep_interval = 30         # seconds between looks for items past their queue's
 
 [queues.spam]
 target = 3600               # target handling time, seconds: older open items are breaches
-priority = 0                # priority of a new item (an output's `priority` parameter overrides it)
 breach_raise = 10           # added to a breached item's priority
 escalate_to = "spam-senior" # a breached item moves there (optional)
 require_reason = true       # every decision here needs a reason
@@ -73,7 +72,6 @@ class QueueSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     target: float = Field(default=DEFAULT_TARGET, gt=0, description="target handling time, seconds")
-    priority: float = 0.0
     lease: float | None = Field(default=None, gt=0, description="seconds a claim lasts (default: [review] lease)")
     breach_raise: float = Field(default=10.0, ge=0)
     escalate_to: str | None = None

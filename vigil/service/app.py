@@ -138,6 +138,8 @@ def create_app(settings: ServiceSettings, store: StateStore, *, rules_store: Rul
         lifespan=lifespan,
     )
     app.state.service = svc
+    app.state.review = None  # the lifespan opens it when review queues are configured
+    svc.metrics.attach(review.ReviewCollector(lambda: app.state.review))
     return app
 
 

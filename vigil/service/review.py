@@ -320,6 +320,37 @@ async def sweep_forever(review: Review) -> None:
             log.exception("review: the deadline sweep failed; trying again")
 
 
+class ReviewCollector:
+    """Per queue on /metrics: pending, the oldest pending item's age, decisions in the last hour, their
+    median handling time, breaches; read from the store when Prometheus scrapes."""
+
+    def __init__(self, review: Callable[[], Review | None]) -> None:
+        self.review = review
+
+    def collect(self) -> Any:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        review = self.review()
+        if review is None:
+            return
+        numbers = [review.metrics(q) for q in review.queues()]
+        families = [
+            (GaugeMetricFamily, "vigil_review_pending", "Open review items.", "pending"),
+            (GaugeMetricFamily, "vigil_review_oldest_age_seconds", "Age of the oldest open item.", "oldest_age"),
+            (GaugeMetricFamily, "vigil_review_handled_last_hour", "Items decided in the last hour.",
+             "handled_per_hour"),
+            (GaugeMetricFamily, "vigil_review_median_handling_seconds",
+             "Median time from opening to decision, over the last hour.", "median_handling_time"),
+            (CounterMetricFamily, "vigil_review_breaches", "Items that passed their queue's target.", "breaches"),
+        ]
+        for family, name, text, key in families:
+            metric = family(name, text, labels=["queue"])
+            for q in numbers:
+                if q[key] is not None:
+                    metric.add_metric([q["queue"]], q[key])
+            yield metric
+
+
 # ---- the table: routes and their OpenAPI ----
 @dataclass(frozen=True, slots=True)
 class Endpoint:
