@@ -229,3 +229,26 @@ def test_a_decision_left_applying_is_applied_at_the_next_start(tmp_path: Path) -
         assert {(lab["label"], lab["actor"]) for lab in labels} == {("spammer", "ann"), ("strike", "Confirmed spam")}
         decision = client.get(f"/v1/review/items/{item.id}", headers=auth).json()["decision"]
         assert decision["state"] == "applied"
+
+
+def test_a_decision_whose_event_the_rules_cannot_read_still_stands(tmp_path: Path) -> None:
+    """The rules read the decision event's reason as a number: its event is a dead letter (kept with the
+    reason), and the decision and its label stand, answered 201 with the event's error, not a 422 that
+    would say nothing changed."""
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "main.vigil").write_text('rule "Odd" when event is "review.decision" and event.reason > 5 then flag\n')
+    store = SqliteStore(tmp_path / "vigil.sqlite")
+    tokens = {n: create_token(store, n, [s])[1].get_secret_value() for n, s in (("ann", "review"), ("v", "read"))}
+    config = Settings(service=ServiceSettings(rules_dir=str(rules), token_cache_seconds=0.0), queues=QUEUES)
+    with TestClient(create_app(config.service, store, config=config), base_url="http://localhost") as client:
+        api = Api(client, tmp_path / "vigil.sqlite", {"ann": tokens["ann"], "viewer": tokens["v"]})
+        item = api.item()
+        api.call("POST", f"/v1/review/items/{item}/claim")
+        response = api.call("POST", f"/v1/review/items/{item}/decide", json={"action": "spammer", "reason": "spam"})
+        assert response.status_code == 201, response.text
+        body = response.json()
+        assert body["event"]["dead_letter"] is True and body["event"]["error"]["code"] == "wrong_type"
+        assert body["decision"]["state"] == "applied"
+        labels = api.call("GET", "/v1/entities/user/u1/labels", "viewer").json()["labels"]
+        assert [lab["label"] for lab in labels] == ["spammer"]

@@ -27,6 +27,7 @@ from vigil.review.core import Decided, Review, ReviewError
 from vigil.review.store import DecisionRow
 from vigil.service.auth import require
 from vigil.service.errors import ApiError, JSONResponse
+from vigil.service.ingest import EventRejected
 from vigil.service.limits import read_body
 from vigil.service.state import Service, service
 from vigil.signals.labels import MANUAL
@@ -109,7 +110,8 @@ class ClaimOut(BaseModel):
 class DecideOut(BaseModel):
     decision: DecisionOut
     item: ItemOut
-    event: dict[str, Any] = Field(description="the rules' decision of the review.decision event")
+    event: dict[str, Any] = Field(description="the rules' decision of the review.decision event, or the "
+                                  "error that kept them from deciding it (the decision stands either way)")
 
 
 class QueueMetrics(BaseModel):
@@ -291,9 +293,21 @@ async def apply_decision(svc: Service, review: Review, decision: DecisionRow) ->
     if any(e["kind"] == "escalate" for e in effects):
         item = await anyio.to_thread.run_sync(review.item, decision.item_id)
         await anyio.to_thread.run_sync(review.escalate, Decided(decision, item))
-    await anyio.to_thread.run_sync(review.store.applied, decision.id, effects)
     raw = orjson.dumps(review.decision_event(decision))
-    outcome = await svc.ingest.decide(await svc.ingest.parse(raw, DECISION_SOURCE), raw, DECISION_SOURCE)
+    try:
+        outcome = await svc.ingest.decide(await svc.ingest.parse(raw, DECISION_SOURCE), raw, DECISION_SOURCE)
+    except EventRejected as error:
+        if error.status >= 500:
+            # Not decided (the engine busy or stopping): the decision stays `applying`, and the next start
+            # applies it again, its event included. The decision itself stands.
+            log.warning("review decision %s: its event was not decided (%s); retried at the next start",
+                        decision.id, error.message)
+            return {"error": error.body()["error"], "retried": "at the next start"}
+        # The rules could not read the event (a field of the wrong type): it is a dead letter, kept with the
+        # reason, and retrying would fail the same way.
+        await anyio.to_thread.run_sync(review.store.applied, decision.id, effects)
+        return {"error": error.body()["error"], "dead_letter": True}
+    await anyio.to_thread.run_sync(review.store.applied, decision.id, effects)
     return outcome.to_json()
 
 
