@@ -129,6 +129,8 @@ class Dispatcher:
     def _run(self, name: str) -> None:
         settings = self.sinks[name][1]
         while not self._stop.is_set():
+            # Read before the claim: a close that comes during an empty claim gets one more look.
+            closing = self._closing.is_set()
             try:
                 claimed = self.run_once(name)
                 now = self.clock()
@@ -138,7 +140,7 @@ class Dispatcher:
                 log.exception("sink %s: delivering from the outbox failed; trying again", name)
                 claimed = 0
             if not claimed:
-                if self._closing.is_set():
+                if closing:
                     return  # nothing due: what waits for a retry stays in the outbox for the next start
                 self._wake.wait(settings.poll)
 
