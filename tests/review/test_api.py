@@ -252,3 +252,20 @@ def test_a_decision_whose_event_the_rules_cannot_read_still_stands(tmp_path: Pat
         assert body["decision"]["state"] == "applied"
         labels = api.call("GET", "/v1/entities/user/u1/labels", "viewer").json()["labels"]
         assert [lab["label"] for lab in labels] == ["spammer"]
+
+
+def test_the_sweep_escalates_an_item_past_its_target(api: Api) -> None:
+    review = ReviewStore(sqlite_path=str(api.store_path))
+    try:
+        late, _ = review.add_hit("spam", "user", "old", "e1", {"event": {"id": "e1"}}, 1.0, time.time() - 90_000)
+    finally:
+        review.close()
+    fresh = api.item("new", key="e2")
+    assert api.call("POST", "/v1/review/sweep", "ann").status_code == 403  # a lead's (admin) work
+    swept = api.call("POST", "/v1/review/sweep", "lead").json()["breached"]
+    assert [i["id"] for i in swept] == [late.id]
+    items = {i["id"]: i for i in api.call("GET", "/v1/review/queues/spam/items", "viewer").json()["items"]}
+    assert (items[late.id]["breached"], items[late.id]["priority"]) == (True, 11.0)
+    assert items[fresh]["breached"] is False
+    assert api.call("GET", "/v1/review/queues/spam", "viewer").json()["breaches"] == 1
+    assert api.call("POST", "/v1/review/sweep", "lead").json()["breached"] == []
