@@ -196,6 +196,10 @@ class ServiceSettings(Section):
     run_rule_tests: bool = True  # run the rules' own tests before activating a version
     rule_tests_time_limit: float = 60.0  # seconds those tests may run in all (the checker bounds their events)
     token_cache_seconds: float = 5.0
+    # Console sessions (POST /v1/session): how long one lasts, and whether its cookie is marked Secure
+    # ("auto": when the request came over https, as a TLS-terminating proxy tells uvicorn; "always").
+    session_seconds: float = Field(default=12 * 3600.0, gt=0)
+    session_cookie_secure: Literal["auto", "always"] = "auto"
     # The hash banks the service opens (None: none; the bank and hash routes answer 503). `vigil serve`
     # sets it from signals.banks, else banks.sqlite beside the store. Rules that match banks and the
     # /v1/banks routes share one matcher, which rereads a bank at most this often.

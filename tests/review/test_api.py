@@ -11,8 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from argon2 import PasswordHasher
+from argon2.profiles import CHEAPEST
 from starlette.testclient import TestClient
 
+from vigil.audit import AuditLog
+from vigil.people import People, parse_grants
 from vigil.review import ReviewStore
 from vigil.service import ServiceSettings, create_app
 from vigil.service.auth import create_token
@@ -63,9 +67,16 @@ def api(tmp_path: Path) -> Iterator[Api]:
     (rules / "main.vigil").write_text(RULES)
     path = tmp_path / "vigil.sqlite"
     store = SqliteStore(path)
-    tokens = {name: create_token(store, name, scopes)[1].get_secret_value()
-              for name, scopes in (("ann", ["review"]), ("bob", ["review"]), ("lead", ["admin"]),
-                                   ("ingest", ["ingest"]), ("viewer", ["read"]))}
+    # Reviewers are people whose tokens act with their roles (and are recorded by name); the ingest and
+    # viewer tokens belong to nobody and act with their scopes.
+    people = People.over(store, AuditLog.over(store), hasher=PasswordHasher.from_parameters(CHEAPEST))
+    for name, roles in (("ann", ["reviewer"]), ("bob", ["reviewer"]), ("lead", ["review_lead", "admin"])):
+        people.create(name, parse_grants(roles), actor="root")
+    people.close()
+    tokens = {name: create_token(store, name, scopes, person=person)[1].get_secret_value()
+              for name, scopes, person in (("ann", ["review"], "ann"), ("bob", ["review"], "bob"),
+                                           ("lead", ["admin"], "lead"), ("ingest", ["ingest"], None),
+                                           ("viewer", ["read"], None))}
     config = Settings(service=ServiceSettings(rules_dir=str(rules), token_cache_seconds=0.0),
                       sinks={"review": {"kind": "queue", "queue": "spam", "poll": 0.05}},
                       outputs={"spam-review": "review"}, queues=QUEUES)

@@ -20,7 +20,8 @@ def test_manual_label_needs_a_reason_and_records_the_token(svc: Running) -> None
     assert added.status_code == 201
     assert added.json()["label"]["source"] == "manual"
     [label] = _labels(svc, "u5")
-    assert (label["label"], label["actor"], label["reason"], label["active"]) == ("suspended", "admin", "ticket 42", True)
+    assert (label["label"], label["actor"], label["reason"], label["active"]) == ("suspended", "token:admin", "ticket 42",
+                                                                                       True)
     # Rules see it at once.
     assert svc.post_event(post("hi", user="u5")).json()["verdict"] == "block"
     again = svc.client.post(url, json={"label": "suspended", "reason": "again"}, headers=svc.headers("admin"))

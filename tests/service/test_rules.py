@@ -37,7 +37,7 @@ def test_upload_activates_a_new_version(store_svc: Running) -> None:
     response = _upload(store_svc, {"main.vigil": FLAG_ALL}, message="flag everything")
     assert response.status_code == 201
     body = response.json()
-    assert (body["seq"], body["active"], body["author"], body["message"]) == (2, True, "admin", "flag everything")
+    assert (body["seq"], body["active"], body["author"], body["message"]) == (2, True, "token:admin", "flag everything")
     assert store_svc.post_event(post("calm")).json()["verdict"] == "flag"
     assert store_svc.post_event(post("calm")).json()["ruleset"] == body["version"]
     assert _active(store_svc)["seq"] == 2

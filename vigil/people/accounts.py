@@ -112,8 +112,7 @@ class People:
         self.audit = audit
         self.hasher = hasher if hasher is not None else PasswordHasher()
         self.clock = clock
-        # Checked against when the name is unknown, so that a login takes as long either way.
-        self._dummy = self.hasher.hash(secrets.token_urlsafe(16))
+        self._dummy: str | None = None  # checked against for an unknown name: a login takes as long either way
 
     @classmethod
     def over(cls, store: Any, audit: AuditLog, *, hasher: PasswordHasher | None = None) -> People:
@@ -193,8 +192,10 @@ class People:
         with self.tables.tx() as tx:
             row = tx.execute("SELECT password_hash FROM people WHERE name = ? AND disabled = 0", (name,)).fetchone()
         stored = str(row[0]) if row is not None and row[0] is not None else None
+        if stored is None and self._dummy is None:
+            self._dummy = self.hasher.hash(secrets.token_urlsafe(16))
         try:
-            self.hasher.verify(stored or self._dummy, password[:MAX_PASSWORD])
+            self.hasher.verify(stored or self._dummy or "", password[:MAX_PASSWORD])
         except (VerificationError, InvalidHashError):
             return None
         if stored is None:

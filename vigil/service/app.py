@@ -29,7 +29,7 @@ from starlette.routing import BaseRoute
 from vigil.dsl.loader import RuleSet
 from vigil.review import Review, ReviewSettings, ReviewStore, settings_of
 from vigil.runtime import Runtime, build_runtime
-from vigil.service import events, health, labels, review, rules, search
+from vigil.service import events, health, labels, people, review, rules, search
 from vigil.service.auth import AuthMiddleware
 from vigil.service.engine_threads import EngineThreads
 from vigil.service.errors import ApiError, api_error_handler, http_error_handler, internal_error_handler
@@ -125,13 +125,14 @@ def create_app(settings: ServiceSettings, store: StateStore, *, rules_store: Rul
                                        lambda: svc._ingest.queue.qsize() if svc._ingest is not None else 0,
                                        lambda: svc.rules.active.seq if svc.rules.active is not None else None))
     app = Starlette(
-        routes=[*events.routes, *labels.routes, *rules.routes, *search.routes, *review.routes, *_bank_routes(),
+        routes=[*events.routes, *labels.routes, *rules.routes, *search.routes, *review.routes, *people.routes, *_bank_routes(),
                 *health.routes],
         middleware=[Middleware(MetricsMiddleware, metrics=svc.metrics),
                     Middleware(RequestGuard, names=served_names(settings.host, settings.allowed_hosts)),
                     Middleware(AuthMiddleware, tokens=svc.tokens if settings.auth else None,
                                buckets=svc.buckets, failures=svc.auth_failures,
-                               open_paths=("/metrics",) if settings.public_metrics else (),
+                               open_paths=(people.SESSION_PATH, *(("/metrics",) if settings.public_metrics else ())),
+                               principals=svc.principals if settings.auth else None,
                                on_reject=lambda code: svc.metrics.rejected.labels(code).inc())],
         exception_handlers={ApiError: api_error_handler, HTTPException: http_error_handler,
                             Exception: internal_error_handler},
@@ -226,6 +227,8 @@ def _close(runtime: Runtime, svc: Service) -> None:
         given = svc.signals.decoder if svc.signals is not None else None
         if engine.signals.decoder is not None and engine.signals.decoder is not given:
             engine.signals.decoder.close()
+    svc.people.close()
+    svc.audit.close()
     closed = {id(svc.store)}
     for other in (svc.rules_store, svc.token_store):
         if id(other) not in closed:

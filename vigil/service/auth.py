@@ -11,6 +11,7 @@ admin token reads every source's.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import secrets
 import time
@@ -18,9 +19,10 @@ from collections.abc import Callable, Iterable
 
 import anyio.to_thread
 from pydantic import SecretStr
-from starlette.requests import Request
+from starlette.requests import Request, cookie_parser
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from vigil.service.access import PRINCIPAL_KEY, SESSION_COOKIE, Principals
 from vigil.service.errors import ApiError, error_response
 from vigil.service.limits import TokenBuckets
 from vigil.stores.base import ApiToken, TokenStore
@@ -141,13 +143,18 @@ class AuthMiddleware:
     one is sent (it shows details only then). Then the token's rate limit applies (429); the event routes
     charge a batch's further events themselves (`charge`). Failed authentications are limited per client
     address (`failures`): once its bucket is empty, a client's requests get 429 before any token is
-    looked up. Routes check scopes with `require`. /healthz and the OpenAPI document stay open."""
+    looked up. Routes check scopes with `require`. /healthz and the OpenAPI document stay open.
+
+    With `principals` (vigil.service.access), the caller's principal goes into the scope too: a token of
+    a person acts with that person's current roles (401 once the person is disabled), and a console
+    session cookie (`vigil_session`, from POST /v1/session) stands for its person where no token is sent."""
 
     def __init__(self, app: ASGIApp, tokens: TokenCache | None, buckets: TokenBuckets | None,
                  on_reject: Callable[[str], None] | None = None, *, failures: TokenBuckets | None = None,
                  protected: tuple[str, ...] = ("/v1/", "/metrics"), optional: tuple[str, ...] = ("/readyz",),
-                 open_paths: tuple[str, ...] = ()) -> None:
+                 open_paths: tuple[str, ...] = (), principals: Principals | None = None) -> None:
         self.app = app
+        self.principals = principals
         self.tokens = tokens
         self.buckets = buckets
         self.failures = failures
@@ -170,7 +177,8 @@ class AuthMiddleware:
             if name == b"authorization":
                 header = value
                 break
-        if not header and not required:
+        session = self._session_cookie(scope) if not header and self.principals is not None else None
+        if not header and not session and not required:
             await self.app(scope, receive, send)
             return
         client = scope["client"][0] if scope.get("client") else "-"
@@ -179,6 +187,17 @@ class AuthMiddleware:
             await self._refuse(429, "auth_rate_limited", "too many failed authentications from this address",
                                f"retry in {wait:.0f} s with a valid token", scope, receive, send,
                                {"Retry-After": str(max(1, round(wait)))})
+            return
+        if session and self.principals is not None:
+            principal = await self.principals.aof_session(session)
+            if principal is None:
+                self._failed(client)
+                await self._refuse(401, "unauthorized", "the console session is unknown or has expired",
+                                   "log in again: POST /v1/session", scope, receive, send, {})
+                return
+            scope[SCOPE_KEY] = ApiToken("session", principal.name, "", principal.scopes(), 0.0, person=principal.name)
+            scope[PRINCIPAL_KEY] = principal
+            await self.app(scope, receive, send)
             return
         if not header:
             self._failed(client)
@@ -194,6 +213,17 @@ class AuthMiddleware:
                                "check the token; `vigil token list` shows the ones that exist",
                                scope, receive, send, {"WWW-Authenticate": 'Bearer error="invalid_token"'})
             return
+        if self.principals is not None:
+            principal = await self.principals.aof_token(token)
+            if principal is None:
+                self._failed(client)
+                await self._refuse(401, "unauthorized", f"token {token.name!r} belongs to a disabled or removed person",
+                                   "an admin enables the person with `vigil user enable NAME`", scope, receive, send,
+                                   {"WWW-Authenticate": 'Bearer error="invalid_token"'})
+                return
+            if token.person is not None:  # the person's roles decide, as scopes for the routes that check those
+                token = dataclasses.replace(token, scopes=principal.scopes())
+            scope[PRINCIPAL_KEY] = principal
         if self.buckets is not None:
             wait = self.buckets.take(token.id)
             if wait > 0:
@@ -203,6 +233,13 @@ class AuthMiddleware:
                 return
         scope[SCOPE_KEY] = token
         await self.app(scope, receive, send)
+
+    @staticmethod
+    def _session_cookie(scope: Scope) -> str:
+        for name, value in scope["headers"]:
+            if name == b"cookie":
+                return cookie_parser(value.decode("latin-1")).get(SESSION_COOKIE, "")
+        return ""
 
     def _failed(self, client: str) -> None:
         if self.failures is not None:

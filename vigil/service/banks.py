@@ -39,9 +39,11 @@ from vigil.hashing.hashers import (
 )
 from vigil.hashing.media import MediaError, MediaPolicy, load_media
 from vigil.hashing.service import HashMatcher, Match
+from vigil.service.access import permit
 from vigil.service.auth import require
 from vigil.service.errors import ApiError, JSONResponse
 from vigil.service.limits import read_body
+from vigil.service.people import audited
 from vigil.service.state import service
 
 T = TypeVar("T")
@@ -284,14 +286,14 @@ def _list(store: BankStore) -> list[dict[str, Any]]:
 
 
 async def list_banks(request: Request) -> Response:
-    require(request, "admin")
+    permit(request, "banks.write")
     store, _ = service(request).banks
     return JSONResponse({"banks": await _run("", _list, store)})
 
 
 async def create_bank(request: Request) -> Response:
     """{"name", "signal_type" (pdq, md5, sha256, text_simhash), "max_distance"?, "min_quality"?}."""
-    require(request, "admin")
+    actor = permit(request, "banks.write")
     store, _ = service(request).banks
     data = await _json_object(request)
     example = '{"name": "known-bad", "signal_type": "pdq", "max_distance": 31}'
@@ -309,11 +311,13 @@ async def create_bank(request: Request) -> Response:
         return bank_json(store.create_bank(name, signal_type, max_distance=max_distance, min_quality=min_quality), 0)
 
     body = await _run(name, create)
+    await audited(request, actor, "bank.create", f"bank:{name}",
+                  {"signal_type": signal_type.value, "max_distance": max_distance, "min_quality": min_quality})
     return JSONResponse(body, status_code=201, headers={"Location": f"/v1/banks/{name}"})
 
 
 async def get_bank(request: Request) -> Response:
-    require(request, "admin")
+    permit(request, "banks.write")
     store, _ = service(request).banks
     name = request.path_params["name"]
     return JSONResponse(await _run(name, lambda: bank_json(store.get_bank(name), store.count_entries(name))))
@@ -321,7 +325,7 @@ async def get_bank(request: Request) -> Response:
 
 async def update_bank(request: Request) -> Response:
     """{"enabled"?, "max_distance"?, "min_quality"?}; the name and signal type never change."""
-    require(request, "admin")
+    actor = permit(request, "banks.write")
     store, matcher = service(request).banks
     name = request.path_params["name"]
     data = await _json_object(request)
@@ -339,11 +343,14 @@ async def update_bank(request: Request) -> Response:
         _refresh(matcher, name)
         return bank_json(bank, store.count_entries(name))
 
-    return JSONResponse(await _run(name, update))
+    body = await _run(name, update)
+    await audited(request, actor, "bank.update", f"bank:{name}",
+                  {"enabled": enabled, "max_distance": max_distance, "min_quality": min_quality})
+    return JSONResponse(body)
 
 
 async def delete_bank(request: Request) -> Response:
-    require(request, "admin")
+    actor = permit(request, "banks.write")
     store, matcher = service(request).banks
     name = request.path_params["name"]
 
@@ -352,6 +359,7 @@ async def delete_bank(request: Request) -> Response:
         _refresh(matcher, name)
 
     await _run(name, delete)
+    await audited(request, actor, "bank.delete", f"bank:{name}")
     return JSONResponse({"deleted": name})
 
 
@@ -406,7 +414,7 @@ async def add_entries(request: Request) -> Response:
     """JSON entries, or a CSV body (Content-Type: text/csv): a header row naming hash, signal_type, tags,
     source in any order, or ThreatExchange-style hash,signal_type,tags lines. ?source= fills in the source
     of lines without one. All or nothing: any bad line or item is a 422 listing every one."""
-    require(request, "admin")
+    actor = permit(request, "banks.write")
     svc = service(request)
     store, matcher = svc.banks
     name = request.path_params["name"]
@@ -433,13 +441,16 @@ async def add_entries(request: Request) -> Response:
         return ids
 
     ids = await _run(name, add)
+    if ids:
+        await audited(request, actor, "bank.entries.add", f"bank:{name}",
+                      {"added": len(ids), "first_id": ids[0], "last_id": ids[-1]})
     body = {"bank": name, "added": len(ids), "duplicates": len(entries) - len(ids), "ids": ids,
             "ignored_columns": list(ignored)}
     return JSONResponse(body, status_code=201 if ids else 200)
 
 
 async def delete_entry(request: Request) -> Response:
-    require(request, "admin")
+    actor = permit(request, "banks.write")
     store, matcher = service(request).banks
     name = request.path_params["name"]
     try:
@@ -457,12 +468,13 @@ async def delete_entry(request: Request) -> Response:
     if not await _run(name, remove):
         raise ApiError(404, "unknown_entry", f"bank {name!r} has no entry {entry_id}",
                        f"GET /v1/banks/{name}/export lists the entries")
+    await audited(request, actor, "bank.entry.remove", f"bank:{name}", {"entry": entry_id})
     return JSONResponse({"bank": name, "removed": entry_id})
 
 
 async def export(request: Request) -> Response:
     """The bank's enabled entries as CSV with a header row; both formats import back."""
-    require(request, "admin")
+    permit(request, "banks.write")
     store, _ = service(request).banks
     name = request.path_params["name"]
     fmt = request.query_params.get("format", "vigil")

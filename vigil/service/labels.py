@@ -20,9 +20,11 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from vigil.dsl.runtime import FieldTypeError, parse_time
+from vigil.service.access import permit
 from vigil.service.auth import require
 from vigil.service.errors import ApiError, JSONResponse
 from vigil.service.limits import read_body
+from vigil.service.people import audited
 from vigil.service.state import service
 from vigil.signals.labels import MANUAL
 from vigil.stores.base import LabelBackend, LabelRecord
@@ -154,7 +156,7 @@ async def _change(request: Request, etype: str, key: str, label: str, *, present
 
 async def add_label(request: Request) -> Response:
     """Add a manual label: {"label", "reason", "expires_in" (seconds, optional)}."""
-    token = require(request, "admin")
+    actor = permit(request, "labels.write")
     etype, key = _entity(request)
     data = await _json_object(request)
     label = data.get("label")
@@ -162,8 +164,11 @@ async def add_label(request: Request) -> Response:
         raise ApiError(422, "invalid_label", '"label" must be a string of 1 to 200 characters')
     reason = _reason(data, request)
     expires_in = _expires_in(data, request)
-    record, state = await _change(request, etype, key, label, present=True, actor=token.name, reason=reason,
+    record, state = await _change(request, etype, key, label, present=True, actor=actor.actor, reason=reason,
                                   expires_in=expires_in)
+    if record is not None:
+        await audited(request, actor, "label.add", f"{etype}:{key}",
+                      {"label": label, "reason": reason, "expires_in": expires_in})
     return JSONResponse({"entity_type": etype, "key": key, "changed": record is not None, "label": state},
                         status_code=201 if record is not None else 200)
 
@@ -171,14 +176,17 @@ async def add_label(request: Request) -> Response:
 async def remove_label(request: Request) -> Response:
     """Remove a label by hand: kept as removed, so that rules cannot add it back, until `expires_in`
     seconds (optional; without it, until a person changes or releases it). Needs a reason."""
-    token = require(request, "admin")
+    actor = permit(request, "labels.write")
     etype, key = _entity(request)
     label = request.path_params["label"]
     data = await _json_object(request)
     reason = _reason(data, request)
     expires_in = _expires_in(data, request)
-    record, state = await _change(request, etype, key, label, present=False, actor=token.name, reason=reason,
+    record, state = await _change(request, etype, key, label, present=False, actor=actor.actor, reason=reason,
                                   expires_in=expires_in)
+    if record is not None:
+        await audited(request, actor, "label.remove", f"{etype}:{key}",
+                      {"label": label, "reason": reason, "expires_in": expires_in})
     return JSONResponse({"entity_type": etype, "key": key, "label": label, "changed": record is not None,
                          "state": state})
 
@@ -186,13 +194,15 @@ async def remove_label(request: Request) -> Response:
 async def release_label(request: Request) -> Response:
     """End a person's change of a label (an addition or a removal) now: the label is absent, and rules may
     set it again. Stored as a manual removal that expires when it is made. Needs a reason."""
-    token = require(request, "admin")
+    actor = permit(request, "labels.write")
     etype, key = _entity(request)
     label = request.path_params["label"]
     data = await _json_object(request)
     reason = _reason(data, request)
-    record, state = await _change(request, etype, key, label, present=None, actor=token.name, reason=reason,
+    record, state = await _change(request, etype, key, label, present=None, actor=actor.actor, reason=reason,
                                   expires_in=None)
+    if record is not None:
+        await audited(request, actor, "label.release", f"{etype}:{key}", {"label": label, "reason": reason})
     return JSONResponse({"entity_type": etype, "key": key, "label": label, "changed": record is not None,
                          "state": state})
 

@@ -69,11 +69,12 @@ ENTITY = [_path("entity_type", "user, ip, pair, … as declared in the rules"),
 def openapi_document() -> dict[str, Any]:
     document = _hand_written()
     # The review routes' part is generated from their typed request and response models.
-    from vigil.service.review import openapi_paths
+    from vigil.service import people, review
 
-    paths, schemas = openapi_paths()
-    document["paths"].update(paths)
-    document["components"]["schemas"].update(schemas)
+    for part in (review.openapi_paths, people.openapi_paths):
+        paths, schemas = part()
+        document["paths"].update(paths)
+        document["components"]["schemas"].update(schemas)
     return document
 
 

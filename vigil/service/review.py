@@ -25,6 +25,7 @@ from starlette.routing import Route
 from vigil.effects import OutboxMessage
 from vigil.review.core import Decided, Review, ReviewError
 from vigil.review.store import DecisionRow
+from vigil.service.access import caller
 from vigil.service.auth import require
 from vigil.service.errors import ApiError, JSONResponse
 from vigil.service.ingest import EventRejected
@@ -142,8 +143,10 @@ def review_of(request: Request) -> Review:
 
 
 def reviewer(request: Request, scope: str = "review") -> str:
-    """Who acts: the caller's name. Every review action is attributed to it."""
-    return require(request, scope).name
+    """Who acts: the person calling (through their token or console session), or `token:NAME` for a
+    token that belongs to nobody; never a token's bare name. Every review action is attributed to it."""
+    require(request, scope)
+    return caller(request).actor
 
 
 async def _model(request: Request, model: type[BaseModel]) -> Any:

@@ -11,9 +11,12 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from vigil.dsl.loader import RuleSet
+from vigil.people.roles import Principal
+from vigil.service.access import permit
 from vigil.service.auth import require
 from vigil.service.errors import ApiError, JSONResponse
 from vigil.service.limits import read_body
+from vigil.service.people import audited
 from vigil.service.reload import FollowsDirectory, RulesRejected, diagnostic_json, validate_files
 from vigil.service.state import service
 from vigil.stores.base import RulesVersion
@@ -63,8 +66,9 @@ async def upload(request: Request) -> Response:
     """{"files": {path: text}, "entry": [paths] (default: every .vigil file), "message": "..."};
     ?dry_run=true checks without storing. 201 with the new version, 422 with the checker's messages, or
     409 when the service follows a rules directory (a dry run is answered whatever the source)."""
-    token = require(request, "admin")
+    actor = permit(request, "rules.write")
     svc = service(request)
+    previous = svc.rules.active.seq if svc.rules.active is not None else None
     dry_run = request.query_params.get("dry_run", "") in ("1", "true")
     if not dry_run:
         try:
@@ -88,7 +92,7 @@ async def upload(request: Request) -> Response:
         raise ApiError(422, "invalid_upload", str(error), '{"files": {"main.vigil": "..."}, "entry": ["main.vigil"]}'
                        ) from None
     try:
-        stored, ruleset = await svc.rules.upload(files, entry, author=token.name, message=message[:1000],
+        stored, ruleset = await svc.rules.upload(files, entry, author=actor.actor, message=message[:1000],
                                                  dry_run=dry_run)
     except FollowsDirectory as error:
         raise follows_directory(error) from None
@@ -98,6 +102,7 @@ async def upload(request: Request) -> Response:
                                                                             "dry_run": True}
     if stored is not None:
         body["active"] = True
+        await _audit_activation(request, actor, "rules.activate", stored, previous, upload=True)
     body.update(ruleset_json(ruleset))
     return JSONResponse(body, status_code=200 if dry_run else 201)
 
@@ -133,8 +138,9 @@ async def get_version(request: Request) -> Response:
 
 async def activate(request: Request) -> Response:
     """Activate a stored version (roll back or forward to it)."""
-    require(request, "admin")
+    actor = permit(request, "rules.write")
     svc = service(request)
+    previous = svc.rules.active.seq if svc.rules.active is not None else None
     seq = _seq(request)
     try:
         stored = await svc.rules.activate(seq)
@@ -145,13 +151,15 @@ async def activate(request: Request) -> Response:
                        ) from None
     except RulesRejected as error:
         raise rejected(error, svc.rules.active) from None
+    await _audit_activation(request, actor, "rules.activate", stored, previous)
     return JSONResponse({**version_json(stored), "active": True})
 
 
 async def rollback(request: Request) -> Response:
     """Activate the version stored before the active one."""
-    require(request, "admin")
+    actor = permit(request, "rules.write")
     svc = service(request)
+    previous = svc.rules.active.seq if svc.rules.active is not None else None
     try:
         stored = await svc.rules.rollback()
     except FollowsDirectory as error:
@@ -160,7 +168,14 @@ async def rollback(request: Request) -> Response:
         raise ApiError(409, "no_earlier_version", str(error)) from None
     except RulesRejected as error:
         raise rejected(error, svc.rules.active) from None
+    await _audit_activation(request, actor, "rules.rollback", stored, previous)
     return JSONResponse({**version_json(stored), "active": True})
+
+
+async def _audit_activation(request: Request, actor: Principal, action: str, stored: RulesVersion,
+                            previous: int | None, *, upload: bool = False) -> None:
+    detail = {"version": stored.version, "previous": previous, "message": stored.message, "uploaded": upload}
+    await audited(request, actor, action, f"rules:{stored.seq}", detail)
 
 
 routes = [

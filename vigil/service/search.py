@@ -25,6 +25,7 @@ from vigil.diagnostics import DiagnosticError
 from vigil.dsl.loader import load_ruleset
 from vigil.gate import diagnostic_json
 from vigil.record.base import Query, Record
+from vigil.service.access import permit
 from vigil.service.auth import require, token_source
 from vigil.service.errors import ApiError, JSONResponse
 from vigil.service.limits import read_body
@@ -122,7 +123,7 @@ async def get_search(request: Request) -> Response:
 async def post_backtest(request: Request) -> Response:
     """{"files": {path: text}, "entry"?: [paths], "since"?: "30d", "until"?, "truth"?: FIELD,
     "positive_verdict"?: "flag", "examples"?: 5} → the backtest's report (docs/record.md)."""
-    require(request, "admin")
+    permit(request, "backtests.run")
     svc = service(request)
     record = _record(svc)
     raw = await read_body(request, svc.settings.max_rules_bytes)

@@ -10,6 +10,9 @@ from typing import TYPE_CHECKING
 
 from starlette.requests import Request
 
+from vigil.audit import AuditLog
+from vigil.people.accounts import People
+from vigil.service.access import Principals
 from vigil.service.auth import TokenCache
 from vigil.service.errors import ApiError
 from vigil.service.limits import TokenBuckets
@@ -46,6 +49,10 @@ class Service:
         self.token_store = token_store
         self.metrics = Metrics()
         self.tokens = TokenCache(token_store, settings.token_cache_seconds)
+        # People, their sessions and the audit log, in the database that keeps the tokens (vigil.people).
+        self.audit = AuditLog.over(token_store)
+        self.people = People.over(token_store, self.audit)
+        self.principals = Principals(self.people, settings.token_cache_seconds)
         self.buckets = TokenBuckets(settings.rate_limit, settings.rate_burst) if settings.rate_limit > 0 else None
         self.auth_failures = (TokenBuckets(settings.auth_failure_rate, settings.auth_failure_burst)
                               if settings.auth_failure_rate > 0 else None)
