@@ -184,6 +184,7 @@ SUBCOMMANDS: dict[str, SubCommand] = {
     "token": SubCommand("vigil.service.cli", "token_group", "serve"),
     "worker": SubCommand("vigil.workers.cli", "worker_command", "serve"),
     "dead-letters": SubCommand("vigil.stores.cli", "dead_letters_group", None),
+    "entity": SubCommand("vigil.record.cli", "entity_command", None),
     "outbox": SubCommand("vigil.sinks.cli", "outbox_group", None),
     "review": SubCommand("vigil.review.cli", "review_group", "serve"),
     "store": SubCommand("vigil.stores.cli", "store_group", None),
@@ -380,16 +381,32 @@ def _summary(stats: Any, elapsed: float) -> None:
 
 
 @main.command()
-@click.argument("rules", nargs=-1, required=True, type=click.Path(exists=True))
-@click.option("--event", "event_json", required=True, help="The event as JSON, or @FILE to read it.")
+@click.argument("rules", nargs=-1, required=False, type=click.Path(exists=True))
+@click.option("--event", "event_json", default=None, help="The event as JSON, or @FILE to read it.")
+@click.option("--event-id", default=None,
+              help="Explain a recorded event as it was decided, from the record (no RULES needed).")
+@click.option("--source", default=None, help="With --event-id: the source that sent it (ids are per source).")
+@click.option("--record", "record_url", default=None,
+              help="With --event-id: the record, if not beside the --db store (record.url).")
+@click.option("--json", "as_json", is_flag=True, help="With --event-id: the stored event and decisions as JSON.")
 @click.option("--db", default=None,
               help="Read counters and labels from this store (store.url, env VIGIL_STORE; default in memory).")
 @click.option("--redis", "redis_url", default=None, help="Redis URL for shared counters and labels (store.redis).")
 @signal_options
-def explain(rules: tuple[str, ...], event_json: str, db: str | None, redis_url: str | None,
+def explain(rules: tuple[str, ...], event_json: str | None, event_id: str | None, source: str | None,
+            record_url: str | None, as_json: bool, db: str | None, redis_url: str | None,
             **signal_opts: Any) -> None:
-    """Decide one event and explain the decision: every rule that fired, and the features it used
-    (including the second stage, when rules need a policy model)."""
+    """Decide one event with RULES and explain the decision: every rule that fired, and the features it
+    used (including the second stage, when rules need a policy model). With --event-id, show instead
+    the decision a recorded event got when it was decided, read from the record."""
+    if event_id is not None:
+        from vigil.record.cli import explain_recorded
+
+        explain_recorded(event_id, source, db, record_url, as_json)
+        return
+    if event_json is None or not rules:
+        raise click.UsageError("give RULES and --event JSON to decide an event, or --event-id ID to explain "
+                               "a recorded one")
     from vigil.events import parse_event
 
     raw = Path(event_json[1:]).read_bytes() if event_json.startswith("@") else event_json.encode()

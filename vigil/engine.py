@@ -217,6 +217,14 @@ class Engine:
         with self._hold():
             return function(self.labels)
 
+    def counter_values(self, entity_type: str, key: str, at: float) -> list[tuple[str, float]]:
+        """The value at `at` of every counter of the running rules kept per `entity_type`, for `key`:
+        (the counter as written in the rules, value), without counting anything."""
+        with self._hold():
+            specs = self.ruleset.compiled.counters
+            return [(spec.text, self.counters.peekers[index](key, int(at)))
+                    for index, spec in enumerate(specs) if spec.entity == entity_type]
+
     @property
     def version(self) -> str:
         return self.ruleset.version

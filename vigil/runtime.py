@@ -192,9 +192,11 @@ def build_runtime(settings: Settings, rules: RulesLoader, *, default_store: str 
         engine = build_engine(ruleset, store=store, signals=used, counters=state.counters,
                               labels=state.labels, outputs=sinks)
         try:
-            from vigil.record.open import attach_record
+            from vigil.record.open import attach_record, store_location
 
-            attach_record(engine, settings.record, settings.store_url(default_store), durable=durable_record)
+            # Beside the store the engine has (given backends included), else as the settings name it.
+            attach_record(engine, settings.record, store_location(store) or settings.store_url(default_store),
+                          durable=durable_record)
         except BaseException:
             engine.close()
             raise

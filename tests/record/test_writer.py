@@ -129,3 +129,18 @@ def test_where_the_record_goes() -> None:
     assert record_url(s, None) is None and record_url(s, "memory:") is None
     assert record_url(record_settings({"enabled": True}), None) == "memory:"
     assert record_url(record_settings({"enabled": False}), "vigil-data/vigil.sqlite") is None
+
+
+def test_a_value_orjson_cannot_encode_is_stored_and_never_stalls_the_writer(tmp_path: Path) -> None:
+    """A value nested past orjson's limit made the writer retry for ever, and a durable decision wait."""
+    engine = engine_with_record(tmp_path, durable=True)
+    deep: Any = "bottom"
+    for _ in range(300):
+        deep = [deep]
+    base = orjson.loads(post(1))
+    engine.decide(parse_event({**base, "meta": deep}, max_depth=1000))
+    engine.process({**base, "id": "p2", "odd": "\ud800"})
+    record = engine.recorder.record  # type: ignore[union-attr]
+    assert record.count() == 2
+    assert "nested too deep" in orjson.dumps(record.get("", "p1").event).decode()
+    engine.close()

@@ -54,3 +54,13 @@ def attach_record(engine: Any, raw: dict[str, Any] | None, store_url: str | None
                         durable=settings.durable if settings.durable is not None else durable)
     engine.recorder = recorder
     return recorder
+
+
+def store_location(store: Any) -> str | None:
+    """The URL or path of an opened state store (where the record goes by default); None in memory."""
+    path = getattr(store, "path", None)
+    if path is not None and str(path) != ":memory:":
+        return str(path)
+    pool = getattr(store, "pool", None)
+    conninfo = getattr(pool, "conninfo", None)
+    return str(conninfo) if conninfo else None

@@ -33,7 +33,7 @@ class Redactor:
         for path in settings.media_fields:
             self._rules.setdefault(tuple(path.split(".")), "media")
         self._min_media = settings.media_min_bytes
-        self.active = True
+        self.keyed = bool(self._key)  # whether hashes can be made (a hash key is set)
 
     def hash(self, value: Any) -> str:
         """The keyed hash stored in place of `value` (the same value always gives the same hash, so

@@ -24,6 +24,8 @@ class RecordSettings(BaseModel):
     # Whether a decision is written before it is answered (vigil serve, workers: a restart loses no answered
     # decision). None: the front door chooses (serve and workers yes, run no: it writes at exit).
     durable: bool | None = None
+    # How long a durable decision waits for its write before it is answered anyway (counted as late).
+    durable_timeout: float = Field(10.0, gt=0)
     # Retention, enforced every `prune_interval` seconds: events recorded more than `retention_days` ago
     # and the oldest beyond `max_events` are forgotten. 0 or None: no limit of that kind.
     retention_days: float | None = Field(30.0, ge=0)
@@ -57,3 +59,4 @@ def record_settings(raw: dict[str, Any] | None) -> RecordSettings:
         problems = "; ".join(f"record.{'.'.join(str(p) for p in e['loc']) or '(table)'}: {e['msg']}"
                              for e in error.errors())
         raise ValueError(f"invalid record settings: {problems}") from None
+

@@ -16,8 +16,6 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-import orjson
-
 from vigil.dsl.loader import RuleSet
 from vigil.dsl.runtime import FieldTypeError, entity_key, get
 from vigil.effects import Decision
@@ -43,7 +41,12 @@ class Recorder:
         self.durable = durable
         self._rules = rules
         self._clock = clock
-        self._redactor = Redactor(settings)
+        self.redactor = Redactor(settings)
+        from vigil.service.render import (
+            dumps,  # JSON that cannot fail (orjson's nesting limit, lone surrogates)
+        )
+
+        self._dumps = dumps
         self._entity_cache: tuple[str, EntityFields] = ("", ())
         self._extra = tuple((name, (tuple(path.split(".")),)) for name, path in settings.entity_fields.items())
         self._queue: deque[tuple[Event, Decision]] = deque()
@@ -51,6 +54,7 @@ class Recorder:
         self._queued = 0  # decisions ever queued
         self._written = 0  # decisions ever written (or given up, see `failed`)
         self.failed = 0  # decisions the store refused (logged; kept queued until it takes them)
+        self.late = 0  # durable decisions answered before they were written (the record was refusing writes)
         self.last_error = ""
         self._closing = False
         self._thread = threading.Thread(target=self._run, name="vigil-record", daemon=True)
@@ -69,8 +73,15 @@ class Recorder:
             if self.durable or len(self._queue) >= self.settings.batch_size:
                 self._cond.notify_all()
             if self.durable:
+                # Bounded: a record that refuses writes for long must not stall deciding; the decision
+                # stays queued and is written once the record takes it.
+                deadline = wall.monotonic() + self.settings.durable_timeout
                 while self._written < mine and self._thread.is_alive():
-                    self._cond.wait()
+                    left = deadline - wall.monotonic()
+                    if left <= 0:
+                        self.late += 1
+                        break
+                    self._cond.wait(timeout=left)
 
     def flush(self) -> None:
         """Wait until everything queued so far is written."""
@@ -110,9 +121,9 @@ class Recorder:
             self._maybe_prune()
 
     def _write(self, batch: list[tuple[Event, Decision]]) -> None:
+        entries = [self.entry(event, decision) for event, decision in batch]
         while True:
             try:
-                entries = [self.entry(event, decision) for event, decision in batch]
                 self.record.write(entries)
                 self.last_error = ""
                 break
@@ -146,14 +157,14 @@ class Recorder:
     # ---- one decision as stored ----
     def entry(self, event: Event, decision: Decision) -> RecordEntry:
         rules = tuple((hit.rule, hit.mode) for hit in decision.hits)
-        body = orjson.dumps(decision.to_json(), option=orjson.OPT_NON_STR_KEYS)
+        body = self._dumps(decision.to_json())
         if decision.stage != 1:
             return RecordEntry(event.source, event.id, event.time, event.type, decision.stage, decision.verdict,
                                decision.ruleset_version, body, self._clock(), rules=rules)
-        data = self._redactor.event(event.data)
+        data = self.redactor.event(event.data)
         return RecordEntry(event.source, event.id, event.time, event.type, decision.stage, decision.verdict,
                            decision.ruleset_version, body, self._clock(),
-                           event=orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS), rules=rules,
+                           event=self._dumps(data), rules=rules,
                            entities=self._entities(data))
 
     def _entities(self, data: dict[str, Any]) -> tuple[tuple[str, str], ...]:

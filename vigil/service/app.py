@@ -29,7 +29,7 @@ from starlette.routing import BaseRoute
 from vigil.dsl.loader import RuleSet
 from vigil.review import Review, ReviewSettings, ReviewStore, settings_of
 from vigil.runtime import Runtime, build_runtime
-from vigil.service import events, health, labels, people, review, rules, search
+from vigil.service import events, health, labels, people, record, review, rules, search
 from vigil.service.auth import AuthMiddleware
 from vigil.service.engine_threads import EngineThreads
 from vigil.service.errors import ApiError, api_error_handler, http_error_handler, internal_error_handler
@@ -73,7 +73,7 @@ def create_app(settings: ServiceSettings, store: StateStore, *, rules_store: Rul
         config = svc.config.model_copy(update={"second_stage": svc.config.second_stage.model_copy(
             update={"max_queue": settings.second_stage_queue})})
         runtime = build_runtime(config, ruleset, backends=svc.backends, signals=engine_signals or Signals(),
-                                durable_record=True)
+                                durable_record=True)  # an answered decision is in the record
         engine = runtime.engine
         threads = EngineThreads(settings.engine_threads)  # every engine call, off the event loop
         engine.waiting = threads.waiting  # a slow signal's wait lets another engine thread go on
@@ -125,8 +125,8 @@ def create_app(settings: ServiceSettings, store: StateStore, *, rules_store: Rul
                                        lambda: svc._ingest.queue.qsize() if svc._ingest is not None else 0,
                                        lambda: svc.rules.active.seq if svc.rules.active is not None else None))
     app = Starlette(
-        routes=[*events.routes, *labels.routes, *rules.routes, *search.routes, *review.routes, *people.routes, *_bank_routes(),
-                *health.routes],
+        routes=[*events.routes, *labels.routes, *record.routes, *rules.routes, *search.routes, *review.routes,
+                *people.routes, *_bank_routes(), *health.routes],
         middleware=[Middleware(MetricsMiddleware, metrics=svc.metrics),
                     Middleware(RequestGuard, names=served_names(settings.host, settings.allowed_hosts)),
                     Middleware(AuthMiddleware, tokens=svc.tokens if settings.auth else None,

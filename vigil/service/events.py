@@ -113,8 +113,13 @@ async def get_decision(request: Request) -> Response:
     outcome = service(request).ingest.outcome(event_id, f"http:{named}" if named else token_source(token),
                                               readable=lambda source: may_read_source(token, source))
     if outcome is None:
-        raise ApiError(404, "unknown_event", f"no recent decision for event {event_id!r}",
-                       "only the most recent decisions are kept (--recent-decisions)")
+        from vigil.service.record import recorded_outcome
+
+        outcome = await recorded_outcome(request, token, event_id, named)  # older ones: from the record
+    if outcome is None:
+        raise ApiError(404, "unknown_event", f"no decision for event {event_id!r}",
+                       "the most recent decisions are kept in memory (--recent-decisions), older ones in the "
+                       "record while it keeps them (record.retention_days); none without a durable store")
     return JSONResponse(outcome, status_code=202 if outcome.get("status") in ("queued", "deciding") else 200)
 
 

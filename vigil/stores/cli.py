@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,28 @@ db_option = click.option("--db", default=None,
 config_option = click.option("--config", "config_path", default=None, type=click.Path(exists=True, dir_okay=False),
                              help="Settings file (default: $VIGIL_CONFIG, or ./vigil.toml if present).")
 limit_option = click.option("--limit", default=1000, show_default=True, help="The most recent N letters.")
+
+
+def filter_options(function: Any) -> Any:
+    """Which letters: by reason (words it contains, any case) and by source."""
+    function = click.option("--source", "sources", multiple=True,
+                            help="Only letters from this source (repeatable), e.g. http:TOKEN or a file name.")(function)
+    return click.option("--reason", "reasons", multiple=True,
+                        help="Only letters whose reason contains this text, any case (repeatable: any of them), "
+                             "e.g. --reason 'not valid JSON'.")(function)
+
+
+def letter_matches(letter: DeadLetter, reasons: tuple[str, ...], sources: tuple[str, ...]) -> bool:
+    """Whether `letter` is one of those `--reason` and `--source` select (none given: every letter).
+
+    >>> letter_matches(DeadLetter("not valid JSON: x", b"{"), ("valid json",), ())
+    True
+    >>> letter_matches(DeadLetter("too deep", b"[]", "feed"), ("json",), ()), letter_matches(DeadLetter("", b"", "a"), (), ("b",))
+    (False, False)
+    """
+    if reasons and not any(r.casefold() in letter.reason.casefold() for r in reasons):
+        return False
+    return not sources or letter.source in sources
 
 
 def dead_letter_options(function: Any) -> Any:
@@ -59,7 +82,8 @@ def _settings(db: str | None, config_path: str | None) -> Settings:
         raise click.ClickException(str(error)) from None
 
 
-def _letters(settings: Settings, limit: int) -> list[DeadLetter]:
+def _letters(settings: Settings, limit: int, reasons: tuple[str, ...] = (),
+             sources: tuple[str, ...] = ()) -> list[DeadLetter]:
     from vigil.stores.open import open_store
 
     try:
@@ -70,7 +94,7 @@ def _letters(settings: Settings, limit: int) -> list[DeadLetter]:
         letters: list[DeadLetter] = store.dead_letters(limit)
     finally:
         store.close()
-    return letters
+    return [letter for letter in letters if letter_matches(letter, reasons, sources)]
 
 
 def letter_json(letter: DeadLetter) -> dict[str, Any]:
@@ -94,24 +118,32 @@ def dead_letters_group() -> None:
 @db_option
 @config_option
 @limit_option
-def list_command(db: str | None, config_path: str | None, limit: int) -> None:
-    """One line per letter, oldest first: time, source, size and reason."""
-    letters = _letters(_settings(db, config_path), limit)
+@filter_options
+def list_command(db: str | None, config_path: str | None, limit: int, reasons: tuple[str, ...],
+                 sources: tuple[str, ...]) -> None:
+    """One line per letter, oldest first: time, source, size and reason; then how many letters each
+    reason has (its first 80 characters), most frequent first."""
+    letters = _letters(_settings(db, config_path), limit, reasons, sources)
     for letter in letters:
         when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(letter.time))
         size = letter.details.get("raw_size", len(letter.raw))
         click.echo(f"{when}  {letter.source or '-'}  {size} B  {letter.reason}")
     click.echo(f"{len(letters)} dead letters", err=True)
+    by_reason = Counter(letter.reason[:80] for letter in letters)
+    for reason, count in by_reason.most_common(10):
+        click.echo(f"  {count:>6}  {reason}", err=True)
 
 
 @dead_letters_group.command("export")
 @db_option
 @config_option
 @limit_option
+@filter_options
 @click.option("--out", "out_path", default="-", show_default=True, help="JSONL file; - is stdout.")
-def export_command(db: str | None, config_path: str | None, limit: int, out_path: str) -> None:
+def export_command(db: str | None, config_path: str | None, limit: int, reasons: tuple[str, ...],
+                   sources: tuple[str, ...], out_path: str) -> None:
     """Write letters as JSONL (time, source, reason, raw or raw_base64, details), oldest first."""
-    letters = _letters(_settings(db, config_path), limit)
+    letters = _letters(_settings(db, config_path), limit, reasons, sources)
     out = sys.stdout.buffer if out_path == "-" else open(out_path, "wb")  # noqa: SIM115
     try:
         for letter in letters:
@@ -129,17 +161,19 @@ def export_command(db: str | None, config_path: str | None, limit: int, out_path
 @db_option
 @config_option
 @limit_option
+@filter_options
 @click.option("--out", "out_path", default="-", show_default=True, help="Where decisions go (JSONL); - is stdout.")
 def replay_command(rules: tuple[str, ...], db: str | None, config_path: str | None, limit: int,
-                   out_path: str) -> None:
+                   reasons: tuple[str, ...], sources: tuple[str, ...], out_path: str) -> None:
     """Decide the letters' events again with RULES (after a fix to the rules or the events' producer),
-    on the store's state; decisions out as JSONL. A letter whose body was cut to the store's limit is
-    skipped; one that fails again is dead-lettered again with its new reason. Exit 3 if any failed."""
+    on the store's state; decisions out as JSONL and into the record (source "replay:" and the letter's).
+    --reason and --source replay only the letters fixed. A letter whose body was cut to the store's limit
+    is skipped; one that fails again is dead-lettered again with its new reason. Exit 3 if any failed."""
     from vigil.cli import _load
     from vigil.runtime import build_runtime
 
     settings = _settings(db, config_path)
-    letters = _letters(settings, limit)
+    letters = _letters(settings, limit, reasons, sources)
     # The runtime every front door runs: the store's state, Redis counters and labels when configured,
     # the signals of the settings (the rules loaded with their functions).
     runtime = build_runtime(settings, lambda store, signals: _load(rules, signals.functions),

@@ -137,7 +137,7 @@ def run_worker(settings: Any, *, rules: list[str], stream_redis: str | None, str
 
     try:
         runtime = build_runtime(settings, initial_rules, default_store=DEFAULT_STORE, signals=signals,
-                                durable_record=True)
+                                durable_record=True)  # an acknowledged message is in the record
     except RulesRejected as error:
         raise click.ClickException(f"rules refused, so the worker did not start: {error}") from None
     except (ValueError, PluginError) as error:  # a store URL or sinks settings that cannot be used, a plugin
