@@ -144,3 +144,14 @@ def test_a_value_orjson_cannot_encode_is_stored_and_never_stalls_the_writer(tmp_
     assert record.count() == 2
     assert "nested too deep" in orjson.dumps(record.get("", "p1").event).decode()
     engine.close()
+
+
+def test_decisions_answered_together_are_all_written_when_the_block_ends(tmp_path: Path) -> None:
+    from vigil.record.writer import answered_together
+
+    engine = engine_with_record(tmp_path, durable=True, flush_interval=30)
+    with answered_together(engine):
+        for n in range(20):
+            engine.process(post(n))
+    assert engine.recorder.record.count() == 20  # type: ignore[union-attr]
+    engine.close()

@@ -13,7 +13,8 @@ import logging
 import threading
 import time as wall
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from vigil.dsl.loader import RuleSet
@@ -57,6 +58,7 @@ class Recorder:
         self.late = 0  # durable decisions answered before they were written (the record was refusing writes)
         self.last_error = ""
         self._closing = False
+        self._local = threading.local()  # per engine thread: whether its waits are deferred (`together`)
         self._thread = threading.Thread(target=self._run, name="vigil-record", daemon=True)
         self._last_prune = 0.0
         self._thread.start()
@@ -73,15 +75,37 @@ class Recorder:
             if self.durable or len(self._queue) >= self.settings.batch_size:
                 self._cond.notify_all()
             if self.durable:
-                # Bounded: a record that refuses writes for long must not stall deciding; the decision
-                # stays queued and is written once the record takes it.
-                deadline = wall.monotonic() + self.settings.durable_timeout
-                while self._written < mine and self._thread.is_alive():
-                    left = deadline - wall.monotonic()
-                    if left <= 0:
-                        self.late += 1
-                        break
-                    self._cond.wait(timeout=left)
+                if getattr(self._local, "deferred", False):
+                    self._local.last = mine  # `together` waits once, for the last of its decisions
+                else:
+                    self._wait_written(mine)
+
+    def _wait_written(self, mine: int) -> None:
+        """Wait (holding the condition) until decision number `mine` is written. Bounded: a record that
+        refuses writes for long must not stall deciding; the decision stays queued and is written once
+        the record takes it."""
+        deadline = wall.monotonic() + self.settings.durable_timeout
+        while self._written < mine and self._thread.is_alive():
+            left = deadline - wall.monotonic()
+            if left <= 0:
+                self.late += 1
+                break
+            self._cond.wait(timeout=left)
+
+    @contextmanager
+    def together(self) -> Iterator[None]:
+        """Decisions made in this thread inside the block are durable together: each is queued at once
+        and the block's end waits for the last (a batch of events answered as one: one commit, not one
+        per event)."""
+        self._local.deferred, self._local.last = True, 0
+        try:
+            yield
+        finally:
+            self._local.deferred = False
+            if self._local.last:
+                with self._cond:
+                    self._cond.notify_all()
+                    self._wait_written(self._local.last)
 
     def flush(self) -> None:
         """Wait until everything queued so far is written."""
@@ -188,3 +212,11 @@ class Recorder:
             fields = declared + tuple(extra for extra in self._extra if extra[0] not in names)
             self._entity_cache = (ruleset.version, fields)
         return fields
+
+
+def answered_together(engine: Any) -> Any:
+    """`engine.recorder.together()` when the engine keeps a record, else a block that does nothing."""
+    from contextlib import nullcontext
+
+    recorder = getattr(engine, "recorder", None)
+    return recorder.together() if isinstance(recorder, Recorder) else nullcontext()

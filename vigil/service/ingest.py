@@ -26,6 +26,7 @@ from vigil.dsl.runtime import FieldTypeError
 from vigil.effects import Decision
 from vigil.engine import Engine
 from vigil.events import DEFAULT_MAX_FUTURE_SKEW, MAX_EVENT_DEPTH, Event, EventError, event_key, parse_event
+from vigil.record.writer import answered_together
 from vigil.service.engine_threads import DEFAULT_EVENT_DEADLINE, EngineThreads, NotStarted, StillRunning
 from vigil.service.errors import ApiError
 from vigil.service.metrics import Metrics
@@ -157,7 +158,8 @@ class Ingest:
         """Decide events in order in one engine thread, sharing one deadline; an outcome (the decision's
         JSON, or an error entry) per event."""
         def run(deadline: float) -> list[dict[str, Any]]:
-            return [self.decide_quietly(event, None, source, deadline) for event in events]
+            with answered_together(self.engine):  # the record: one commit for the batch, not one per event
+                return [self.decide_quietly(event, None, source, deadline) for event in events]
 
         return await self._by_deadline(f"a batch of {len(events)} events", events, run,
                                        time.monotonic() + self.event_deadline)

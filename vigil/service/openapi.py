@@ -105,10 +105,11 @@ def _hand_written() -> dict[str, Any]:
                                 {"type": "object", "properties": {"events": {"type": "array",
                                                                              "items": _ref("Event")}}}]},
                 params=[MODE])},
-            "/v1/decisions/{event_id}": {"get": _op("A recent event's outcome", "ingest` or `read", {
-                "200": _json(ok, "Decided (with the decision) or dead-lettered."),
+            "/v1/decisions/{event_id}": {"get": _op("An event's outcome (recent, else from the record)", "ingest` or `read", {
+                "200": _json(ok, "Decided (with the decision; recorded=true when read from the record) or "
+                                 "dead-lettered."),
                 "202": _json(ok, "Still queued, or still being decided (past the event deadline)."),
-                "404": _json(_ref("Error"), "Not among the recent ones of the sources this token may read."),
+                "404": _json(_ref("Error"), "Neither recent nor in the record, for the sources this token may read."),
                 "409": _json(_ref("Error"), "Several sources the token may read sent this id: add ?source=.")},
                 params=[_path("event_id", "the event's id"),
                         _query("source", "the name of the token that sent it (ids are per source); a token reads "
@@ -136,6 +137,23 @@ def _hand_written() -> dict[str, Any]:
                             {"200": _json(ok, "Released (changed=false: no change of a person was in force).")},
                             params=[*ENTITY, _path("label", "the label"),
                                     _query("reason", "why (required, or in a JSON body)", {"type": "string"})])},
+            "/v1/entities/{entity_type}/{key}": {
+                "get": _op("An entity's timeline from the record", "read", {
+                    "200": _json(ok, "A page of its events with their decisions, newest first (next_cursor: the "
+                                     "next page), every label's latest record and history, counters, and the "
+                                     "entities seen with it."),
+                    "400": _json(_ref("Error"), "`limit` is not 1 to 500, or `after` is not a cursor given."),
+                    "404": _json(_ref("Error"), "This service keeps no record.")},
+                           params=[*ENTITY, _query("limit", "events in the page, 1 to 500 (default 50)",
+                                                   {"type": "integer"}),
+                                   _query("after", "the previous page's next_cursor", {"type": "string"})])},
+            "/v1/record/events/{event_id}": {
+                "get": _op("A recorded event with its decisions as they were made", "ingest` or `read", {
+                    "200": _json(ok, "The event as stored (redacted) and the decision of each stage."),
+                    "404": _json(_ref("Error"), "Not in the record for the sources this token may read."),
+                    "409": _json(_ref("Error"), "Several sources sent this id: add ?source=.")},
+                           params=[_path("event_id", "the event's id"),
+                                   _query("source", "the name of the token that sent it", {"type": "string"})])},
             "/v1/entities/{entity_type}/{key}/history": {
                 "get": _op("An entity's label history", "read", {"200": _json(ok, "Every change, oldest first.")},
                            params=ENTITY)},

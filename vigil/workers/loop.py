@@ -26,6 +26,7 @@ from vigil.effects import Decision
 from vigil.engine import Engine
 from vigil.events import DEFAULT_MAX_FUTURE_SKEW, Event, EventError, parse_event
 from vigil.gate import Gate, RulesRejected
+from vigil.record.writer import answered_together
 from vigil.rules_source import RulesSource
 from vigil.stages import SlowStage
 from vigil.stores.base import RulesStore
@@ -214,19 +215,21 @@ class Worker:
         decisions: list[Decision] = []
         handled: list[Message] = []
         waiting: list[tuple[Event, Decision]] = []
-        for message in messages:
-            self.stats.events += 1
-            if message.attempts > self.max_attempts:
-                self._dead(message, f"failed {message.attempts - 1} times")
-                continue
-            decided = self._decide(message)
-            if decided is not None:
-                decisions.append(decided[1])
-                handled.append(message)
-                if decided[1].pending:
-                    waiting.append(decided)
-        if waiting and self.second_stage is not None:
-            decisions += self._second_stage(self.second_stage, waiting)
+        # The batch's decisions reach the record with one commit, before the batch is acknowledged.
+        with answered_together(self.engine):
+            for message in messages:
+                self.stats.events += 1
+                if message.attempts > self.max_attempts:
+                    self._dead(message, f"failed {message.attempts - 1} times")
+                    continue
+                decided = self._decide(message)
+                if decided is not None:
+                    decisions.append(decided[1])
+                    handled.append(message)
+                    if decided[1].pending:
+                        waiting.append(decided)
+            if waiting and self.second_stage is not None:
+                decisions += self._second_stage(self.second_stage, waiting)
         if decisions:
             for sink in self.sinks:
                 sink.write(decisions)
