@@ -182,6 +182,8 @@ SUBCOMMANDS: dict[str, SubCommand] = {
     "generate": SubCommand("vigil.demo.generator", "generate_command", None),
     "serve": SubCommand("vigil.service.cli", "serve_command", "serve"),
     "token": SubCommand("vigil.service.cli", "token_group", "serve"),
+    "user": SubCommand("vigil.people.cli", "user_group", "serve"),
+    "audit": SubCommand("vigil.people.cli", "audit_group", "serve"),
     "worker": SubCommand("vigil.workers.cli", "worker_command", "serve"),
     "dead-letters": SubCommand("vigil.stores.cli", "dead_letters_group", None),
     "entity": SubCommand("vigil.record.cli", "entity_command", None),

@@ -255,8 +255,10 @@ def token_group() -> None:
 @click.option("--read-source", "read_sources", multiple=True, metavar="TOKEN",
               help="Another token whose events' decisions this one may read (repeatable; '*': all). "
                    "A token reads its own; an admin token reads every one.")
+@click.option("--user", "person", default=None, metavar="PERSON",
+              help="The person it belongs to: it acts with their roles, and its actions are recorded as theirs.")
 @click.option("--db", default=None, help=f"The store (store.url, env VIGIL_STORE; default {DEFAULT_DB}).")
-def token_create(name: str, scopes: str, read_sources: tuple[str, ...], db: str | None) -> None:
+def token_create(name: str, scopes: str, read_sources: tuple[str, ...], person: str | None, db: str | None) -> None:
     """Create a token NAME and print its secret (shown once: only its hash is stored)."""
     from vigil.service.auth import create_token, parse_scopes
 
@@ -266,7 +268,11 @@ def token_create(name: str, scopes: str, read_sources: tuple[str, ...], db: str 
         raise click.BadParameter(str(error), param_hint="--scopes") from None
     store = _store(db)
     try:
-        token, secret = create_token(store, name, scopes.split(","), read_sources=read_sources)
+        if person is not None:
+            _audit_token(store, person)  # the person must exist
+        token, secret = create_token(store, name, scopes.split(","), read_sources=read_sources, person=person)
+        if person is not None:
+            _audit_token(store, person, token.id, token.name)
     except ValueError as error:
         raise click.ClickException(str(error)) from None
     finally:
@@ -275,6 +281,26 @@ def token_create(name: str, scopes: str, read_sources: tuple[str, ...], db: str 
     click.echo(f"created token {token.name!r} (id {token.id}, scopes {','.join(token.scopes)}{grants}); "
                "this is the only time the secret is shown:", err=True)
     click.echo(secret.get_secret_value())
+
+
+def _audit_token(store: Any, person: str, token_id: str | None = None, name: str = "") -> None:
+    """Check that the person exists; with `token_id`, audit the creation of their token."""
+    import getpass
+
+    from vigil.audit import AuditLog
+    from vigil.people.accounts import People
+
+    audit = AuditLog.over(store)
+    people = People.over(store, audit)
+    try:
+        if people.get(person) is None:
+            raise ValueError(f"no person named {person!r}; create them with `vigil user create {person} --role …`")
+        if token_id is not None:
+            audit.append(f"cli:{getpass.getuser()}", "token.create", f"token:{token_id}",
+                         {"name": name, "person": person})
+    finally:
+        people.close()
+        audit.close()
 
 
 @token_group.command("list")
