@@ -13,10 +13,14 @@ from pathlib import Path
 
 import httpx
 import pytest
+from argon2 import PasswordHasher
+from argon2.profiles import CHEAPEST
 from click.testing import CliRunner
 
 from tests.backends.servers import free_port, stop
+from vigil.audit import AuditLog
 from vigil.cli import main
+from vigil.people import People, parse_grants
 from vigil.service.auth import create_token
 from vigil.stores.sqlite import SqliteStore
 
@@ -52,8 +56,13 @@ def served(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
     (tmp_path / "vigil.toml").write_text(TOML)
     db = tmp_path / "vigil.sqlite"
     store = SqliteStore(db)
-    tokens = {name: create_token(store, name, scopes)[1].get_secret_value()
-              for name, scopes in (("ann", ["review"]), ("bob", ["review"]), ("ingest", ["ingest"]))}
+    people = People.over(store, AuditLog.over(store), hasher=PasswordHasher.from_parameters(CHEAPEST))
+    for name in ("ann", "bob"):  # reviewers are people: their actions are recorded by their names
+        people.create(name, parse_grants(["reviewer"]), actor="root")
+    people.close()
+    tokens = {name: create_token(store, name, scopes, person=person)[1].get_secret_value()
+              for name, scopes, person in (("ann", ["review"], "ann"), ("bob", ["review"], "bob"),
+                                           ("ingest", ["ingest"], None))}
     store.close()
     port = free_port()
     env = {**os.environ, "VIGIL_CONFIG": str(tmp_path / "vigil.toml")}
