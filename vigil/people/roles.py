@@ -26,7 +26,7 @@ from typing import Protocol
 # Every action a permission check may name, and what it lets one do.
 ACTIONS: dict[str, str] = {
     "events.send": "send events and read the decisions of one's own events",
-    "read": "read labels, rules versions, dead letters, decisions, metrics and search",
+    "read": "read labels, rules versions, decisions, metrics and search",
     "labels.write": "add and remove manual labels",
     "rules.write": "upload, activate and roll back rules versions",
     "banks.write": "create banks and add or remove their entries",

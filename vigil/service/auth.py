@@ -1,8 +1,9 @@
 """API tokens: a random secret shown once, stored only as its SHA-256, with scopes.
 
 A token looks like `vgl_<id>_<secret>`; the id is public (lists, logs), the secret is 32 random bytes.
-Scopes: `ingest` (send events, read their decisions), `read` (labels, rules, dead letters) and `admin`
-(manual labels, rules uploads and rollbacks), which implies the other two.
+Scopes: `ingest` (send events, read their decisions), `read` (labels, rules, decisions, the record) and
+`admin` (manual labels, rules uploads and rollbacks), which implies the other two. Dead letters have no
+HTTP route: their raw bodies are read with `vigil dead-letters` by whoever can open the store.
 
 Event ids are per source, and a token's source is `http:NAME`. A token reads the decisions of its own
 source's events, and of the tokens it was granted (`read_sources`, by name; "*" for every one); an
