@@ -99,3 +99,10 @@ def test_a_file_that_is_not_a_database_is_one_clear_error(tmp_path: Path) -> Non
     bad.write_bytes(b"not a database at all" * 100)
     with pytest.raises(StoreUnavailable, match="not a SQLite database"):
         SqliteRecord(bad)
+
+
+def test_both_stages_in_one_batch(record: SqliteRecord) -> None:
+    record.write([entry(1, verdict="flag", rules=("A",)), entry(2), entry(1, verdict="block", stage=2, rules=("S",))])
+    stored = record.get("s", "e1")
+    assert stored is not None and stored.verdict == "block" and sorted(stored.rules) == ["A", "S"]
+    assert record.count() == 2

@@ -42,10 +42,24 @@ class Redactor:
         return HASH_PREFIX + hmac.new(self._key, text.encode(), hashlib.sha256).hexdigest()[:32]
 
     def event(self, data: Mapping[str, Any]) -> Any:
-        out = dict(data)
-        for path, how in self._rules.items():
-            _apply(out, path, how, self)
-        return self._media(out)
+        """`data` redacted (a copy where anything changed)."""
+        return self.encoded(data)[0]
+
+    def encoded(self, data: Mapping[str, Any], dumps: Any = None) -> tuple[Any, bytes | None]:
+        """`data` redacted, and its JSON when `dumps` is given. An event whose whole JSON is shorter than
+        `media_min_bytes` holds no media string, so it is not walked (most events, at a JSON encoding's
+        cost); only the configured paths are visited."""
+        out: Any = data
+        if self._rules:
+            out = dict(data)
+            for path, how in self._rules.items():
+                _apply(out, path, how, self)
+        if dumps is not None:
+            body: bytes = dumps(out)
+            if len(body) < self._min_media:
+                return out, body
+        out = self._media(out)
+        return out, dumps(out) if dumps is not None else None
 
     def _media(self, value: Any) -> Any:
         """Every large base64 or data: URL string as its size and hash, wherever it is."""

@@ -86,22 +86,27 @@ class SqliteRecord:
 
     # ---- writing ----
     def write(self, entries: Sequence[RecordEntry]) -> None:
+        """One transaction; the rows of stage-1 entries are numbered here (this connection is the file's
+        one writer), so that events, rules and entity keys go in with one executemany each."""
         with self._write_lock:
             conn = self._conn
-            conn.execute("BEGIN")
+            conn.execute("BEGIN IMMEDIATE")
             try:
+                last = conn.execute("SELECT max(id) FROM record_events").fetchone()[0] or 0
+                events: list[tuple[Any, ...]] = []
+                rules: list[tuple[Any, ...]] = []
+                entities: list[tuple[Any, ...]] = []
                 for entry in entries:
                     if entry.stage == 1:
-                        cursor = conn.execute(
-                            "INSERT INTO record_events (source, event_id, time, type, verdict, ruleset, recorded_at,"
-                            " event, decision) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                            (entry.source, entry.event_id, entry.time, entry.type, entry.verdict, entry.ruleset,
-                             entry.recorded_at, entry.event, entry.decision))
-                        row = cursor.lastrowid
-                        if entry.entities:
-                            conn.executemany("INSERT OR IGNORE INTO record_entities VALUES (?, ?, ?, ?)",
-                                             [(row, t, k, entry.time) for t, k in entry.entities])
+                        last += 1
+                        row = last
+                        events.append((row, entry.source, entry.event_id, entry.time, entry.type, entry.verdict,
+                                       entry.ruleset, entry.recorded_at, entry.event, entry.decision))
+                        entities += [(row, t, k, entry.time) for t, k in entry.entities]
                     else:
+                        if events:  # its first stage may be in this batch: write those first
+                            self._insert(events, rules, entities)
+                            events, rules, entities = [], [], []
                         found = conn.execute("SELECT max(id) FROM record_events WHERE source = ? AND event_id = ?",
                                              (entry.source, entry.event_id)).fetchone()
                         row = found[0] if found else None
@@ -109,13 +114,23 @@ class SqliteRecord:
                             continue  # its first stage was pruned already
                         conn.execute("UPDATE record_events SET verdict = ?, decision2 = ? WHERE id = ?",
                                      (entry.verdict, entry.decision, row))
-                    if entry.rules:
-                        conn.executemany("INSERT OR IGNORE INTO record_rules VALUES (?, ?, ?, ?)",
-                                         [(row, rule, mode, entry.time) for rule, mode in entry.rules])
+                    rules += [(row, rule, mode, entry.time) for rule, mode in entry.rules]
+                self._insert(events, rules, entities)
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
             conn.execute("COMMIT")
+
+    def _insert(self, events: list[tuple[Any, ...]], rules: list[tuple[Any, ...]],
+                entities: list[tuple[Any, ...]]) -> None:
+        conn = self._conn
+        if events:
+            conn.executemany("INSERT INTO record_events (id, source, event_id, time, type, verdict, ruleset,"
+                             " recorded_at, event, decision) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", events)
+        if rules:
+            conn.executemany("INSERT OR IGNORE INTO record_rules VALUES (?, ?, ?, ?)", rules)
+        if entities:
+            conn.executemany("INSERT OR IGNORE INTO record_entities VALUES (?, ?, ?, ?)", entities)
 
     def prune(self, *, recorded_before: float | None, max_events: int | None) -> int:
         """Rows are numbered in the order written, so both limits cut a prefix: the rows before the

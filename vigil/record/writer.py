@@ -185,10 +185,10 @@ class Recorder:
         if decision.stage != 1:
             return RecordEntry(event.source, event.id, event.time, event.type, decision.stage, decision.verdict,
                                decision.ruleset_version, body, self._clock(), rules=rules)
-        data = self.redactor.event(event.data)
+        data, encoded = self.redactor.encoded(event.data, self._dumps)
         return RecordEntry(event.source, event.id, event.time, event.type, decision.stage, decision.verdict,
                            decision.ruleset_version, body, self._clock(),
-                           event=self._dumps(data), rules=rules,
+                           event=encoded, rules=rules,
                            entities=self._entities(data))
 
     def _entities(self, data: dict[str, Any]) -> tuple[tuple[str, str], ...]:
