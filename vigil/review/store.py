@@ -13,9 +13,11 @@ import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import orjson
+
+from vigil.stores import tables
 
 # Migrations per dialect, applied in order; `review_schema_version` holds how many ran.
 _COMMON = """
@@ -137,27 +139,8 @@ def open_key(queue: str, subject_type: str, subject_key: str) -> str:
     return f"{queue}\x1f{subject_type}\x1f{subject_key}"
 
 
-class Cursor(Protocol):
-    rowcount: int
-
-    def fetchone(self) -> Any: ...
-
-    def fetchall(self) -> list[Any]: ...
-
-
-class Tx:
-    """One transaction: `execute` with `?` placeholders, whatever the database."""
-
-    def __init__(self, conn: Any, postgres: bool) -> None:
-        self.conn = conn
-        self.postgres = postgres
-
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor:
-        if self.postgres:
-            cursor: Cursor = self.conn.execute(sql.replace("?", "%s"), tuple(params))
-            return cursor
-        result: Cursor = self.conn.execute(sql, tuple(params))
-        return result
+class Tx(tables.Tx):
+    """A review transaction: the store's `Tx` that also writes the item's log."""
 
     def log(self, item_id: str, kind: str, actor: str, at: float, **detail: Any) -> None:
         self.execute("INSERT INTO review_log (item_id, kind, actor, at, detail) VALUES (?, ?, ?, ?, ?)",
