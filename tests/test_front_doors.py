@@ -16,20 +16,13 @@ import orjson
 import pytest
 from backends.servers import Server, fresh_database, postgres_server, redis_server
 from classifiers.fake_openai import FakeOpenAI, Reply
+from classifiers.training_text import HAM, SPAM
 from click.testing import CliRunner
 
 from vigil.cli import main
 from vigil.settings import load_settings
 
 T0 = 1_767_225_600  # 2026-01-01T00:00:00Z
-SPAM = ["buy cheap followers now", "free crypto giveaway click here", "cheap followers for sale",
-        "double your bitcoin today", "click here to win a prize", "get rich quick with crypto",
-        "followers likes cheap fast", "limited offer free money", "win free gift card now",
-        "earn money from home fast", "cheap likes and followers", "crypto giveaway send now"]
-HAM = ["see you at the meeting tomorrow", "the book club meets on thursday", "happy birthday to my sister",
-       "what a great match last night", "can you send me the notes", "the weather is lovely today",
-       "i made pasta for dinner", "our cat learned a new trick", "the train was late again",
-       "thanks for the help yesterday", "who is coming to the concert", "reading a good novel now"]
 BAD_TEXT = "this exact chain letter was reported a thousand times already, forward it to ten friends"
 
 RULES = """
