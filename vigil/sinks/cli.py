@@ -10,13 +10,20 @@ from typing import Any
 import click
 import orjson
 
-from vigil.stores.cli import db_option
+from vigil.settings import DEFAULT_STORE, ConfigError, load_settings
+from vigil.stores.cli import config_option, db_option
 
 
-def _store(db: str) -> Any:
+def _store(db: str | None, config_path: str | None) -> Any:
+    """The store of `--db`, else of the settings (store.url: vigil.toml, VIGIL_STORE), else the default:
+    the one every other command opens."""
     from vigil.stores.open import open_store
 
-    return open_store(db)
+    try:
+        settings = load_settings({"store.url": db}, config=config_path)
+        return open_store(settings.store_url(DEFAULT_STORE), dead_letters=settings.dead_letters.limits())
+    except (ConfigError, ValueError) as error:
+        raise click.ClickException(str(error)) from None
 
 
 @click.group("outbox")
@@ -26,9 +33,10 @@ def outbox_group() -> None:
 
 @outbox_group.command("status")
 @db_option
-def status_command(db: str) -> None:
+@config_option
+def status_command(db: str | None, config_path: str | None) -> None:
     """Per sink: messages waiting, the age of the oldest, messages given up."""
-    store = _store(db)
+    store = _store(db, config_path)
     try:
         status = store.outbox_status()
     finally:
@@ -43,11 +51,12 @@ def status_command(db: str) -> None:
 
 @outbox_group.command("dead")
 @db_option
+@config_option
 @click.option("--sink", default=None, help="Only this sink's messages.")
 @click.option("--limit", default=1000, show_default=True, help="The most recent N messages.")
-def dead_command(db: str, sink: str | None, limit: int) -> None:
+def dead_command(db: str | None, config_path: str | None, sink: str | None, limit: int) -> None:
     """The messages given up, as JSONL: sink, key, attempts, last error and the message."""
-    store = _store(db)
+    store = _store(db, config_path)
     try:
         rows = store.outbox_dead(sink, limit)
     finally:
@@ -60,10 +69,11 @@ def dead_command(db: str, sink: str | None, limit: int) -> None:
 
 @outbox_group.command("requeue")
 @db_option
+@config_option
 @click.option("--sink", default=None, help="Only this sink's messages (default: every sink's).")
-def requeue_command(db: str, sink: str | None) -> None:
+def requeue_command(db: str | None, config_path: str | None, sink: str | None) -> None:
     """Send the messages given up again (with no attempts counted), at the next dispatcher's look."""
-    store = _store(db)
+    store = _store(db, config_path)
     try:
         count = store.requeue_outbox(sink, time.time())
     finally:
