@@ -4,11 +4,22 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import BaseModel
+
 import vigil
 
 
 def _ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
+
+
+def model_ref(model: type[BaseModel], schemas: dict[str, Any]) -> dict[str, str]:
+    """A reference to a typed model's schema, adding it (and the models it uses) to `schemas`: the routes
+    whose OpenAPI part is generated from their request and response models share this one."""
+    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    schemas.update(schema.pop("$defs", {}))
+    schemas[model.__name__] = schema
+    return {"$ref": f"#/components/schemas/{model.__name__}"}
 
 
 def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from vigil.service.access import SESSION_COOKIE, caller, permit
 from vigil.service.auth import create_token, parse_scopes
 from vigil.service.errors import ApiError, JSONResponse
 from vigil.service.limits import read_body
+from vigil.service.openapi import model_ref
 from vigil.service.state import service
 
 SESSION_PATH = "/v1/session"
@@ -312,10 +313,7 @@ def openapi_paths() -> tuple[dict[str, Any], dict[str, Any]]:
     schemas: dict[str, Any] = {}
 
     def ref(model: type[BaseModel]) -> dict[str, str]:
-        schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
-        schemas.update(schema.pop("$defs", {}))
-        schemas[model.__name__] = schema
-        return {"$ref": f"#/components/schemas/{model.__name__}"}
+        return model_ref(model, schemas)
 
     for method, path, summary, action, request_model, response in _DOCS:
         op: dict[str, Any] = {"summary": summary, "responses": {

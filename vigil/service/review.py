@@ -30,6 +30,7 @@ from vigil.service.auth import require
 from vigil.service.errors import ApiError, JSONResponse
 from vigil.service.ingest import EventRejected
 from vigil.service.limits import read_body
+from vigil.service.openapi import model_ref
 from vigil.service.state import Service, service
 from vigil.signals.labels import MANUAL
 from vigil.sinks.router import idempotency_key
@@ -416,10 +417,7 @@ def openapi_paths() -> tuple[dict[str, Any], dict[str, Any]]:
     schemas: dict[str, Any] = {}
 
     def ref(model: type[BaseModel]) -> dict[str, str]:
-        schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
-        schemas.update(schema.pop("$defs", {}))
-        schemas[model.__name__] = schema
-        return {"$ref": f"#/components/schemas/{model.__name__}"}
+        return model_ref(model, schemas)
 
     for e in ROUTES:
         op: dict[str, Any] = {"summary": e.summary, "security": [{"token": []}],
