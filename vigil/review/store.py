@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import secrets
-import sqlite3
-import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -151,21 +149,11 @@ class ReviewStore:
     """The review tables over one state store: `ReviewStore.over(store)`."""
 
     def __init__(self, *, sqlite_path: str | None = None, pool: Any = None) -> None:
-        self._lock = threading.Lock()
-        self._pool = pool
-        self._conn: sqlite3.Connection | None = None
-        if pool is not None:
-            with pool.connection() as conn:
-                from vigil.stores.postgres import run_migrations
-
-                run_migrations(conn, MIGRATIONS["postgres"], "review_schema_version", _PG_LOCK)
-        elif sqlite_path is not None:
-            self._conn = sqlite3.connect(sqlite_path, check_same_thread=False, isolation_level=None)
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA busy_timeout=10000")
-            self._migrate_sqlite(self._conn)
-        else:
+        if pool is None and sqlite_path is None:
             raise ReviewStoreError("a review store needs a SQLite file or a PostgreSQL pool")
+        # The stores' own feature tables: one connection, migrations and transactions for every feature.
+        self._tables = tables.Tables(MIGRATIONS, "review_schema_version", _PG_LOCK, sqlite_path=sqlite_path,
+                                     pool=pool)
 
     @classmethod
     def over(cls, store: Any) -> ReviewStore:
@@ -180,46 +168,14 @@ class ReviewStore:
                                "run with a SQLite file or PostgreSQL (--db vigil-data/vigil.sqlite or "
                                "--db postgresql://…)")
 
-    @staticmethod
-    def _migrate_sqlite(conn: sqlite3.Connection) -> None:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            conn.execute("CREATE TABLE IF NOT EXISTS review_schema_version (version INTEGER NOT NULL)")
-            row = conn.execute("SELECT version FROM review_schema_version").fetchone()
-            if row is None:
-                conn.execute("INSERT INTO review_schema_version VALUES (0)")
-            version = int(row[0]) if row is not None else 0
-            for index in range(version, len(MIGRATIONS["sqlite"])):
-                for statement in MIGRATIONS["sqlite"][index].split(";"):
-                    if statement.strip():
-                        conn.execute(statement)
-                conn.execute("UPDATE review_schema_version SET version = ?", (index + 1,))
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-
     @contextlib.contextmanager
     def tx(self) -> Iterator[Tx]:
         """A write transaction: SQLite's BEGIN IMMEDIATE (one writer at a time), or a PostgreSQL one."""
-        if self._pool is not None:
-            with self._pool.connection() as conn, conn.transaction():
-                yield Tx(conn, True)
-            return
-        assert self._conn is not None  # set in __init__ when there is no pool
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield Tx(self._conn, False)
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            self._conn.execute("COMMIT")
+        with self._tables.tx() as tx:
+            yield Tx(tx.conn, tx.postgres)
 
     def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        self._tables.close()
 
     # ---- items ----
     def add_hit(self, queue: str, subject_type: str, subject_key: str, evidence_key: str, body: dict[str, Any],
