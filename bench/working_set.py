@@ -2,6 +2,7 @@
 memory and events/s of this engine (bounded working set) against a baseline engine in the same run.
 
     python bench/working_set.py [--events 10000000] [--users 2000000] [--baseline REV | --baseline-tree DIR]
+                                [--parallel]
 
 Events are generated while they are decided (never held in memory): user `u` has about events/users
 events, in one session, with `--active` users (default 20,000) in session at any time, so every user is
@@ -13,7 +14,9 @@ Each engine runs in its own process, so the peak RSS printed is its own. `--base
 in a throwaway git worktree (removed after) and runs its engine (the code before the bounded working set,
 e.g. 6bd7fde) on the same events; `--baseline-tree DIR` uses a tree you checked out; `--unbounded` instead
 runs this engine with no limits (everything kept in memory, as before, but with this code's storage).
-Prints one line per engine, the ratio, then one JSON line of the figures.
+`--parallel` runs the two engines at the same time (half the wall time on a machine with two free CPUs;
+compare the per-CPU-second figures then, as the two share the machine). Prints one line per engine, the
+ratio, then one JSON line of the figures.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -117,6 +121,7 @@ def main() -> int:
     baseline.add_argument("--baseline", metavar="REV", help="git revision of the engine to compare with")
     baseline.add_argument("--baseline-tree", type=Path, metavar="DIR", help="a checked-out tree to compare with")
     baseline.add_argument("--unbounded", action="store_true", help="compare with this engine without limits")
+    parser.add_argument("--parallel", action="store_true", help="run the two engines at the same time")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -132,12 +137,18 @@ def main() -> int:
             subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(throwaway), args.baseline],
                            check=True, capture_output=True)
         base_tree = throwaway or args.baseline_tree
-        print("  bounded (this engine, default limits):", flush=True)
-        bounded = run_child(ROOT, args)
-        print(f"  {'unbounded (this engine, no limits)' if args.unbounded else f'baseline ({base_tree})'}:",
-              flush=True)
-        base = run_child(ROOT, args, "--unbounded") if args.unbounded else (
-            run_child(base_tree, args) if base_tree is not None else None)
+        runs: dict[str, tuple[Path, tuple[str, ...]]] = {"bounded (this engine, default limits)": (ROOT, ())}
+        if args.unbounded:
+            runs["unbounded (this engine, no limits)"] = (ROOT, ("--unbounded",))
+        elif base_tree is not None:
+            runs[f"baseline ({base_tree})"] = (base_tree, ())
+        with ThreadPoolExecutor(max_workers=len(runs) if args.parallel else 1) as pool:
+            futures = []
+            for name, (tree, extra) in runs.items():
+                print(f"  {name}{' (started alongside)' if args.parallel else ''}:", flush=True)
+                futures.append(pool.submit(run_child, tree, args, *extra))
+            results = [future.result() for future in futures]
+        bounded, base = results[0], (results[1] if len(results) > 1 else None)
     finally:
         if throwaway is not None:
             subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(throwaway)], check=False)
@@ -148,7 +159,8 @@ def main() -> int:
         if figures is not None:
             print(f"{name:<12}{figures['events_per_s']:>10,}{figures['events_per_cpu_s']:>11,}"
                   f"{figures['peak_rss_mb']:>13,}  {figures['rss_mb_by_tenth']}")
-    result: dict[str, Any] = {"bench": "working_set", "bounded": bounded, "baseline": base}
+    result: dict[str, Any] = {"bench": "working_set", "parallel": args.parallel, "bounded": bounded,
+                              "baseline": base}
     if base is not None:
         result["events_per_s_ratio"] = round(bounded["events_per_s"] / base["events_per_s"], 3)
         result["events_per_cpu_s_ratio"] = round(bounded["events_per_cpu_s"] / base["events_per_cpu_s"], 3)
