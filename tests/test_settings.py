@@ -186,3 +186,11 @@ def test_every_setting_is_in_the_reference_with_its_variable_and_default() -> No
             assert (f"`{default}`" in row) or default in (None, ()), (section, key, row)
     for name, (section, key) in SHORT_ENV.items():
         assert name in rows[f"{section}.{key}"], name
+
+
+def test_search_limits_are_settings_with_the_documented_defaults() -> None:
+    from vigil.analysis.search import SearchLimits
+
+    assert Settings().search.limits() == SearchLimits()
+    settings = load_settings(env={"VIGIL_SEARCH__MAX_SCANNED": "500", "VIGIL_SEARCH__TIME_BUDGET": "2.5"})
+    assert settings.search.limits() == SearchLimits(max_scanned=500, time_budget=2.5)

@@ -30,7 +30,7 @@ import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
@@ -44,6 +44,9 @@ from pydantic_settings import (
 from pydantic_settings.sources.utils import parse_env_vars
 
 from vigil.stores.base import DeadLetterLimits
+
+if TYPE_CHECKING:
+    from vigil.analysis.search import SearchLimits
 
 ENV_PREFIX = "VIGIL_"
 CONFIG_ENV = "VIGIL_CONFIG"
@@ -249,6 +252,22 @@ class SecondStageSettings(Section):
     max_queue: int = Field(default=100_000, ge=1)  # events waiting for the second stage at most
 
 
+class SearchSettings(Section):
+    """What one search of the record may cost (vigil.analysis.search.SearchLimits; docs/record.md, "Limits")."""
+
+    max_rows: int = Field(default=1000, ge=1)  # events in one page, at most
+    max_scanned: int = Field(default=200_000, ge=1)  # stored events one search reads after the indexed filters
+    time_budget: float = Field(default=10.0, gt=0)  # seconds one search may run
+    max_top: int = Field(default=100, ge=1)  # values `top` may list
+    read_batch: int = Field(default=1000, ge=1)  # stored events read from the record at once
+
+    def limits(self) -> SearchLimits:
+        from vigil.analysis.search import SearchLimits
+
+        return SearchLimits(max_rows=self.max_rows, max_scanned=self.max_scanned, time_budget=self.time_budget,
+                            max_top=self.max_top, read_batch=self.read_batch)
+
+
 class Settings(BaseSettings):
     """Everything a front door needs to build the runtime. `sinks`, `outputs`, `record`, `review` and
     `queues` are carried as given and validated by the modules that use them (vigil.sinks, the record,
@@ -263,6 +282,7 @@ class Settings(BaseSettings):
     signals: SignalSettings = SignalSettings()
     second_stage: SecondStageSettings = SecondStageSettings()
     dead_letters: DeadLetterSettings = DeadLetterSettings()
+    search: SearchSettings = SearchSettings()
     # Raw tables, validated where they are used; kept out of the repr, since a sink's table holds its secret.
     sinks: dict[str, dict[str, Any]] = Field(default_factory=dict, repr=False)
     outputs: dict[str, Any] = {}  # output name → a sink name or a list of them

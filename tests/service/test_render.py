@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import orjson
 
-from vigil.service.render import MAX_RENDER_DEPTH, TOO_DEEP, dumps
+from vigil.jsonout import MAX_RENDER_DEPTH, TOO_DEEP, dumps
 
 
 def test_what_orjson_renders_is_unchanged() -> None:

@@ -67,3 +67,15 @@ def test_without_a_record_the_routes_say_so(svc: Running) -> None:
     if getattr(engine.recorder, "record", None) is None:
         answer = svc.get("/v1/search", scope="admin", params={"q": "verdict is flag"})
         assert answer.status_code == 404 and answer.json()["error"]["code"] == "no_record"
+
+
+def test_the_search_limits_come_from_the_settings(svc: Running, tmp_path: Path) -> None:
+    from vigil.settings import SearchSettings
+
+    with_record(svc, tmp_path)
+    for text in ("hello", "hi", "hey"):
+        assert svc.post_event(post(text), scope="ingest").status_code == 200
+    state = svc.client.app.state.service  # type: ignore[attr-defined]
+    state.config = state.config.model_copy(update={"search": SearchSettings(max_scanned=2)})
+    refused = svc.get("/v1/search", scope="admin", params={"q": 'event is "post"'})
+    assert refused.status_code == 422 and "more than 2 stored events" in refused.json()["error"]["message"]

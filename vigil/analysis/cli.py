@@ -65,6 +65,16 @@ def _redact() -> Any:
     return record_redact(Redactor(settings)) if settings.redact else None
 
 
+def _search_limits() -> Any:
+    """The `[search]` settings (vigil.toml, VIGIL_SEARCH__…) as the search's limits; flags go on top."""
+    from vigil.settings import ConfigError, load_settings
+
+    try:
+        return load_settings().search.limits()
+    except ConfigError as error:
+        raise click.ClickException(str(error)) from None
+
+
 def record_options(function: Any) -> Any:
     for option in reversed([
         click.option("--db", default=None, envvar="VIGIL_STORE",
@@ -87,8 +97,8 @@ def record_options(function: Any) -> Any:
 @click.option("--rules", "rules", multiple=True, type=click.Path(exists=True),
               help="Rules whose entities, definitions and lists the query may use (and whose rule names it knows).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout instead of a table.")
-@click.option("--max-scan", default=None, type=int, help="Stored events one search may read (default 200,000).")
-@click.option("--time-budget", default=None, type=float, help="Seconds one search may run (default 10).")
+@click.option("--max-scan", default=None, type=int, help="Stored events one search may read (default: search.max_scanned, 200,000).")
+@click.option("--time-budget", default=None, type=float, help="Seconds one search may run (default: search.time_budget, 10).")
 @record_options
 def search_command(query: tuple[str, ...], since: str, until: str | None, limit: int, cursor: str | None,
                    by: str | None, top_n: int, rules: tuple[str, ...], as_json: bool, max_scan: int | None,
@@ -110,7 +120,7 @@ def search_command(query: tuple[str, ...], since: str, until: str | None, limit:
     text = " ".join(query)
     now = time.time()
     window = run.Window(_when(since, now, "--since"), _when(until, now, "--until"))
-    limits = run.SearchLimits()
+    limits = _search_limits()
     if max_scan is not None:
         limits = replace(limits, max_scanned=max_scan)
     if time_budget is not None:

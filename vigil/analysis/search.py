@@ -35,7 +35,8 @@ BUCKETS = {"hour": 3600, "day": 86400}
 
 @dataclass(frozen=True, slots=True)
 class SearchLimits:
-    """What one search request may cost (docs/record.md, "Limits")."""
+    """What one search request may cost (docs/record.md, "Limits"): the `[search]` settings
+    (vigil.settings.SearchSettings.limits) give them to the CLI and the service; these are their defaults."""
 
     max_rows: int = MAX_ROWS  # events in one page
     max_scanned: int = MAX_SCANNED  # stored events read (after the indexed filters) in one request

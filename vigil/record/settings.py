@@ -27,7 +27,8 @@ class RecordSettings(BaseModel):
     # How long a durable decision waits for its write before it is answered anyway (counted as late).
     durable_timeout: float = Field(10.0, gt=0)
     # Retention, enforced every `prune_interval` seconds: events recorded more than `retention_days` ago
-    # and the oldest beyond `max_events` are forgotten. 0 or None: no limit of that kind.
+    # and the oldest beyond `max_events` are forgotten. 0 or None: no limit of that kind. `max_events` counts
+    # stored events, not bytes (docs/operations.md, "The record", says how to size the disk from it).
     retention_days: float | None = Field(30.0, ge=0)
     max_events: int | None = Field(10_000_000, ge=0)
     prune_interval: float = Field(60.0, gt=0)

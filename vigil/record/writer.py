@@ -21,6 +21,7 @@ from vigil.dsl.loader import RuleSet
 from vigil.dsl.runtime import FieldTypeError, entity_key, get
 from vigil.effects import Decision
 from vigil.events import Event
+from vigil.jsonout import dumps
 from vigil.record.base import Record, RecordEntry
 from vigil.record.redact import Redactor
 from vigil.record.settings import RecordSettings
@@ -43,11 +44,7 @@ class Recorder:
         self._rules = rules
         self._clock = clock
         self.redactor = Redactor(settings)
-        from vigil.service.render import (
-            dumps,  # JSON that cannot fail (orjson's nesting limit, lone surrogates)
-        )
-
-        self._dumps = dumps
+        self._dumps = dumps  # JSON that cannot fail (orjson's nesting limit, lone surrogates)
         self._entity_cache: tuple[str, EntityFields] = ("", ())
         self._extra = tuple((name, (tuple(path.split(".")),)) for name, path in settings.entity_fields.items())
         self._queue: deque[tuple[Event, Decision]] = deque()

@@ -7,7 +7,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from vigil.service.render import dumps
+from vigil.jsonout import dumps
 
 
 class JSONResponse(Response):

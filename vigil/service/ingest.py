@@ -26,11 +26,11 @@ from vigil.dsl.runtime import FieldTypeError
 from vigil.effects import Decision
 from vigil.engine import Engine
 from vigil.events import DEFAULT_MAX_FUTURE_SKEW, MAX_EVENT_DEPTH, Event, EventError, event_key, parse_event
+from vigil.jsonout import dumps
 from vigil.record.writer import answered_together
 from vigil.service.engine_threads import DEFAULT_EVENT_DEADLINE, EngineThreads, NotStarted, StillRunning
 from vigil.service.errors import ApiError
 from vigil.service.metrics import Metrics
-from vigil.service.render import dumps
 from vigil.stages import SlowStage
 from vigil.stores.base import EventJournal
 

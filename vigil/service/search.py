@@ -3,7 +3,7 @@ rules set replayed over it). docs/record.md says what they take and answer.
 
 A search reads with the `read` scope, and only the events of the sources the token may read (its own,
 those granted, every one for admin). A backtest replays every source's events, so it needs `admin`. Both
-run in a worker thread, never on the event loop; a search is bounded by vigil.analysis.search's limits,
+run in a worker thread, never on the event loop; a search is bounded by the `[search]` settings,
 a backtest by the events it may replay (`MAX_BACKTEST_EVENTS`).
 """
 
@@ -102,11 +102,12 @@ async def get_search(request: Request) -> Response:
         redactor = getattr(getattr(engine, "recorder", None), "redactor", None)
         query = compile_query(text, context=context, rule_exists=rule_exists, labels=labels,
                               redact=record_redact(redactor) if redactor is not None else None)
+        limits = svc.config.search.limits()
         if query.has_top:
-            return run.top(record, query, window, n=top_n).to_json()
+            return run.top(record, query, window, n=top_n, limits=limits).to_json()
         if by is not None:
-            return run.counts(record, query, window, by=by).to_json()
-        return run.search(record, query, window, limit=limit, after=after).to_json()
+            return run.counts(record, query, window, by=by, limits=limits).to_json()
+        return run.search(record, query, window, limit=limit, after=after, limits=limits).to_json()
 
     try:
         body = await anyio.to_thread.run_sync(answer)
