@@ -9,6 +9,7 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner
 
@@ -157,3 +158,39 @@ def test_a_slice_without_positives_shows_n_a_and_intervals_are_reported(tmp_path
     assert fr["recall"] is None and fr["precision"] is None and fr["fpr"] == 0.0
     assert saved["confidence_intervals"]["intervals"]["f1"] == [1.0, 1.0]
     assert "n/a" in (out / "report.html").read_text()
+
+
+def _keyword_command() -> click.Command:
+    class Keyword:
+        name, version = "kw", "1"
+
+        def predict(self, texts: Sequence[str]) -> list[Prediction]:
+            return [Prediction("bad" in t) for t in texts]
+
+    return make_eval_command({"kw": lambda spec, ctx: Keyword()})
+
+
+def test_a_slice_column_that_does_not_exist_is_an_error(tmp_path: Path) -> None:
+    data = tmp_path / "d.jsonl"
+    rows = [("bad", 1, "insult"), ("fine", 0, "none")]
+    data.write_text("".join(json.dumps({"text": t, "label": y, "category": c}) + "\n" for t, y, c in rows))
+    result = CliRunner().invoke(_keyword_command(), [str(data), "-c", "kw:x", "--slice", "categroy",
+                                                     "--out", str(tmp_path / "out")])  # fmt: skip
+    # Before: exit 0 with one slice, "(empty)", holding every example.
+    assert result.exit_code == 1, result.output
+    assert "no slice column 'categroy'; did you mean 'category'?" in result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_jailbreak_set_is_evaluated_with_all_positive(tmp_path: Path) -> None:
+    data = tmp_path / "jail.jsonl"
+    data.write_text("".join(json.dumps({"text": t}) + "\n" for t in ["bad prompt", "another bad", "sneaky"]))
+    refused = CliRunner().invoke(_keyword_command(), [str(data), "-c", "kw:x", "--out", str(tmp_path / "o")])
+    assert refused.exit_code == 1 and "no label column 'label'" in refused.output
+    result = CliRunner().invoke(_keyword_command(), [str(data), "-c", "kw:x", "--all-positive",
+                                                     "--out", str(tmp_path / "out")])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    overall = json.loads((tmp_path / "out" / "result.json").read_text())["overall"]
+    assert overall["recall"] == pytest.approx(2 / 3) and overall["fpr"] is None
+    both = CliRunner().invoke(_keyword_command(), [str(data), "-c", "kw:x", "--all-positive", "--label-column", "y"])
+    assert both.exit_code == 2 and "--all-positive reads no label column" in both.output

@@ -32,6 +32,7 @@ from vigil.classifiers.features import (
     TfidfFeatures,
     make_tfidf_vectorizer,
 )
+from vigil.classifiers.folds import FoldPlan, fold_of_each, near_duplicates_across, plan_folds
 
 ARTIFACT_FORMAT = 1
 # Label spellings that mean "the positive class" when a binary set does not say which one it is.
@@ -58,6 +59,36 @@ class TrainingMetrics:
     threshold: float | None = None
     threshold_target: str | None = None
     f1_at_half: float | None = None
+    # "grouped" (no value of group_column on both sides of a split) or "random" folds.
+    cv: str | None = None
+    group_column: str | None = None
+    # Share of texts with a near-duplicate held out in another fold (see vigil.classifiers.folds).
+    near_duplicate_share: float | None = None
+
+    @property
+    def optimistic(self) -> bool:
+        """True when near-duplicates crossing folds make the estimate lean optimistic."""
+        from vigil.classifiers.folds import NEAR_DUPLICATE_WARN_SHARE
+
+        return (self.near_duplicate_share or 0.0) >= NEAR_DUPLICATE_WARN_SHARE
+
+    def describe(self) -> str:
+        """What kind of estimate this is, in words, for the printed summary."""
+        from vigil.classifiers.folds import NEAR_DUPLICATE_COSINE
+
+        if not self.folds:
+            return "no cross-validation (too few examples of a label for two folds)"
+        kind = (f"{self.folds}-fold cross-validation grouped by {self.group_column!r}" if self.cv == "grouped"
+                else f"{self.folds}-fold cross-validation on random folds")
+        if self.near_duplicate_share is None:
+            return kind
+        share = f"{self.near_duplicate_share:.0%} of texts have a near-duplicate (cosine >= {NEAR_DUPLICATE_COSINE}) " \
+                "in another fold"
+        if not self.optimistic:
+            return f"{kind}; {share}"
+        fix = ("group by a column that keeps them together" if self.cv == "grouped"
+               else "pass --group-column (template, author, conversation) if the data has one")
+        return f"{kind}; WARNING: {share}, so the estimate is optimistic for unseen texts: {fix}"
 
 
 # What the decision threshold of a binary head is chosen for: "balanced" (recall minus false-positive
@@ -226,6 +257,8 @@ def train(
     cv_folds: int = 5,
     embedders: EmbedderPool | None = None,
     threshold_target: str = DEFAULT_THRESHOLD_TARGET,
+    groups: Sequence[str] | None = None,
+    group_column: str | None = None,
 ) -> LocalClassifier:
     """Fit a logistic-regression head on ``texts`` and report cross-validated metrics.
 
@@ -233,6 +266,8 @@ def train(
     ``positive_label`` unless a label is spelled like ``1``/``true``/``yes`` or equals ``name``.
     The decision threshold is chosen from out-of-fold scores for ``threshold_target`` and stored in
     the artifact (``balanced``, ``f1``, or ``fpr<=X``); with too few examples for folds it stays at 0.5.
+    With ``groups`` (one value per text, from ``group_column``) the folds keep each group on one side,
+    so texts of one template or author never sit in both training and held-out folds.
     """
     parse_threshold_target(threshold_target)
 
@@ -255,7 +290,8 @@ def train(
     features = _featurize(featurizer, texts, tfidf, embedders)
     model = _head(regularization_c, len(classes))
     model.fit(features, y)
-    metrics = _cross_validate(featurizer, texts, y, features, classes, positive, regularization_c, cv_folds,
+    plan = plan_folds(y, cv_folds, groups=groups, group_column=group_column)
+    metrics = _cross_validate(featurizer, texts, y, features, classes, positive, regularization_c, plan,
                               threshold_target)
     coef = np.asarray(model.coef_, dtype=np.float64)
     intercept = np.asarray(model.intercept_, dtype=np.float64)
@@ -328,25 +364,30 @@ def _cross_validate(
     classes: tuple[str, ...],
     positive: str | None,
     c: float,
-    folds: int,
+    plan: FoldPlan | None,
     threshold_target: str,
 ) -> TrainingMetrics:
     from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score
-    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+    from sklearn.model_selection import cross_val_predict
     from sklearn.pipeline import make_pipeline
 
-    folds = min(folds, int(np.bincount(y).min()))
-    if folds < 2:
+    if plan is None:
         return TrainingMetrics(0, None, None, None, None, None, 0.0)
     head = _head(c, len(classes))
-    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=0)
-    if featurizer == TFIDF:
-        # Refit the vocabulary inside each fold so held-out texts never leak into the IDF weights.
-        proba = cross_val_predict(
-            make_pipeline(make_tfidf_vectorizer(), head), list(texts), y, cv=splitter, method="predict_proba"
-        )
-    else:
-        proba = cross_val_predict(head, features, y, cv=splitter, method="predict_proba")
+    try:
+        if featurizer == TFIDF:
+            # Refit the vocabulary inside each fold so held-out texts never leak into the IDF weights.
+            proba = cross_val_predict(make_pipeline(make_tfidf_vectorizer(), head), list(texts), y, cv=plan.splitter,
+                                      groups=plan.groups, method="predict_proba")
+        else:
+            proba = cross_val_predict(head, features, y, cv=plan.splitter, groups=plan.groups, method="predict_proba")
+    except ValueError as error:
+        # A grouped fold can leave one label out of its training side (a few groups hold all of it).
+        raise ClassifierError(
+            f"cross-validation {'grouped by ' + repr(plan.group_column) if plan.group_column else ''} failed: "
+            f"{error}; with few groups per label, try fewer groups per label or more data"
+        ) from error
+    near = near_duplicates_across(texts, fold_of_each(plan, y))
     predicted = np.argmax(proba, axis=1)
     binary: dict[str, float | None] = {"precision": None, "recall": None, "f1": None}
     threshold: float | None = None
@@ -364,13 +405,16 @@ def _cross_validate(
             "f1": float(f1_score(yt, yp, zero_division=0)),
         }
     return TrainingMetrics(
-        folds=folds,
+        folds=plan.folds,
         accuracy=float(accuracy_score(y, predicted)),
         macro_f1=float(f1_score(y, predicted, average="macro")),
         seconds=0.0,
         threshold=threshold,
         threshold_target=threshold_target if threshold is not None else None,
         f1_at_half=f1_at_half,
+        cv=plan.kind,
+        group_column=plan.group_column,
+        near_duplicate_share=round(near, 4),
         **binary,
     )
 

@@ -89,6 +89,12 @@ def make_eval_command(extra_kinds: Mapping[str, CandidateFactory] | None = None)
         help="A row lacking a label column: left out as unlabelled, or read as not in that category.",
     )
     @click.option(
+        "--all-positive",
+        is_flag=True,
+        help="Every row is positive by construction (a set of jailbreak or harmful prompts): no label "
+        "column is read, and recall is the figure that means something.",
+    )
+    @click.option(
         "--slice", "slices", multiple=True, help="Metadata column to break results down by (repeatable)."
     )
     @click.option(
@@ -123,7 +129,8 @@ def make_eval_command(extra_kinds: Mapping[str, CandidateFactory] | None = None)
     )
     def eval_command(
         dataset: Path, specs: tuple[str, ...], text_column: str, label_columns: tuple[str, ...],
-        positive: tuple[str, ...], missing_label: str, slices: tuple[str, ...], threshold: float | None,
+        positive: tuple[str, ...], missing_label: str, all_positive: bool, slices: tuple[str, ...],
+        threshold: float | None,
         limit: int | None,
         seed: int, classifiers_dir: Path, endpoint: str | None, model: str, api_key_env: str | None,
         timeout: float, concurrency: int, max_unanswered: float, out: Path | None,
@@ -138,10 +145,13 @@ def make_eval_command(extra_kinds: Mapping[str, CandidateFactory] | None = None)
         """
         if len(specs) > 2:
             raise click.UsageError("give one candidate, or two for A/B")
+        if all_positive and (label_columns or positive):
+            raise click.UsageError("--all-positive reads no label column: drop --label-column and --positive")
         columns = tuple(c for spec in (label_columns or ("label",)) for c in spec.split(",") if c)
         try:
             data = load_dataset(dataset, text_column=text_column, label_columns=columns, positive=positive,
-                                missing=missing_label)
+                                missing=missing_label, all_positive=all_positive)
+            data.require_columns(slices, role="slice")
             if limit is not None:
                 data = data.sample(limit, seed)
             ep = endpoint_from_options(endpoint, model, api_key_env=api_key_env, timeout_s=timeout,
