@@ -124,6 +124,8 @@ class Engine:
         code = ruleset.code or compile(compiled.source, f"<rules {ruleset.version}>", "exec")
         namespace = self._namespace(compiled, ruleset.program.functions)
         exec(code, namespace)  # noqa: S102 - generated from checked rules; literals emitted with repr
+        # A new counter's keys are read from the store before the lock is taken: events go on meanwhile.
+        self.counters.prepare(compiled.counters)
         with self._lock:
             self.counters.bind(compiled.counters)
             # The functions read their counters from the namespace when called, so binding comes last.

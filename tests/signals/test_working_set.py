@@ -211,3 +211,33 @@ def test_the_working_set_is_safe_with_the_engine_on_its_own_thread(tmp_path: Pat
     reopened = engine(SqliteStore(tmp_path / "v.sqlite"), 3, 2)
     assert [reopened.labels.has("user", f"person{p}", "watch", T0 + 400) for p in range(7)] == expected
     reopened.close()
+
+
+def test_activating_a_version_reads_new_counters_keys_without_the_engines_lock(tmp_path: Path) -> None:
+    """Over a large store, reading a new counter's keys is the slow part of an activation: it happens
+    before the engine takes its lock, so the running version goes on deciding events meanwhile (issue 12.4:
+    binding the counters used to hold the lock for the whole read). Counters of the running version keep
+    their state."""
+    path = tmp_path / "v.sqlite"
+    first = engine(SqliteStore(path), None, None)
+    decide_all(first, events(200, 4))
+    first.close()
+
+    held_during_reads: list[bool] = []
+    running: Engine | None = None
+
+    class Watched(SqliteStore):
+        def counter_keys(self, cid: str) -> Any:
+            if running is not None:
+                held_during_reads.append(running._lock.locked())
+            return super().counter_keys(cid)
+
+    running = engine(Watched(path), None, None)
+    before = running.counters.peekers[0]("u1", T0 + 100)  # type: ignore[index]
+    # One more counter (a new definition) and the same ones: only the new one reads its keys.
+    extra = "\ndefine logins = count of \"login\" by user in the last 1 hour\n" \
+            "rule \"Many logins\" when event is \"login\" and logins > 50 then flag\n"
+    running.activate(load_ruleset("r.vigil", files={"r.vigil": RULES + extra}))
+    assert held_during_reads == [False]
+    assert running.counters.peekers[0]("u1", T0 + 100) == before  # type: ignore[index]
+    running.close()

@@ -296,6 +296,8 @@ class WindowCounters:
         # after which keys idle for long are pruned (`prune`).
         self._newest: dict[str, int] = {}
         self._counters: dict[str, _Counter] = {}
+        # New counters of a version being activated, read from the store by `prepare` and not yet bound.
+        self._prepared: dict[str, _Counter] = {}
         self._pending: Pending = {}
         # Held while an event's updates are applied, while a key is read from the store, and while the
         # flusher takes the pending rows or drops idle keys, so no update falls between the flusher's copy
@@ -315,20 +317,33 @@ class WindowCounters:
         # start, those that left memory since): a key not among them is new, and is not looked up.
         self._maybe_stored = MaybeStored()
 
+    def prepare(self, specs: list[CounterSpec]) -> None:
+        """Read from the store what a new counter among `specs` needs (its newest second and the keys it
+        has rows of) before `bind`. Called without the engine's lock: over a large store this is the slow
+        part of an activation, and events go on being decided meanwhile. A counter of the running version
+        is not touched, so this can run while that version decides events."""
+        for spec in specs:
+            if spec.cid in self._counters or spec.cid in self._prepared:
+                continue
+            counter = _Counter(spec)
+            if self.store is not None:
+                newest = self.store.latest_counter_sec(spec.cid, not_after=self._clock() + DEFAULT_MAX_FUTURE_SKEW)
+                if newest is not None:
+                    self._note_newest(spec.cid, newest)
+                for key in self.store.counter_keys(spec.cid):  # keys only (about a byte each), no rows
+                    self._maybe_stored.add((spec.cid, key))
+            self._prepared[spec.cid] = counter
+
     def bind(self, specs: list[CounterSpec]) -> None:
         """Make `specs` the active counters (index i of the compiled rules is specs[i]). A counter whose
-        definition is unchanged keeps its state; a new one reads each key from the store when needed."""
+        definition is unchanged keeps its state; a new one reads each key from the store when needed.
+        Fast when `prepare(specs)` ran first (the engine holds its lock here); reads the store otherwise."""
+        self.prepare(specs)
         adders, peekers = [], []
         for spec in specs:
             counter = self._counters.get(spec.cid)
             if counter is None:
-                counter = self._counters[spec.cid] = _Counter(spec)
-                if self.store is not None:
-                    newest = self.store.latest_counter_sec(spec.cid, not_after=self._clock() + DEFAULT_MAX_FUTURE_SKEW)
-                    if newest is not None:
-                        self._note_newest(spec.cid, newest)
-                    for key in self.store.counter_keys(spec.cid):  # keys only (about a byte each), no rows
-                        self._maybe_stored.add((spec.cid, key))
+                counter = self._counters[spec.cid] = self._prepared.pop(spec.cid)
             if self.store is None:
                 add, peek = counter.functions(None)
             else:

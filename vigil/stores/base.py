@@ -282,6 +282,11 @@ class CounterBackend(Protocol):
 
     peekers: list[Callable[[str, int], float]]
 
+    def prepare(self, specs: list[CounterSpec]) -> None:
+        """Do the slow part of binding `specs` (store reads for new counters) before `bind`, without the
+        engine's lock: the running version goes on deciding meanwhile."""
+        ...
+
     def bind(self, specs: list[CounterSpec]) -> None:
         """Make `specs` the active counters; index i of the compiled rules is specs[i]."""
         ...

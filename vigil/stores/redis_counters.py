@@ -251,6 +251,9 @@ class RedisCounters:
         self.peekers: list[Callable[[str, int], float]] = []
         self.redeliveries = 0
 
+    def prepare(self, specs: list[CounterSpec]) -> None:
+        """Nothing to read ahead: the state is in Redis, read per event."""
+
     def bind(self, specs: list[CounterSpec]) -> None:
         bound = []
         for spec in specs:
