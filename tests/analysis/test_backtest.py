@@ -98,3 +98,33 @@ def test_a_range_without_stored_events_says_so(demo_record: SqliteRecord, exampl
         backtest(demo_record, example_rules, since=978307200.0, until=978310800.0)
     with pytest.raises(BacktestError, match="must come after"):
         backtest(demo_record, example_rules, since=10.0, until=5.0)
+
+
+def test_the_fast_path_reports_what_the_whole_read_does(tmp_path: Path, demo_record: SqliteRecord,
+                                                        demo_stored: list[StoredEvent], example_rules: RuleSet) -> None:
+    """The fast path reads only the columns the comparison needs, in a thread of its own, and decodes the
+    logged decisions only for the lost hits it shows: its report is the reference path's, example for
+    example (the logged feature values included)."""
+    candidate = edited(tmp_path, {"accounts.vigil": ("accounts_tried_from_ip > 20", "accounts_tried_from_ip > 10"),
+                                  "spam.vigil": ("posts_last_10m > 20", "posts_last_10m > 30")})
+    since, until = span(demo_stored)
+    middle = demo_stored[len(demo_stored) // 3].time
+    for start in (since, middle):
+        reports = [backtest(demo_record, candidate, since=start, until=until, current=example_rules,
+                            truth=FieldTruth("truth.attack"), fast=fast).to_json() for fast in (True, False)]
+        for doc in reports:
+            doc.pop("throughput")
+        assert reports[0] == reports[1]
+        lost = next(c for c in reports[0]["per_rule"] if c["rule"] == BURST)["examples"]["lost"]
+        assert lost and all(e["features"]["posts_last_10m"] > 20 for e in lost)
+
+
+def test_the_fast_path_stops_its_reader_when_the_replay_stops(demo_record: SqliteRecord,
+                                                             demo_stored: list[StoredEvent],
+                                                             example_rules: RuleSet) -> None:
+    import threading
+
+    since, until = span(demo_stored)
+    with pytest.raises(BacktestError, match="more than 100 stored events"):
+        backtest(demo_record, example_rules, since=since, until=until, max_events=100)
+    assert not [t for t in threading.enumerate() if t.name == "vigil-backtest-read"]

@@ -27,6 +27,8 @@ test_filters_and_pages = same.test_filters_and_pages
 test_neighbours_are_the_entities_seen_with_one = same.test_neighbours_are_the_entities_seen_with_one
 test_prune_by_age_and_count = same.test_prune_by_age_and_count
 test_a_bad_cursor_says_what_to_pass = same.test_a_bad_cursor_says_what_to_pass
+test_a_replay_reads_the_event_and_its_rules_and_the_rest_by_cursor = (
+    same.test_a_replay_reads_the_event_and_its_rules_and_the_rest_by_cursor)
 
 
 def test_days_are_partitions_and_old_days_are_dropped(record: PostgresRecord) -> None:

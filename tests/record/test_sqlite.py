@@ -66,6 +66,21 @@ def test_filters_and_pages(record: SqliteRecord) -> None:
     assert list(record.scan(Query(sources=("nobody",)))) == []
 
 
+def test_a_replay_reads_the_event_and_its_rules_and_the_rest_by_cursor(record: SqliteRecord) -> None:
+    record.write([entry(n, rules=("A", "B") if n == 3 else ("A",) if n % 2 else ()) for n in range(10)])
+    record.write([entry(3, verdict="block", stage=2, rules=("Slow",))])
+    light = list(record.scan(Query(newest_first=False, replay_only=True, since=2, limit=4)))
+    whole = list(record.scan(Query(newest_first=False, since=2, limit=4)))
+    assert [s.cursor for s in light] == [s.cursor for s in whole]
+    for fast, slow in zip(light, whole, strict=True):
+        assert (fast.event, fast.verdict, sorted(fast.rules)) == (slow.event, slow.verdict, sorted(slow.rules))
+        assert fast.decisions == () and fast.entities == ()
+    assert sorted(light[1].rules) == ["A", "B", "Slow"] and light[1].verdict == "block"
+    again = {s.cursor: s for s in record.at([light[1].cursor, light[3].cursor])}
+    assert again[light[1].cursor] == whole[1] and again[light[3].cursor] == whole[3]
+    assert record.at([]) == []
+
+
 def test_neighbours_are_the_entities_seen_with_one(record: SqliteRecord) -> None:
     record.write([entry(n, user="u1" if n < 6 else "u2") for n in range(9)])
     near = {(n.entity_type, n.key): n.events for n in record.neighbours("user", "u1")}

@@ -88,6 +88,10 @@ class Query:
     newest_first: bool = True
     limit: int = 100
     after: str | None = None  # a StoredEvent.cursor: the rows after it in the order asked
+    # What a replay reads (backtests): the event, its final verdict, rules version and the rules that fired,
+    # without the stored decisions (decisions=()) or entity keys (entities=()), which it decodes only for
+    # the few events it shows (Record.at).
+    replay_only: bool = False
 
 
 def make_cursor(time: float, row: int) -> str:
@@ -127,6 +131,10 @@ class Record(Protocol):
 
     def scan(self, query: Query) -> Iterator[StoredEvent]:
         """The events `query` selects, in its order, at most `query.limit`."""
+        ...
+
+    def at(self, cursors: Sequence[str]) -> list[StoredEvent]:
+        """The stored events these cursors name (as scan gave them), whole, in no particular order."""
         ...
 
     def neighbours(self, entity_type: str, key: str, *, limit: int = 50,

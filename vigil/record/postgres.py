@@ -12,8 +12,16 @@ import math
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from vigil.record.base import Neighbour, Query, RecordEntry, StoredEvent, decode_json, make_cursor
-from vigil.record.sqlite import NEIGHBOUR_EVENTS, where_clause
+from vigil.record.base import (
+    Neighbour,
+    Query,
+    RecordEntry,
+    StoredEvent,
+    decode_json,
+    make_cursor,
+    parse_cursor,
+)
+from vigil.record.sqlite import NEIGHBOUR_EVENTS, replay_rows, where_clause
 from vigil.stores.postgres import run_migrations
 
 MIGRATIONS: list[str] = [
@@ -46,6 +54,8 @@ MIGRATIONS: list[str] = [
 TABLES = ("record_events", "record_rules", "record_entities")
 COLUMNS = ("e.id, e.source, e.event_id, e.time, e.type, e.verdict, e.ruleset, e.recorded_at, e.event, e.decision,"
            " e.decision2")
+REPLAY_COLUMNS = ("e.id, e.source, e.event_id, e.time, e.type, e.verdict, e.ruleset, e.recorded_at, e.event,"
+                  " ARRAY(SELECT r.rule FROM record_rules r WHERE r.event = e.id)")
 LOCK_ID = 0x5649474C5245  # "VIGLRE": partitions are made by one writer at a time
 
 
@@ -195,9 +205,16 @@ class PostgresRecord:
     def scan(self, query: Query) -> Iterator[StoredEvent]:
         where, params = where_clause(query, "%s")
         order = "DESC" if query.newest_first else "ASC"
-        yield from self._stored(self._query(
-            f"SELECT {COLUMNS} FROM record_events e WHERE {where} ORDER BY e.time {order}, e.id {order} LIMIT %s",
-            [*params, query.limit]))
+        columns = REPLAY_COLUMNS if query.replay_only else COLUMNS
+        rows = self._query(f"SELECT {columns} FROM record_events e WHERE {where} ORDER BY e.time {order}, "
+                           f"e.id {order} LIMIT %s", [*params, query.limit])
+        yield from replay_rows(rows) if query.replay_only else self._stored(rows)
+
+    def at(self, cursors: Sequence[str]) -> list[StoredEvent]:
+        ids = [parse_cursor(c)[1] for c in cursors]
+        if not ids:
+            return []
+        return self._stored(self._query(f"SELECT {COLUMNS} FROM record_events e WHERE e.id = ANY(%s)", (ids,)))
 
     def neighbours(self, entity_type: str, key: str, *, limit: int = 50,
                    sources: Sequence[str] | None = None) -> list[Neighbour]:

@@ -14,6 +14,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from vigil.record.base import (
     Neighbour,
     Query,
@@ -50,6 +52,10 @@ MIGRATIONS: list[str] = [
 ]
 
 COLUMNS = "e.id, e.source, e.event_id, e.time, e.type, e.verdict, e.ruleset, e.recorded_at, e.event, e.decision, e.decision2"
+# A replay's columns (Query.replay_only): the rules that fired as one string, read through their primary key.
+RULES_SEPARATOR = "\x1f"
+REPLAY_COLUMNS = ("e.id, e.source, e.event_id, e.time, e.type, e.verdict, e.ruleset, e.recorded_at, e.event, "
+                  "(SELECT group_concat(r.rule, char(31)) FROM record_rules r WHERE r.event = e.id)")
 # How many of an entity's newest events `neighbours` looks at: bounded, however busy the entity.
 NEIGHBOUR_EVENTS = 10_000
 
@@ -199,8 +205,17 @@ class SqliteRecord:
     def scan(self, query: Query) -> Iterator[StoredEvent]:
         where, params = where_clause(query, "?")
         order = "DESC" if query.newest_first else "ASC"
-        sql = (f"SELECT {COLUMNS} FROM record_events e WHERE {where} ORDER BY e.time {order}, e.id {order} LIMIT ?")
-        yield from self._stored(self._query(sql, [*params, query.limit]))
+        columns = REPLAY_COLUMNS if query.replay_only else COLUMNS
+        sql = f"SELECT {columns} FROM record_events e WHERE {where} ORDER BY e.time {order}, e.id {order} LIMIT ?"
+        rows = self._query(sql, [*params, query.limit])
+        yield from replay_rows(rows) if query.replay_only else self._stored(rows)
+
+    def at(self, cursors: Sequence[str]) -> list[StoredEvent]:
+        ids = [parse_cursor(c)[1] for c in cursors]
+        if not ids:
+            return []
+        return self._stored(self._query(f"SELECT {COLUMNS} FROM record_events e WHERE e.id IN "
+                                        f"({','.join('?' * len(ids))})", ids))
 
     def neighbours(self, entity_type: str, key: str, *, limit: int = 50,
                    sources: Sequence[str] | None = None) -> list[Neighbour]:
@@ -224,6 +239,17 @@ class SqliteRecord:
         if self._reader is not self._conn:
             self._reader.close()
         self._conn.close()
+
+
+def replay_rows(rows: list[tuple[Any, ...]]) -> list[StoredEvent]:
+    """Rows of REPLAY_COLUMNS (the rules as one string, or a list) as stored events without decisions."""
+    loads = orjson.loads
+    out = []
+    for row_id, source, event_id, time, etype, verdict, ruleset, recorded_at, event, rules in rows:
+        fired = tuple(rules.split(RULES_SEPARATOR) if isinstance(rules, str) else rules) if rules else ()
+        out.append(StoredEvent(make_cursor(time, row_id), source, event_id, time, etype, verdict, ruleset,
+                               recorded_at, None if event is None else loads(event), (), fired))
+    return out
 
 
 def where_clause(query: Query, mark: str) -> tuple[str, list[Any]]:
