@@ -8,8 +8,8 @@ policy model or a slow function are listed as not replayed and left out of the c
 events whose JSON the record does not hold.
 
 What is compared, per event: the rules that fired (live or shadow, as the record lists them) and the
-final verdict. Where ground truth is known for an event (a field of the event, `GroundTruth`), precision
-and recall of both sides are reported. Labels set before the warm-up are not known to the candidate, and
+final verdict. Where ground truth is known for an event (a field of the event, reviewers' decisions in
+the record: vigil.analysis.truth), precision and recall of both sides are reported. Labels set before the warm-up are not known to the candidate, and
 fields the record redacted reach it redacted, as the log holds them.
 """
 
@@ -21,12 +21,13 @@ import time as wall
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
+from vigil.analysis.truth import DEFAULT_TRUTH_FIELD, FieldTruth, GroundTruth, ReviewTruth
 from vigil.dsl import ast
 from vigil.dsl.check import children
 from vigil.dsl.loader import RuleSet
-from vigil.dsl.runtime import FieldTypeError, get
+from vigil.dsl.runtime import FieldTypeError
 from vigil.dsl.unparse import unparse
 from vigil.effects import VERDICT_RANK, VERDICTS, Decision
 from vigil.engine import Engine
@@ -34,49 +35,17 @@ from vigil.events import Event
 from vigil.record.base import Query, Record, StoredEvent
 from vigil.runtime import build_engine
 
+__all__ = ["DEFAULT_TRUTH_FIELD", "BacktestError", "BacktestReport", "FieldTruth", "GroundTruth", "ReviewTruth",
+           "backtest", "longest_window", "rule_fingerprints"]
+
 DAY = 86400.0
 EXAMPLES = 5  # events shown for each kind of change
 READ_BATCH = 2000
 FAST_READ_BATCH = 5000  # stored events one read of the fast path asks for
-DEFAULT_TRUTH_FIELD = "truth.attack"  # what the demo's generator writes (vigil/demo/generator.py)
 
 
 class BacktestError(Exception):
     """A backtest that cannot run as asked: no stored events in the range, say."""
-
-
-class GroundTruth(Protocol):
-    """Whether a stored event is truly a positive (abuse), or None where unknown. `FieldTruth` reads a
-    field of the event. Reviewers' decisions plug in here: a GroundTruth that looks the event's (source,
-    event id) up among the evidence of decided review items (vigil.review.store: `evidence`, `decision`)
-    and maps each queue's action to positive or negative (which actions mean "no violation" is the
-    queue's to say; not built yet)."""
-
-    @property
-    def description(self) -> str: ...
-
-    def __call__(self, stored: StoredEvent) -> bool | None: ...
-
-
-@dataclass(frozen=True, slots=True)
-class FieldTruth:
-    """Ground truth from a field of the event (`truth.attack`): positive when it holds a value other than
-    null, false, 0 or ""; negative when it holds one of those; unknown when the field is absent."""
-
-    path: str = DEFAULT_TRUTH_FIELD
-
-    @property
-    def description(self) -> str:
-        return f"the event field `{self.path}`"
-
-    def __call__(self, stored: StoredEvent) -> bool | None:
-        if stored.event is None:
-            return None
-        parts = tuple(self.path.split("."))
-        parent = get(stored.event, parts[:-1]) if len(parts) > 1 else stored.event
-        if not isinstance(parent, dict) or parts[-1] not in parent:
-            return None
-        return bool(parent[parts[-1]])
 
 
 @dataclass(slots=True)
@@ -144,6 +113,10 @@ class BacktestReport:
     with_truth: int = 0
     current_scores: Scores = field(default_factory=Scores)
     candidate_scores: Scores = field(default_factory=Scores)
+    reviews: str | None = None  # reviewers' decisions as ground truth (vigil.analysis.truth.ReviewTruth)
+    with_reviews: int = 0
+    review_current: Scores = field(default_factory=Scores)
+    review_candidate: Scores = field(default_factory=Scores)
     seconds: float = 0.0
 
     @property
@@ -176,6 +149,9 @@ class BacktestReport:
             "truth": None if self.truth is None else {
                 "source": self.truth, "events": self.with_truth, "positive_verdict": self.positive_verdict,
                 "current": self.current_scores.to_json(), "candidate": self.candidate_scores.to_json()},
+            "reviews": None if self.reviews is None else {
+                "source": self.reviews, "events": self.with_reviews, "positive_verdict": self.positive_verdict,
+                "current": self.review_current.to_json(), "candidate": self.review_candidate.to_json()},
             "throughput": {"seconds": self.seconds, "events_per_second": rate},
         }
 
@@ -313,11 +289,12 @@ def backtest(record: Record, candidate: RuleSet, *, since: float, until: float,
              current: RuleSet | None = None, truth: GroundTruth | None = None, positive_verdict: str = "flag",
              sources: tuple[str, ...] | None = None, examples: int = EXAMPLES,
              engine: Callable[[RuleSet], Engine] = build_engine, progress: Progress | None = None,
-             max_events: int | None = None, fast: bool = True) -> BacktestReport:
+             max_events: int | None = None, fast: bool = True, reviews: bool = True) -> BacktestReport:
     """Replay the stored events of [since, until) through `candidate` and compare with the record.
     `current`: the rules set the record's decisions came from, to name rules added, changed and removed
     (without it, the rules the record saw fire stand for it). `max_events`: the most events (warm-up
-    included) it may replay before it stops. `fast=False` reads every stored event whole (decisions decoded)
+    included) it may replay before it stops. `reviews`: score both sides against reviewers'
+    decisions too, where the record holds any (vigil.analysis.truth.ReviewTruth). `fast=False` reads every stored event whole (decisions decoded)
     in the replay's own thread: the reference the fast path's report must equal (tests compare them).
     Raises BacktestError on an empty range or past max_events."""
     if positive_verdict not in VERDICT_RANK:
@@ -332,6 +309,11 @@ def backtest(record: Record, candidate: RuleSet, *, since: float, until: float,
     report.not_replayed = sorted(stage2)
     candidate_names = {r.name for r in candidate.program.rules}
     threshold = VERDICT_RANK[positive_verdict]
+    reviewed = ReviewTruth.from_record(record, since, until, sources) if reviews else None
+    if reviewed is not None and reviewed.subjects:
+        report.reviews = reviewed.description
+    else:
+        reviewed = None
     replay = engine(candidate)
     started = wall.perf_counter()
     seen_rules: set[str] = set()
@@ -361,6 +343,12 @@ def backtest(record: Record, candidate: RuleSet, *, since: float, until: float,
                     report.with_truth += 1
                     report.current_scores.add(VERDICT_RANK.get(stored.verdict, 0) >= threshold, known)
                     report.candidate_scores.add(VERDICT_RANK[decision.verdict] >= threshold, known)
+            if reviewed is not None:
+                known = reviewed(stored)
+                if known is not None:
+                    report.with_reviews += 1
+                    report.review_current.add(VERDICT_RANK.get(stored.verdict, 0) >= threshold, known)
+                    report.review_candidate.add(VERDICT_RANK[decision.verdict] >= threshold, known)
             if progress is not None and report.replayed % 5000 == 0:
                 progress(min(1.0, (stored.time - since) / (until - since)), report.replayed)
     finally:

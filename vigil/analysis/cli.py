@@ -194,8 +194,10 @@ def _print(result: Any) -> None:
 @click.option("--until", default=None, help="Until (exclusive): as --since. Default: now.")
 @click.option("--current", "current_rules", multiple=True, type=click.Path(exists=True),
               help="The rules the record's decisions came from (default: the store's active version, if any).")
-@click.option("--truth", "truth_field", default=None,
+@click.option("--truth-field", "--truth", "truth_field", default=None,
               help="An event field holding ground truth (the demo's: truth.attack) for precision and recall.")
+@click.option("--reviews/--no-reviews", default=True, show_default=True,
+              help="Also score both sides against reviewers' decisions in the record (review.decision events).")
 @click.option("--positive-verdict", type=click.Choice(["flag", "review", "block"]), default="flag",
               show_default=True, help="The verdict, or stronger, that counts as catching an event.")
 @click.option("--examples", default=5, show_default=True, help="Events shown for each kind of change.")
@@ -204,12 +206,12 @@ def _print(result: Any) -> None:
 @click.option("--progress/--no-progress", default=None, help="Progress on stderr (default: on a terminal).")
 @record_options
 def backtest_command(candidate: tuple[str, ...], since: str, until: str | None, current_rules: tuple[str, ...],
-                     truth_field: str | None, positive_verdict: str, examples: int, json_out: str | None,
+                     truth_field: str | None, reviews: bool, positive_verdict: str, examples: int, json_out: str | None,
                      html_out: str | None, progress: bool | None, db: str | None, record_url: str | None) -> None:
     """Replay the stored events of a time range through CANDIDATE rules (fresh state, warmed by the longest
     counter window) and compare with the decisions the record holds: rules added, changed and removed,
     hits gained and lost per rule with examples, verdict changes, and precision and recall where ground
-    truth is known. Exit 1 when the candidate has errors or the range holds no events."""
+    truth is known (--truth-field, and reviewers' decisions in the record). Exit 1 when the candidate has errors or the range holds no events."""
     from vigil.analysis.backtest import BacktestError, FieldTruth, backtest
     from vigil.analysis.report import render_html, text_summary
     from vigil.cli import _load
@@ -226,7 +228,7 @@ def backtest_command(candidate: tuple[str, ...], since: str, until: str | None, 
     try:
         report = backtest(record, ruleset, since=start, until=end, current=current,
                           truth=FieldTruth(truth_field) if truth_field else None, positive_verdict=positive_verdict,
-                          examples=examples, progress=bar)
+                          examples=examples, progress=bar, reviews=reviews)
     except BacktestError as error:
         raise click.ClickException(str(error)) from None
     finally:

@@ -47,11 +47,12 @@ def text_summary(doc: dict[str, Any]) -> str:
     lines.append("      " + "".join(f"{b:>9}" for b in VERDICTS))
     for a in VERDICTS:
         lines.append(f"    {a:>6}" + "".join(f"{v['matrix'][a][b]:>9,}" for b in VERDICTS))
-    truth = doc["truth"]
-    if truth is not None:
+    for truth in (doc["truth"], doc.get("reviews")):
+        if truth is None:
+            continue
         cur, cand = truth["current"], truth["candidate"]
         lines.append(f"  against {truth['source']} ({truth['events']:,} events; positive: {truth['positive_verdict']} "
-                     "or stronger):")
+                     "or stronger), current → candidate:")
         lines.append(f"      precision {_pct(cur['precision'])} → {_pct(cand['precision'])}, "
                      f"recall {_pct(cur['recall'])} → {_pct(cand['recall'])}")
     rate = doc["throughput"]["events_per_second"]
@@ -127,11 +128,13 @@ def render_html(doc: dict[str, Any]) -> str:
     parts.append("</table>")
     for change, examples in sorted(v["examples"].items()):
         parts.append(f"<details><summary>examples {_e(change)}</summary>{_examples_table(examples)}</details>")
-    truth = doc["truth"]
     parts.append("<h2>Precision and recall</h2>")
-    if truth is None:
-        parts.append("<p class=same>No ground truth given (--truth FIELD).</p>")
-    else:
+    if doc["truth"] is None and doc.get("reviews") is None:
+        parts.append("<p class=same>No ground truth: no --truth-field given, and no reviewer decided a subject "
+                     "of these events.</p>")
+    for truth in (doc["truth"], doc.get("reviews")):
+        if truth is None:
+            continue
         parts.append(f"<p>Against {_e(truth['source'])} on {truth['events']:,} events; a verdict of "
                      f"{_e(truth['positive_verdict'])} or stronger counts as positive.</p><table><tr><th></th>"
                      "<th>precision</th><th>recall</th><th>tp</th><th>fp</th><th>fn</th><th>tn</th></tr>")

@@ -195,7 +195,9 @@ def _hand_written() -> dict[str, Any]:
                     "since": {"type": "string"}, "until": {"type": "string"},
                     "truth": {"type": "string", "description": "an event field holding ground truth"},
                     "positive_verdict": {"type": "string", "enum": ["flag", "review", "block"]},
-                    "examples": {"type": "integer"}}})},
+                    "examples": {"type": "integer"},
+                    "reviews": {"type": "boolean", "default": True,
+                                "description": "also score against reviewers' decisions in the record"}}})},
             "/v1/rules": {
                 "get": _op("The active rules version", "read", {"200": _json(ok, "Version, rules, warnings.")},
                            params=[_query("files", "include the files' text", {"type": "boolean"})]),

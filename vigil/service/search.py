@@ -123,7 +123,7 @@ async def get_search(request: Request) -> Response:
 
 async def post_backtest(request: Request) -> Response:
     """{"files": {path: text}, "entry"?: [paths], "since"?: "30d", "until"?, "truth"?: FIELD,
-    "positive_verdict"?: "flag", "examples"?: 5} → the backtest's report (docs/record.md)."""
+    "positive_verdict"?: "flag", "examples"?: 5, "reviews"?: true} → the backtest's report (docs/record.md)."""
     permit(request, "backtests.run")
     svc = service(request)
     record = _record(svc)
@@ -136,6 +136,9 @@ async def post_backtest(request: Request) -> Response:
         examples = body.get("examples", 5)
         positive = body.get("positive_verdict", "flag")
         truth = body.get("truth")
+        reviews = body.get("reviews", True)
+        if not isinstance(reviews, bool):
+            raise TypeError('"reviews" is true or false: score against reviewers\' decisions in the record')
         if not isinstance(examples, int) or not 0 <= examples <= 100:
             raise ValueError('"examples" is a number from 0 to 100')
         if truth is not None and not isinstance(truth, str):
@@ -155,7 +158,7 @@ async def post_backtest(request: Request) -> Response:
         candidate = load_ruleset(list(entry), files=files, functions=functions)
         return backtest(record, candidate, since=since, until=until, current=current,
                         truth=FieldTruth(truth) if truth else None, positive_verdict=positive, examples=examples,
-                        max_events=MAX_BACKTEST_EVENTS).to_json()
+                        max_events=MAX_BACKTEST_EVENTS, reviews=reviews).to_json()
 
     try:
         report = await anyio.to_thread.run_sync(replay)
