@@ -211,4 +211,5 @@ class DeadLetter:
     raw: bytes
     source: str = ""
     time: float = 0.0
-    details: dict[str, Any] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)  # `replayed`: when, by whom, into which event
+    id: int | None = field(default=None, compare=False)  # the store's handle, once stored (not part of its value)

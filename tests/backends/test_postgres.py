@@ -121,6 +121,10 @@ def test_dead_letters_keep_a_bounded_prefix_and_are_capped_and_expire(store_url:
         assert [d.reason for d in store.dead_letters()] == [f"bad {i}" for i in range(7, 12)]
         store.add_dead_letter(DeadLetter("late", b"0123456789abc", "s", 1200.0))
         assert [(d.reason, d.raw) for d in store.dead_letters()] == [("late", b"0123456789")]  # retention
+        (late,) = store.dead_letters()
+        assert late.id is not None
+        store.mark_dead_letter(late.id, {"replayed": {"by": "ann", "outcome": "decided"}})
+        assert store.dead_letters()[0].details == {"replayed": {"by": "ann", "outcome": "decided"}}
     finally:
         store.close()
 

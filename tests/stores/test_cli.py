@@ -6,6 +6,7 @@ import json
 import time
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from vigil.cli import main
@@ -155,3 +156,53 @@ def test_serve_keeps_dead_letters_within_the_limits_given_as_options(tmp_path: P
         store.close()
     assert [letter.raw for letter in letters] == [b"not json", b"not json"]
     assert [letter.details["raw_size"] for letter in letters] == [len("not json 2 and more")] * 2
+
+
+def test_a_replayed_letter_is_marked_and_not_decided_twice(tmp_path: Path) -> None:
+    strict, fixed = tmp_path / "strict.vigil", tmp_path / "fixed.vigil"
+    strict.write_text(STRICT)
+    fixed.write_text(FIXED)
+    db = str(tmp_path / "state.sqlite")
+    events = tmp_path / "events.jsonl"
+    events.write_text(json.dumps({"type": "post", "id": "2", "time": 1, "n": "five", "text": "x"}) + "\nnot json\n")
+    assert invoke("run", str(strict), "--events", str(events), "--db", db)[0] == 0
+    before = time.time()
+    code, out, _ = invoke("dead-letters", "replay", str(fixed), "--db", db, "--by", "ann")
+    assert code == 3 and [json.loads(line)["event_id"] for line in out.splitlines()] == ["2"]
+    store = SqliteStore(db)
+    try:
+        letters = store.dead_letters(100)
+    finally:
+        store.close()
+    first, broken, again = letters  # the two replayed, then `not json`'s new letter from the replay
+    assert first.details["replayed"]["outcome"] == "decided" and first.details["replayed"]["by"] == "ann"
+    assert first.details["replayed"]["event_id"] == "2" and first.details["replayed"]["at"] >= before
+    assert broken.details["replayed"]["outcome"] == "dead again" and "replayed" not in again.details
+    # A second replay decides neither of the replayed letters again: only the new one, which fails again.
+    code, out, err = invoke("dead-letters", "replay", str(fixed), "--db", db, "--by", "ann")
+    assert code == 3 and out == ""
+    assert err.splitlines()[-1].startswith("replayed 1 dead letters: 0 decided, 1 dead again")
+    assert "2 replayed before" in err.splitlines()[-1]
+    # --again replays them whatever was done before.
+    code, out, _ = invoke("dead-letters", "replay", str(fixed), "--db", db, "--again", "--reason", "event.n")
+    assert code == 0 and [json.loads(line)["event_id"] for line in out.splitlines()] == ["2"]
+
+
+def test_a_replay_runs_the_second_stage_as_vigil_run_does(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.plugin_helpers import standing_db, use_example_plugin
+
+    use_example_plugin(monkeypatch, tmp_path)
+    monkeypatch.setenv("VIGIL_EXAMPLE_STANDING_DB", str(standing_db(tmp_path)))
+    rules = tmp_path / "slow.vigil"
+    rules.write_text('rule "big" when event is "post" and event.n > 1 then flag\n'
+                     'rule "Suspended" when event is "post" and standing(event.user) == "suspended" then block\n')
+    db = str(tmp_path / "state.sqlite")
+    events = tmp_path / "events.jsonl"
+    events.write_text(json.dumps({"type": "post", "id": "7", "time": 1, "n": "five", "user": "u1"}) + "\n")
+    assert invoke("run", str(rules), "--events", str(events), "--db", db)[0] == 0
+    rules.write_text(rules.read_text().replace("event.n > 1", 'event.user == "nobody"'))
+    code, out, _ = invoke("dead-letters", "replay", str(rules), "--db", db)
+    assert code == 0, out
+    decisions = [json.loads(line) for line in out.splitlines()]
+    assert [(d["event_id"], d["stage"]) for d in decisions] == [("7", 1), ("7", 2)]
+    assert decisions[1]["verdict"] == "block"

@@ -76,6 +76,20 @@ def test_dead_letters(tmp_path: Path) -> None:
     store.close()
 
 
+@pytest.mark.parametrize("kind", ["sqlite", "memory"])
+def test_a_dead_letter_is_marked_by_its_id(tmp_path: Path, kind: str) -> None:
+    from vigil.stores.memory import MemoryStore
+
+    store = SqliteStore(tmp_path / "s.sqlite") if kind == "sqlite" else MemoryStore()
+    for i in range(3):
+        store.add_dead_letter(DeadLetter(f"reason {i}", b"raw", "src", float(i), {"n": i}))
+    letters = store.dead_letters()
+    assert len({d.id for d in letters}) == 3 and None not in {d.id for d in letters}
+    store.mark_dead_letter(letters[1].id or 0, {"n": 1, "replayed": {"by": "ann"}})
+    assert [d.details for d in store.dead_letters()] == [{"n": 0}, {"n": 1, "replayed": {"by": "ann"}}, {"n": 2}]
+    store.close()
+
+
 @pytest.mark.parametrize("form", ["sqlite:///{}", "{}"])
 def test_open_store_urls(tmp_path: Path, form: str) -> None:
     path = tmp_path / "sub" / "s.sqlite"

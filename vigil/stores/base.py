@@ -174,6 +174,10 @@ class StateStore(Protocol):
 
     def count_dead_letters(self) -> int: ...
 
+    def mark_dead_letter(self, letter_id: int, details: dict[str, Any]) -> None:
+        """Replace a stored letter's details (a replay marks it replayed: vigil dead-letters replay)."""
+        ...
+
     def close(self) -> None: ...
 
 

@@ -127,7 +127,10 @@ def list_command(db: str | None, config_path: str | None, limit: int, reasons: t
     for letter in letters:
         when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(letter.time))
         size = letter.details.get("raw_size", len(letter.raw))
-        click.echo(f"{when}  {letter.source or '-'}  {size} B  {letter.reason}")
+        replayed = letter.details.get("replayed")
+        mark = (f"  (replayed {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(replayed.get('at', 0)))} by "
+                f"{replayed.get('by')}: {replayed.get('outcome')})") if isinstance(replayed, dict) else ""
+        click.echo(f"{when}  {letter.source or '-'}  {size} B  {letter.reason}{mark}")
     click.echo(f"{len(letters)} dead letters", err=True)
     by_reason = Counter(letter.reason[:80] for letter in letters)
     for reason, count in by_reason.most_common(10):
@@ -163,23 +166,46 @@ def export_command(db: str | None, config_path: str | None, limit: int, reasons:
 @limit_option
 @filter_options
 @click.option("--out", "out_path", default="-", show_default=True, help="Where decisions go (JSONL); - is stdout.")
+@click.option("--again", is_flag=True, help="Also replay the letters an earlier replay decided or found dead again.")
+@click.option("--by", "by", default=None, help="Who replays, kept on each letter (default: the login name).")
 def replay_command(rules: tuple[str, ...], db: str | None, config_path: str | None, limit: int,
-                   reasons: tuple[str, ...], sources: tuple[str, ...], out_path: str) -> None:
+                   reasons: tuple[str, ...], sources: tuple[str, ...], out_path: str, again: bool,
+                   by: str | None) -> None:
     """Decide the letters' events again with RULES (after a fix to the rules or the events' producer),
-    on the store's state; decisions out as JSONL and into the record (source "replay:" and the letter's).
-    --reason and --source replay only the letters fixed. A letter whose body was cut to the store's limit
-    is skipped; one that fails again is dead-lettered again with its new reason. Exit 3 if any failed."""
+    on the store's state, both stages as `vigil run` decides them; decisions out as JSONL and into the
+    record (source "replay:" and the letter's). Each letter replayed is marked (when, by whom, the event
+    id and outcome), so a second replay skips it unless --again. --reason and --source replay only the
+    letters fixed. A letter whose body was cut to the store's limit is skipped; one that fails again is
+    dead-lettered again with its new reason (that new letter is replayed next time). Exit 3 if any failed."""
+    import getpass
+    import threading
+
     from vigil.cli import _load
+    from vigil.effects import Decision
+    from vigil.events import parse_event
     from vigil.runtime import build_runtime
 
     settings = _settings(db, config_path)
     letters = _letters(settings, limit, reasons, sources)
+    done_before = [x for x in letters if x.details.get("replayed")]
+    if not again:
+        letters = [x for x in letters if not x.details.get("replayed")]
+    who = by or _login(getpass)
     # The runtime every front door runs: the store's state, Redis counters and labels when configured,
-    # the signals of the settings (the rules loaded with their functions).
+    # the signals of the settings (the rules loaded with their functions), the second stage.
     runtime = build_runtime(settings, lambda store, signals: _load(rules, signals.functions),
                             default_store=DEFAULT_STORE)
     engine = runtime.engine
     out = sys.stdout.buffer if out_path == "-" else open(out_path, "wb")  # noqa: SIM115
+    write_lock = threading.Lock()
+
+    def write(decision: Decision) -> None:
+        with write_lock:
+            out.write(orjson.dumps(decision.to_json()) + b"\n")
+
+    runtime.subscribe(write)  # the second stage's decisions, from its thread
+    slow = runtime.second_stage
+    slow.start()
     decided = failed = skipped = 0
     try:
         for letter in letters:
@@ -187,22 +213,40 @@ def replay_command(rules: tuple[str, ...], db: str | None, config_path: str | No
                 skipped += 1
                 continue
             result = engine.process(letter.raw, source=f"replay:{letter.source}")
+            mark: dict[str, Any] = {"at": time.time(), "by": who, "rules": engine.version}
             if isinstance(result, DeadLetter):
                 failed += 1
+                mark |= {"outcome": "dead again", "reason": result.reason}
                 click.echo(f"still dead: {result.reason}", err=True)
             else:
                 decided += 1
-                out.write(orjson.dumps(result.to_json()) + b"\n")
+                mark |= {"outcome": "decided", "event_id": result.event_id, "source": f"replay:{letter.source}"}
+                write(result)
+                if result.pending:
+                    slow.submit(parse_event(letter.raw), result)
+            if letter.id is not None:
+                history = [*letter.details.get("replays", ()), mark]
+                engine.store.mark_dead_letter(letter.id, {**letter.details, "replayed": mark, "replays": history})
+        slow.close()
     finally:
+        runtime.close()  # the second stage's last decisions are written before the output closes
         if out is sys.stdout.buffer:
             out.flush()
         else:
             out.close()
-        runtime.close()
+    earlier = f", {len(done_before)} replayed before ({'again' if again else 'left; --again replays them'})" \
+        if done_before else ""
     click.echo(f"replayed {len(letters)} dead letters: {decided} decided, {failed} dead again, "
-               f"{skipped} skipped (body cut to the store's limit)", err=True)
+               f"{skipped} skipped (body cut to the store's limit){earlier}", err=True)
     if failed:
         raise SystemExit(3)
+
+
+def _login(getpass: Any) -> str:
+    try:
+        return str(getpass.getuser())
+    except (KeyError, OSError):  # no login name in this environment
+        return "unknown"
 
 
 @click.group("store")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable
+from typing import Any
 
 from vigil.effects import DeadLetter, OutboxMessage
 from vigil.stores.base import (
@@ -30,6 +31,7 @@ class MemoryStore:
         self.labels: dict[tuple[str, str], dict[str, LabelRecord]] = {}  # entity → label → latest record
         self.history: list[LabelRecord] = []
         self.letters: list[DeadLetter] = []
+        self._letter_seq = 0  # the ids letters get here
         self.versions: list[RulesVersion] = []
         self.tokens: dict[str, ApiToken] = {}
         self.journal: dict[int, tuple[str, bytes]] = {}
@@ -158,7 +160,8 @@ class MemoryStore:
         return [r for r in self.history if r.entity_type == entity_type and r.key == key]
 
     def add_dead_letter(self, letter: DeadLetter) -> None:
-        self.letters.append(bounded_letter(letter, self.letter_limits))
+        self._letter_seq += 1
+        self.letters.append(dataclasses.replace(bounded_letter(letter, self.letter_limits), id=self._letter_seq))
         limits = self.letter_limits
         if len(self.letters) > limits.max_letters:
             del self.letters[:len(self.letters) - limits.max_letters]
@@ -170,6 +173,10 @@ class MemoryStore:
 
     def count_dead_letters(self) -> int:
         return len(self.letters)
+
+    def mark_dead_letter(self, letter_id: int, details: dict[str, Any]) -> None:
+        self.letters = [dataclasses.replace(x, details=dict(details)) if x.id == letter_id else x
+                        for x in self.letters]
 
     # ---- the journal of accepted events (lost with the process, like everything here) ----
     def journal_event(self, source: str, raw: bytes, now: float) -> int:

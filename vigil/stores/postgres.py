@@ -259,9 +259,15 @@ class PostgresStore:
                          " LIMIT 1 OFFSET %s)", (limits.max_letters,))
 
     def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
-        rows = self._read("SELECT time, source, reason, raw, details FROM dead_letters ORDER BY id DESC LIMIT %s",
+        rows = self._read("SELECT time, source, reason, raw, details, id FROM dead_letters ORDER BY id DESC LIMIT %s",
                           (limit,))
-        return [DeadLetter(r[2], bytes(r[3]), r[1], float(r[0]), dict(r[4])) for r in reversed(rows)]
+        return [DeadLetter(r[2], bytes(r[3]), r[1], float(r[0]), dict(r[4]), int(r[5])) for r in reversed(rows)]
+
+    def mark_dead_letter(self, letter_id: int, details: dict[str, Any]) -> None:
+        from psycopg.types.json import Jsonb
+
+        with self.pool.connection() as conn:
+            conn.execute("UPDATE dead_letters SET details = %s WHERE id = %s", (Jsonb(details), letter_id))
 
     def count_dead_letters(self) -> int:
         return int(self._read("SELECT COUNT(*) FROM dead_letters")[0][0])

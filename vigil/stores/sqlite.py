@@ -14,6 +14,7 @@ import sqlite3
 import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 from vigil.effects import DeadLetter, OutboxMessage
 from vigil.stores.base import (
@@ -353,10 +354,14 @@ class SqliteStore:
                                " LIMIT 1 OFFSET ?)", (limits.max_letters,))
 
     def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
-        rows = self._read("SELECT time, source, reason, raw, details FROM dead_letters ORDER BY id DESC LIMIT ?",
+        rows = self._read("SELECT time, source, reason, raw, details, id FROM dead_letters ORDER BY id DESC LIMIT ?",
                           (limit,))
-        return [DeadLetter(str(r[2]), bytes(r[3]), str(r[1]), float(r[0]), json.loads(str(r[4])))  # type: ignore[call-overload, arg-type]
+        return [DeadLetter(str(r[2]), bytes(r[3]), str(r[1]), float(r[0]), json.loads(str(r[4])),  # type: ignore[call-overload, arg-type]
+                           int(r[5]))  # type: ignore[call-overload]
                 for r in reversed(rows)]
+
+    def mark_dead_letter(self, letter_id: int, details: dict[str, Any]) -> None:
+        self._write("UPDATE dead_letters SET details = ? WHERE id = ?", [(json.dumps(details), letter_id)])
 
     def count_dead_letters(self) -> int:
         count: int = self._read("SELECT COUNT(*) FROM dead_letters")[0][0]  # type: ignore[assignment]
