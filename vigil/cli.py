@@ -184,6 +184,7 @@ SUBCOMMANDS: dict[str, SubCommand] = {
     "token": SubCommand("vigil.service.cli", "token_group", "serve"),
     "user": SubCommand("vigil.people.cli", "user_group", "serve"),
     "audit": SubCommand("vigil.people.cli", "audit_group", "serve"),
+    "rules": SubCommand("vigil.lifecycle.cli", "rules_group", "serve"),
     "worker": SubCommand("vigil.workers.cli", "worker_command", "serve"),
     "dead-letters": SubCommand("vigil.stores.cli", "dead_letters_group", None),
     "entity": SubCommand("vigil.record.cli", "entity_command", None),

@@ -9,7 +9,9 @@ policy models, hash banks, media policy), so a test passes here exactly when it 
 the diagnostics and the failed tests; the caller keeps the version it runs.
 
 The gate builds nothing: the front door (the service's lifespan, the worker's main, the runtime) hands
-it the signals it built for its engine.
+it the signals it built for its engine, and the stored rule stages (vigil/lifecycle) when it has a store:
+`running` lays them over a version that passed, so every front door runs each rule in the stage a
+rules manager gave it (draft, shadow, rollout, live, paused) without its text changing.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from vigil.diagnostics import Diagnostic, DiagnosticError
 from vigil.dsl.builtins import Functions
 from vigil.dsl.loader import RuleSet, load_ruleset
 from vigil.dsl.testing import TEST_TIME_LIMIT
+from vigil.lifecycle.overlay import overlay
+from vigil.lifecycle.states import RuleStates
 from vigil.signals.providers import Signals
 
 
@@ -80,9 +84,18 @@ class Gate:
     signals: Signals | None = None
     run_tests: bool = True
     time_limit: float = TEST_TIME_LIMIT
+    states: RuleStates | None = None  # the stored rule stages laid over what passes (None: as written)
 
     def with_signals(self, signals: Signals | None) -> Gate:
         return replace(self, signals=signals)
+
+    def with_states(self, states: RuleStates | None) -> Gate:
+        return replace(self, states=states)
+
+    def running(self, written: RuleSet) -> RuleSet:
+        """What runs for a version that passed: `written` with the stored rule stages applied (it
+        itself without a store of stages, or when none applies). Reads the store."""
+        return written if self.states is None else overlay(written, self.states.current())
 
     @property
     def functions(self) -> Functions | None:

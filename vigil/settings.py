@@ -199,6 +199,13 @@ class ServiceSettings(Section):
     run_rule_tests: bool = True  # run the rules' own tests before activating a version
     rule_tests_time_limit: float = 60.0  # seconds those tests may run in all (the checker bounds their events)
     token_cache_seconds: float = 5.0
+    # The rules guard (vigil/lifecycle/guard.py): a rule that has just been activated, changed or promoted
+    # to live or a rollout and fires on more than `rule_guard_share` of the events decided within its first
+    # `rule_guard_seconds`, once at least `rule_guard_min_events` were, is paused and flagged.
+    rule_guard: bool = True
+    rule_guard_share: float = Field(default=0.05, gt=0, le=1)
+    rule_guard_min_events: int = Field(default=200, ge=1)
+    rule_guard_seconds: float = Field(default=600.0, gt=0)
     # Console sessions (POST /v1/session): how long one lasts, and whether its cookie is marked Secure
     # ("auto": when the request came over https, as a TLS-terminating proxy tells uvicorn; "always").
     session_seconds: float = Field(default=12 * 3600.0, gt=0)

@@ -169,3 +169,42 @@ def test_a_refused_store_version_is_tried_again_after_the_retry_interval() -> No
         assert patient.poll() and patient.reloads == 1
     finally:
         engine.close()
+
+
+def test_a_worker_follows_the_rule_stages_in_the_store() -> None:
+    """A rule paused in the store (by a person through the API or the CLI, or by the guard) stops in the
+    worker at its next round, and runs again once the pause is rolled back."""
+    from vigil.audit import AuditLog
+    from vigil.engine import Engine
+    from vigil.events import parse_event
+    from vigil.gate import Gate
+    from vigil.lifecycle.states import RuleStates
+    from vigil.stores.memory import MemoryStore
+    from vigil.workers.loop import RulesWatcher
+
+    store = MemoryStore()
+    text = RULES + EVERY_POST
+    stored = store.add_rules_version("v", {"main.vigil": text}, ("main.vigil",), author="admin", message="", now=0.0)
+    store.activate_rules_version(stored.seq)
+    audit = AuditLog.over(store)
+    states = RuleStates.over(store, audit)
+    gate = Gate(states=states)
+    written = gate.admit({"main.vigil": text}, ("main.vigil",))
+    engine = Engine(gate.running(written))
+
+    def verdict() -> str:
+        return engine.decide(parse_event({"type": "post", "id": f"e{time.monotonic_ns()}", "time": T0,
+                                          "actor": {"id": "u"}, "text": "calm"})).verdict
+
+    try:
+        watcher = RulesWatcher(engine, gate, source="store", store=store, written=written)
+        assert not watcher.poll() and verdict() == "review"
+        states.change("Every post", "paused", actor="alice")
+        assert watcher.poll() and verdict() == "allow"
+        assert not watcher.poll()  # nothing changed since
+        states.rollback("Every post", actor="alice")
+        assert watcher.poll() and verdict() == "review"
+    finally:
+        engine.close()
+        states.close()
+        audit.close()

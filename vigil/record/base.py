@@ -142,6 +142,11 @@ class Record(Protocol):
         """The other entities seen on the events of this one, most frequent first."""
         ...
 
+    def rule_hits(self, rule: str, *, since: float, until: float, bucket: float) -> list[tuple[float, str, int]]:
+        """How often `rule` fired in [since, until), per `bucket` seconds of event time and mode (live,
+        shadow): (bucket start, mode, hits), oldest first; buckets without hits are left out."""
+        ...
+
     def count(self) -> int: ...
 
     def prune(self, *, recorded_before: float | None, max_events: int | None) -> int:

@@ -230,6 +230,14 @@ class PostgresRecord:
             [*params, NEIGHBOUR_EVENTS, entity_type, key, limit])
         return [Neighbour(t, k, int(n), float(last)) for t, k, n, last in rows]
 
+    def rule_hits(self, rule: str, *, since: float, until: float, bucket: float) -> list[tuple[float, str, int]]:
+        if bucket <= 0:
+            raise ValueError("a bucket is a positive number of seconds")
+        rows = self._query("SELECT floor(time / %s)::bigint AS b, mode, count(*) FROM record_rules "
+                           "WHERE rule = %s AND time >= %s AND time < %s GROUP BY b, mode ORDER BY b, mode",
+                           (bucket, rule, since, until))
+        return [(float(b) * bucket, str(mode), int(n)) for b, mode, n in rows]
+
     def count(self) -> int:
         return int(self._query("SELECT count(*) FROM record_events")[0][0])
 

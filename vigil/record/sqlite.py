@@ -232,6 +232,15 @@ class SqliteRecord:
             [*params, NEIGHBOUR_EVENTS, entity_type, key, limit])
         return [Neighbour(t, k, int(n), float(last)) for t, k, n, last in rows]
 
+    def rule_hits(self, rule: str, *, since: float, until: float, bucket: float) -> list[tuple[float, str, int]]:
+        if bucket <= 0:
+            raise ValueError("a bucket is a positive number of seconds")
+        # Event times are positive, so the cast (which truncates) is the floor.
+        rows = self._query("SELECT CAST(time / ? AS INTEGER) AS b, mode, count(*) FROM record_rules "
+                           "WHERE rule = ? AND time >= ? AND time < ? GROUP BY b, mode ORDER BY b, mode",
+                           (bucket, rule, since, until))
+        return [(float(b) * bucket, str(mode), int(n)) for b, mode, n in rows]
+
     def count(self) -> int:
         return int(self._query("SELECT count(*) FROM record_events")[0][0])
 

@@ -30,7 +30,7 @@ from vigil import console
 from vigil.dsl.loader import RuleSet
 from vigil.review import Review, ReviewSettings, ReviewStore, settings_of
 from vigil.runtime import Runtime, build_runtime
-from vigil.service import events, health, labels, people, record, review, rules, search
+from vigil.service import events, health, labels, lifecycle, people, record, review, rules, search
 from vigil.service.auth import AuthMiddleware
 from vigil.service.engine_threads import EngineThreads
 from vigil.service.errors import ApiError, api_error_handler, http_error_handler, internal_error_handler
@@ -126,8 +126,8 @@ def create_app(settings: ServiceSettings, store: StateStore, *, rules_store: Rul
                                        lambda: svc._ingest.queue.qsize() if svc._ingest is not None else 0,
                                        lambda: svc.rules.active.seq if svc.rules.active is not None else None))
     app = Starlette(
-        routes=[*events.routes, *labels.routes, *record.routes, *rules.routes, *search.routes, *review.routes,
-                *people.routes, *_bank_routes(), *health.routes, *console.routes()],
+        routes=[*events.routes, *labels.routes, *record.routes, *rules.routes, *lifecycle.routes, *search.routes,
+                *review.routes, *people.routes, *_bank_routes(), *health.routes, *console.routes()],
         middleware=[Middleware(MetricsMiddleware, metrics=svc.metrics),
                     Middleware(RequestGuard, names=served_names(settings.host, settings.allowed_hosts),
                                form_paths=(console.CONSOLE_PATH + "/",)),
@@ -230,6 +230,7 @@ def _close(runtime: Runtime, svc: Service) -> None:
         if engine.signals.decoder is not None and engine.signals.decoder is not given:
             engine.signals.decoder.close()
     svc.people.close()
+    svc.rule_states.close()
     svc.audit.close()
     closed = {id(svc.store)}
     for other in (svc.rules_store, svc.token_store):

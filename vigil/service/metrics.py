@@ -102,6 +102,8 @@ class Metrics:
                                 registry=self.registry)
         self.reloads = Counter("vigil_rules_reloads", "Rules activations and rejections, by source and result.",
                                ["source", "result"], registry=self.registry)
+        self.guard_paused = Counter("vigil_rules_guard_paused", "Rules the guard paused for firing on too many "
+                                    "events just after they changed, by rule.", ["rule"], registry=self.registry)
         self.second_stage_refused = Counter(
             "vigil_second_stage_refused", "Events refused (503) because the second stage's queue was full.",
             registry=self.registry)

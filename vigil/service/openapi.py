@@ -79,10 +79,10 @@ ENTITY = [_path("entity_type", "user, ip, pair, … as declared in the rules"),
 
 def openapi_document() -> dict[str, Any]:
     document = _hand_written()
-    # The review routes' part is generated from their typed request and response models.
-    from vigil.service import people, review
+    # The review, people and rules lifecycle routes' part is generated from their typed models.
+    from vigil.service import lifecycle, people, review
 
-    for part in (review.openapi_paths, people.openapi_paths):
+    for part in (review.openapi_paths, people.openapi_paths, lifecycle.openapi_paths):
         paths, schemas = part()
         document["paths"].update(paths)
         document["components"]["schemas"].update(schemas)

@@ -15,6 +15,7 @@ following a directory, what changed in it.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import posixpath
 import time
@@ -29,6 +30,8 @@ from vigil.dsl.loader import RuleSet, load_ruleset
 from vigil.dsl.testing import TEST_TIME_LIMIT
 from vigil.engine import Engine
 from vigil.gate import Gate, RulesRejected, diagnostic_json
+from vigil.lifecycle.guard import Guard, GuardSettings, Trip, started
+from vigil.lifecycle.overlay import effective_modes
 from vigil.rules_source import (
     DISK_AUTHOR,
     SOURCES,
@@ -47,6 +50,7 @@ log = logging.getLogger("vigil.service.rules")
 
 __all__ = ["FollowsDirectory", "RulesManager", "RulesRejected", "diagnostic_json", "validate_files"]
 
+GUARD_ACTOR = "guard"  # who the audit log names for the guard's pauses
 EMPTY_RULES = {"no-rules.vigil": ""}  # what runs before any version is active (readyz says not ready)
 MAX_FILES = 1000
 MAX_PATH = 300
@@ -156,6 +160,22 @@ class RulesManager:
         self.notice: str | None = None  # a directory given but not loaded (following the store)
         self._fingerprint: tuple[tuple[str, int, int], ...] | None = None
         self._lock = asyncio.Lock()
+        # The rule stages (vigil/lifecycle): the store's generation of them that runs here, and the guard
+        # that pauses a rule firing on too many events just after it changed (`enable_lifecycle`).
+        self.guard = Guard(GuardSettings(enabled=False))
+        self.running: RuleSet | None = None  # what the engine runs: `ruleset` with the stages applied
+        self.on_trip: Callable[[Trip], None] = lambda trip: None
+        self.clock: Callable[[], float] = time.time
+        self._generation = 0
+        self._view: dict[str, dict[str, Any]] = {}
+
+    def enable_lifecycle(self, states: Any, guard: GuardSettings, *, on_trip: Callable[[Trip], None] | None = None,
+                         clock: Callable[[], float] | None = None) -> None:
+        """Run each rule in its stored stage (`states`: vigil.lifecycle.RuleStates) and guard changes."""
+        self.gate = self.gate.with_states(states)
+        self.guard = Guard(guard)
+        self.on_trip = on_trip or self.on_trip
+        self.clock = clock or self.clock
 
     # ---- at startup (synchronous: before the engine exists) ----
     def initial(self) -> RuleSet:
@@ -168,8 +188,14 @@ class RulesManager:
         log.info("rules: %s", resolved.reason)
         if resolved.source == "directory":
             assert self.rules_dir is not None
-            return self._initial_from_directory(self.rules_dir)
-        return self._initial_from_store()
+            written = self._initial_from_directory(self.rules_dir)
+        else:
+            written = self._initial_from_store()
+        states = self.gate.states
+        self._generation = states.generation() if states is not None else 0
+        self.running = self.gate.running(written)
+        self._view = self.view(written)
+        return self.running
 
     def _initial_from_directory(self, root: Path) -> RuleSet:
         self._fingerprint = dir_fingerprint(root)
@@ -306,21 +332,86 @@ class RulesManager:
         engine = self.engine
         if engine is None:
             raise RuntimeError("the service has no engine yet")
-        previous = self.ruleset
         # Off the event loop (running a large version's code and loading its counters take a while), and
         # not behind events in the engine threads; the engine swaps versions under its lock, so an event is
         # decided by one version or the other.
-        await anyio.to_thread.run_sync(engine.activate, ruleset)
+        previous_running = self.running
+        generation, running = await anyio.to_thread.run_sync(self._staged, ruleset)
+        await anyio.to_thread.run_sync(engine.activate, running)
         if record:
             try:
                 await anyio.to_thread.run_sync(self.store.activate_rules_version, stored.seq)
             except BaseException:
-                if previous is not None:
-                    await anyio.to_thread.run_sync(engine.activate, previous)
+                if previous_running is not None:
+                    await anyio.to_thread.run_sync(engine.activate, previous_running)
                 raise
-        self.active, self.ruleset = stored, ruleset
+        self.active, self.ruleset, self.running, self._generation = stored, ruleset, running, generation
         self.store_problem = None  # what the store holds active is what runs here now
+        await anyio.to_thread.run_sync(self._watch_started, ruleset)
         log.info("rules version %s (%s) active", stored.seq, stored.version)
+
+    # ---- rule stages (vigil/lifecycle) ----
+    def _staged(self, written: RuleSet) -> tuple[int, RuleSet]:
+        """The stages' generation and `written` with them applied (the generation first: a change made
+        meanwhile is seen by the next poll)."""
+        states = self.gate.states
+        generation = states.generation() if states is not None else 0
+        return generation, self.gate.running(written)
+
+    def view(self, written: RuleSet) -> dict[str, dict[str, Any]]:
+        """Each rule's stage and meaning (rule → {"stage", "percent", "fingerprint"}), for the guard."""
+        from vigil.analysis.backtest import rule_fingerprints  # the backtest's own notion of a changed rule
+
+        states = self.gate.states.current() if self.gate.states is not None else {}
+        prints = rule_fingerprints(written)
+        return {m["rule"]: {"stage": m["stage"], "percent": m["percent"], "fingerprint": prints[m["rule"]]}
+                for m in effective_modes(written, states)}
+
+    def _watch_started(self, written: RuleSet) -> None:
+        """Start the guard on the rules that began to take effect since the last view."""
+        if self.gate.states is None:
+            return
+        view = self.view(written)
+        begun = started(self._view, view)
+        self._view = view
+        if begun and self.engine is not None:
+            self.guard.watch(begun, self.engine.stats, self.clock())
+            log.info("the guard watches %s for %g s", ", ".join(sorted(begun)), self.guard.settings.window)
+
+    async def apply_states(self) -> bool:
+        """Run the stored stages when they changed since they were last applied here (a change through
+        this service, another instance, the CLI or the guard); True when the engine changed."""
+        states, engine, written = self.gate.states, self.engine, self.ruleset
+        if states is None or engine is None or written is None:
+            return False
+        async with self._lock:
+            generation = await anyio.to_thread.run_sync(states.generation)
+            if generation == self._generation:
+                return False
+            generation, running = await anyio.to_thread.run_sync(self._staged, written)
+            if self.running is None or running.version != self.running.version:
+                await anyio.to_thread.run_sync(engine.activate, running)
+            self.running, self._generation = running, generation
+            await anyio.to_thread.run_sync(self._watch_started, written)
+        log.info("rule stages changed (generation %s): running %s", generation, running.version)
+        return True
+
+    async def check_guard(self) -> list[Trip]:
+        """Pause the rules the guard trips on, in the store (audited as the guard), then run that."""
+        states, engine = self.gate.states, self.engine
+        if states is None or engine is None or not self.guard.watches:
+            return []
+        settings = self.guard.settings
+        trips = self.guard.check(engine.stats, self.clock())
+        for trip in trips:
+            await anyio.to_thread.run_sync(functools.partial(
+                states.change, trip.rule, "paused", actor=GUARD_ACTOR, reason=trip.reason(settings),
+                detail=trip.detail(settings), action="rules.guard_pause"))
+            log.warning("rule %r %s", trip.rule, trip.reason(settings))
+            self.on_trip(trip)
+        if trips:
+            await self.apply_states()
+        return trips
 
     async def rollback(self) -> RulesVersion:
         """Activate the newest stored version older than the active one (after the gate)."""
@@ -334,11 +425,13 @@ class RulesManager:
 
     async def poll(self) -> None:
         """One round of hot reload from the one source: the store (another instance's activation), or
-        the watched directory."""
+        the watched directory; then the rule stages, and the guard."""
         if self.source == "store":
             await self._poll_store()
         elif self.source == "directory" and self.rules_dir is not None:
             await self._poll_disk(self.rules_dir)
+        await self.apply_states()
+        await self.check_guard()
 
     async def _poll_store(self) -> None:
         """Activate the store's active version when another instance changed it. One that fails the gate

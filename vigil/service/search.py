@@ -151,7 +151,8 @@ async def post_backtest(request: Request) -> Response:
     until = _when(body.get("until"), now, "until", None) or now
     assert since is not None  # it has a default
     engine = svc.engine
-    current = engine.ruleset if engine is not None else None
+    # The active version as written: the rules' stages (vigil/lifecycle) are not edits of their text.
+    current = svc.rules.ruleset if svc.rules.ruleset is not None else engine.ruleset if engine is not None else None
     functions = current.program.functions if current is not None else None
 
     def replay() -> dict[str, Any]:

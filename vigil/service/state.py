@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING
 from starlette.requests import Request
 
 from vigil.audit import AuditLog
+from vigil.lifecycle.guard import GuardSettings
+from vigil.lifecycle.states import RuleStates
 from vigil.people.accounts import People
 from vigil.service.access import Principals
 from vigil.service.auth import TokenCache
@@ -62,6 +64,11 @@ class Service:
                                   test_time_limit=settings.rule_tests_time_limit,
                                   off_process_bytes=settings.off_process_bytes,
                                   on_reload=lambda source, result: self.metrics.reloads.labels(source, result).inc())
+        # Each rule's stage (draft, shadow, rollout, live, paused) beside the rules versions, audited.
+        self.rule_states = RuleStates.over(rules_store, self.audit)
+        self.rules.enable_lifecycle(self.rule_states, GuardSettings(
+            settings.rule_guard, settings.rule_guard_share, settings.rule_guard_min_events,
+            settings.rule_guard_seconds), on_trip=lambda trip: self.metrics.guard_paused.labels(trip.rule).inc())
         self.signals = signals  # classifiers and media policy for the engine; the lifespan adds the matcher
         self.engine: Engine | None = None
         self.threads: EngineThreads | None = None  # the engine threads, while the app runs

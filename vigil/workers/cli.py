@@ -118,7 +118,9 @@ def run_worker(settings: Any, *, rules: list[str], stream_redis: str | None, str
     source and the broker outputs; run until stopped, then drain and close. `signals` (classifiers,
     policy models, banks), when given, replace the settings' and go both to the engine and to the gate
     its rules pass."""
+    from vigil.audit import AuditLog
     from vigil.gate import Gate, RulesRejected
+    from vigil.lifecycle.states import RuleStates
     from vigil.plugins import PluginError
     from vigil.runtime import build_runtime
     from vigil.settings import DEFAULT_STORE
@@ -131,9 +133,13 @@ def run_worker(settings: Any, *, rules: list[str], stream_redis: str | None, str
         """The rules to start on, through the gate with the engine's signals (the runtime's rules hook)."""
         rules_store = store if hasattr(store, "active_rules_version") else None
         gate = Gate(engine_signals, time_limit=rule_tests_time_limit)
-        ruleset, started["mode"] = starting_rules(rules, rules_source, rules_store, gate)
-        started.update(gate=gate, rules_store=rules_store)
-        return ruleset
+        if rules_store is not None:  # each rule in the stage a rules manager gave it (vigil/lifecycle)
+            started["audit"] = AuditLog.over(rules_store)
+            started["states"] = RuleStates.over(rules_store, started["audit"])
+            gate = gate.with_states(started["states"])
+        written, started["mode"] = starting_rules(rules, rules_source, rules_store, gate)
+        started.update(gate=gate, rules_store=rules_store, written=written)
+        return gate.running(written)
 
     try:
         runtime = build_runtime(settings, initial_rules, default_store=DEFAULT_STORE, signals=signals,
@@ -144,7 +150,8 @@ def run_worker(settings: Any, *, rules: list[str], stream_redis: str | None, str
         raise click.ClickException(str(error)) from None
     engine, backends = runtime.engine, runtime.backends
     watcher = RulesWatcher(engine, started["gate"], source=started["mode"], paths=rules,
-                           store=started["rules_store"], interval=settings.worker.reload_interval)
+                           store=started["rules_store"], interval=settings.worker.reload_interval,
+                           written=started["written"])
     w = settings.worker
     source: Source
     sinks: list[Sink] = []
@@ -181,6 +188,9 @@ def run_worker(settings: Any, *, rules: list[str], stream_redis: str | None, str
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         source.close()
+        for opened in (started.get("states"), started.get("audit")):
+            if opened is not None:
+                opened.close()
         runtime.close()  # the second stage, counters flushed, the store, the Redis client, the signals
         if stream_client is not None:
             stream_client.close()

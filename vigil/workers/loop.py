@@ -97,10 +97,13 @@ class RulesWatcher:
     gate (the checker and the rules' own tests, with the engine's signals) and is activated between two
     events; one the gate refuses is logged and the running version keeps going. A store version refused
     is tried again every `retry_interval` seconds while it stays active (a classifier or bank may answer
-    by then), as `vigil serve` does; files, on their next change."""
+    by then), as `vigil serve` does; files, on their next change. The rule stages the gate lays over the
+    version (vigil/lifecycle) are followed too: a change of stage, made anywhere, runs here next round.
+    `written`: the version the engine started on, as it passed the gate (before the stages)."""
 
     def __init__(self, engine: Engine, gate: Gate, *, source: RulesSource = "directory", paths: Sequence[str] = (),
-                 store: RulesStore | None = None, interval: float = 2.0, retry_interval: float = 30.0) -> None:
+                 store: RulesStore | None = None, interval: float = 2.0, retry_interval: float = 30.0,
+                 written: RuleSet | None = None) -> None:
         if source == "store" and store is None:
             raise ValueError("following the store needs a store that keeps rules versions")
         self.engine, self.gate, self.source, self.interval = engine, gate, source, interval
@@ -114,6 +117,33 @@ class RulesWatcher:
         self._refused: tuple[int, float] | None = None  # the store version last refused, and when (monotonic)
         self.rejected = 0
         self.reloads = 0
+        self._written = written
+        self._generation = 0
+        self._generation = self._stages_generation()
+
+    def _stages_generation(self) -> int:
+        states = self.gate.states
+        if states is None:
+            return 0
+        try:
+            return states.generation()
+        except Exception:  # a store briefly unreachable: check again next round
+            log.exception("reading the rule stages failed")
+            return self._generation
+
+    def _poll_stages(self) -> bool:
+        """Run the stored rule stages when they changed; True when the engine changed."""
+        generation = self._stages_generation()
+        if generation == self._generation or self._written is None:
+            return False
+        self._generation = generation
+        running = self.gate.running(self._written)
+        if running.version == self.engine.version:
+            return False
+        self.engine.activate(running)
+        self.reloads += 1
+        log.info("rule stages changed: rules version %s active", running.version)
+        return True
 
     def _active_seq(self) -> int | None:
         if self.store is None:
@@ -129,8 +159,11 @@ class RulesWatcher:
         return time.monotonic() >= self._next
 
     def poll(self) -> bool:
-        """One round; returns True when another rules version became active."""
+        """One round; returns True when another rules version (or another stage of a rule) became active."""
         self._next = time.monotonic() + self.interval
+        return self._poll_source() | self._poll_stages()
+
+    def _poll_source(self) -> bool:
         if self.store is not None:
             active = self.store.active_rules_version()
             if active is None or active.seq == self._seq:
@@ -164,11 +197,14 @@ class RulesWatcher:
             self.rejected += 1
             log.error("rules from %s not loaded (%s); version %s keeps running", where, error, self.engine.version)
             return False
-        if ruleset.version == self.engine.version:
+        self._written = ruleset
+        self._generation = self._stages_generation()
+        running = self.gate.running(ruleset)
+        if running.version == self.engine.version:
             return False
-        self.engine.activate(ruleset)
+        self.engine.activate(running)
         self.reloads += 1
-        log.info("rules version %s active (from %s)", ruleset.version, where)
+        log.info("rules version %s active (from %s)", running.version, where)
         return True
 
 
