@@ -148,6 +148,9 @@ def test_the_guard_lets_a_rule_be_once_its_window_passed(make_service: Callable[
     manager.clock = lambda: clock[0]
     _upload_everything(svc)
     assert "Everything" in manager.guard.watches
+    _stage(svc, rule="Everything", stage="shadow")  # moved to shadow: its hits change nothing, no longer watched
+    assert "Everything" not in manager.guard.watches
+    assert _call(svc, "rollback", rule="Everything").json()["rule"]["watched"]  # live again: watched again
     clock[0] += 61.0  # its first minute passed with no traffic
     assert wait_for(lambda: "Everything" not in manager.guard.watches)
     for i in range(25):

@@ -12,7 +12,7 @@ from starlette.routing import BaseRoute, Mount, Route, Router
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from . import review, session
+from . import review, rules, session
 from .security import SecurityHeaders
 from .web import CONSOLE_PATH, templates
 
@@ -37,6 +37,15 @@ def page_routes() -> list[BaseRoute]:
         Route("/login", session.login, methods=["POST"]),
         Route("/logout", session.logout, methods=["POST"]),
         Route("/review", review.queues, methods=["GET"]),
+        Route("/rules", rules.rules_list, methods=["GET"]),
+        Route("/rules/rule", rules.rule_detail, methods=["GET"]),
+        Route("/rules/stage", rules.change_stage, methods=["POST"]),
+        Route("/rules/diff", rules.diff_page, methods=["GET"]),
+        Route("/rules/edit", rules.editor, methods=["GET"]),
+        Route("/rules/check", rules.check, methods=["POST"]),
+        Route("/rules/test", rules.run_tests, methods=["POST"]),
+        Route("/rules/backtest", rules.backtest_edit, methods=["POST"]),
+        Route("/rules/save", rules.save, methods=["POST"]),
     ]
 
 

@@ -24,4 +24,5 @@ NAV: tuple[NavItem, ...] = (
     NavItem("Search", "/search", "read", "s"),
     NavItem("Entities", "/entities", "read", "e"),
     NavItem("Dashboard", "/dashboard", "read", "d"),
+    NavItem("Rules", "/rules", "read", "u"),
 )

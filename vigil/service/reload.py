@@ -30,7 +30,7 @@ from vigil.dsl.loader import RuleSet, load_ruleset
 from vigil.dsl.testing import TEST_TIME_LIMIT
 from vigil.engine import Engine
 from vigil.gate import Gate, RulesRejected, diagnostic_json
-from vigil.lifecycle.guard import Guard, GuardSettings, Trip, started
+from vigil.lifecycle.guard import WATCHED, Guard, GuardSettings, Trip, started
 from vigil.lifecycle.overlay import effective_modes
 from vigil.rules_source import (
     DISK_AUTHOR,
@@ -374,6 +374,8 @@ class RulesManager:
         view = self.view(written)
         begun = started(self._view, view)
         self._view = view
+        # A rule moved back to shadow, draft or paused changes nothing any more: no longer watched.
+        self.guard.forget({rule for rule, now in view.items() if now["stage"] not in WATCHED})
         if begun and self.engine is not None:
             self.guard.watch(begun, self.engine.stats, self.clock())
             log.info("the guard watches %s for %g s", ", ".join(sorted(begun)), self.guard.settings.window)
