@@ -267,12 +267,14 @@ class SearchSettings(Section):
     time_budget: float = Field(default=10.0, gt=0)  # seconds one search may run
     max_top: int = Field(default=100, ge=1)  # values `top` may list
     read_batch: int = Field(default=1000, ge=1)  # stored events read from the record at once
+    aggregate_batch: int = Field(default=5000, ge=1)  # … by `top` and counts (no decisions read)
 
     def limits(self) -> SearchLimits:
         from vigil.analysis.search import SearchLimits
 
         return SearchLimits(max_rows=self.max_rows, max_scanned=self.max_scanned, time_budget=self.time_budget,
-                            max_top=self.max_top, read_batch=self.read_batch)
+                            max_top=self.max_top, read_batch=self.read_batch,
+                            aggregate_batch=self.aggregate_batch)
 
 
 class Settings(BaseSettings):

@@ -64,6 +64,19 @@ def test_filters_and_pages(record: SqliteRecord) -> None:
             after = page[-1].cursor
         assert len(seen) == 100 and len(set(seen)) == 100
     assert list(record.scan(Query(sources=("nobody",)))) == []
+    # Pages of a rule's and an entity's events too (their subqueries carry the cursor's time).
+    for newest_first in (True, False):
+        for filters in ({"rules": ("R",)}, {"entities": (("user", "u2"),)}):
+            seen, after = [], None
+            while True:
+                page = list(record.scan(Query(limit=3, after=after, newest_first=newest_first, since=5, until=90,
+                                              **filters)))  # type: ignore[arg-type]
+                if not page:
+                    break
+                seen += [s.event_id for s in page]
+                after = page[-1].cursor
+            wanted = [n for n in range(5, 90) if (n % 4 == 1 if "rules" in filters else n % 5 == 2)]
+            assert seen == [f"e{n}" for n in (reversed(wanted) if newest_first else wanted)]
 
 
 def test_a_replay_reads_the_event_and_its_rules_and_the_rest_by_cursor(record: SqliteRecord) -> None:

@@ -30,6 +30,7 @@ MAX_SCANNED = 200_000
 TIME_BUDGET_S = 10.0
 MAX_TOP = 100
 READ_BATCH = 1000
+AGGREGATE_BATCH = 5000
 BUCKETS = {"hour": 3600, "day": 86400}
 
 
@@ -43,6 +44,7 @@ class SearchLimits:
     time_budget: float = TIME_BUDGET_S  # seconds one request may run
     max_top: int = MAX_TOP  # values `top` may list
     read_batch: int = READ_BATCH  # stored events read from the record at once
+    aggregate_batch: int = AGGREGATE_BATCH  # … by `top` and counts, which read only what they evaluate
 
 
 class SearchRefused(Exception):
@@ -107,6 +109,9 @@ class _Scan:
     window: Window
     limits: SearchLimits
     newest_first: bool = True
+    # Aggregates read only what the query evaluates (the event, its verdict and rules: Query.replay_only),
+    # not the stored decisions and entity keys a page shows.
+    light: bool = False
     scanned: int = 0
     last_cursor: str | None = None
     started: float = field(default_factory=wall.monotonic)
@@ -117,12 +122,13 @@ class _Scan:
         page the indexes fill exactly reads no more than it shows."""
         p = self.query.pushdown
         cursor = after
-        size = min(first or self.limits.read_batch, self.limits.read_batch)
+        most = self.limits.aggregate_batch if self.light else self.limits.read_batch
+        size = min(first or most, most)
         while True:
             batch = list(self.record.scan(Query(
                 since=self.window.since, until=self.window.until, types=p.types, verdicts=p.verdicts,
                 rules=p.rules, entities=p.entities, sources=self.window.sources, newest_first=self.newest_first,
-                limit=size, after=cursor)))
+                limit=size, after=cursor, replay_only=self.light)))
             for stored in batch:
                 self._count_one()
                 self.last_cursor = stored.cursor
@@ -133,7 +139,7 @@ class _Scan:
             if len(batch) < size:
                 return
             cursor = batch[-1].cursor
-            size = min(size * 4, self.limits.read_batch)
+            size = min(size * 4, most)
             if wall.monotonic() - self.started > self.limits.time_budget:
                 raise SearchRefused(
                     f"the search ran past its time budget of {self.limits.time_budget:g} s after reading "
@@ -183,7 +189,7 @@ def top(record: Record, query: CompiledQuery, window: Window, *, n: int = 10,
         raise ValueError("the query has no `top EXPR`")
     if not 1 <= n <= limits.max_top:
         raise SearchRefused(f"top lists 1 to {limits.max_top} values, not {n}", "ask for fewer")
-    scan = _Scan(record, query, window, limits)
+    scan = _Scan(record, query, window, limits, light=True)
     counts: Counter[Any] = Counter()
     matched = 0
     for _stored, value in scan.rows():
@@ -203,7 +209,7 @@ def counts(record: Record, query: CompiledQuery, window: Window, *, by: str,
     if by not in BUCKETS:
         raise ValueError(f"count by hour or day, not {by!r}")
     width = BUCKETS[by]
-    scan = _Scan(record, query, window, limits, newest_first=False)
+    scan = _Scan(record, query, window, limits, newest_first=False, light=True)
     per: Counter[int] = Counter()
     for stored, _value in scan.rows():
         per[int(stored.time // width) * width] += 1
