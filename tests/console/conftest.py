@@ -139,7 +139,7 @@ def console(tmp_path: Path) -> Iterator[Console]:
     yield from _serve(tmp_path)
 
 
-def _serve(tmp_path: Path, rules: str = RULES) -> Iterator[Console]:
+def _serve(tmp_path: Path, rules: str = RULES, **service_settings: Any) -> Iterator[Console]:
     (tmp_path / "rules").mkdir()
     (tmp_path / "rules" / "main.vigil").write_text(rules)
     db = tmp_path / "vigil.sqlite"
@@ -148,7 +148,7 @@ def _serve(tmp_path: Path, rules: str = RULES) -> Iterator[Console]:
               "root": create_token(store, "root-token", ["admin"])[1].get_secret_value()}
     port = free_port()
     service = ServiceSettings(port=port, rules_dir=str(tmp_path / "rules"), rules_source="store",
-                              reload_interval=0.2, auth_failure_rate=0.0)
+                              reload_interval=0.2, auth_failure_rate=0.0, **service_settings)
     config = Settings(service=service, sinks=TOML_SINKS, outputs={"spam-review": "review"}, queues=QUEUES)
     app = create_app(service, store, config=config)
     svc = app.state.service

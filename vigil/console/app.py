@@ -12,7 +12,7 @@ from starlette.routing import BaseRoute, Mount, Route, Router
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from . import review, rules, session
+from . import banks, review, rules, session
 from .security import SecurityHeaders
 from .web import CONSOLE_PATH, templates
 
@@ -38,6 +38,11 @@ def page_routes() -> list[BaseRoute]:
         Route("/logout", session.logout, methods=["POST"]),
         Route("/review", review.queues, methods=["GET"]),
         Route("/rules", rules.rules_list, methods=["GET"]),
+        Route("/banks", banks.banks_list, methods=["GET"]),
+        Route("/banks/bank", banks.bank_detail, methods=["GET"]),
+        Route("/banks/import", banks.import_csv, methods=["POST"]),
+        Route("/banks/toggle", banks.toggle, methods=["POST"]),
+        Route("/banks/match", banks.match, methods=["POST"]),
         Route("/rules/rule", rules.rule_detail, methods=["GET"]),
         Route("/rules/stage", rules.change_stage, methods=["POST"]),
         Route("/rules/diff", rules.diff_page, methods=["GET"]),

@@ -25,4 +25,5 @@ NAV: tuple[NavItem, ...] = (
     NavItem("Entities", "/entities", "read", "e"),
     NavItem("Dashboard", "/dashboard", "read", "d"),
     NavItem("Rules", "/rules", "read", "u"),
+    NavItem("Banks", "/banks", "banks.write", "b"),
 )
