@@ -4,25 +4,16 @@ next event is blocked, and a second reviewer cannot take the item meanwhile."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from argon2 import PasswordHasher
-from argon2.profiles import CHEAPEST
 from click.testing import CliRunner
 
-from tests.backends.servers import free_port, stop
-from vigil.audit import AuditLog
+from tests.review import serving
 from vigil.cli import main
-from vigil.people import People, parse_grants
-from vigil.service.auth import create_token
-from vigil.stores.sqlite import SqliteStore
 
 RULES = """
 entity user = event.actor.id
@@ -50,42 +41,9 @@ label = "spammer"
 
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
-    rules = tmp_path / "rules"
-    rules.mkdir()
-    (rules / "main.vigil").write_text(RULES)
-    (tmp_path / "vigil.toml").write_text(TOML)
-    db = tmp_path / "vigil.sqlite"
-    store = SqliteStore(db)
-    people = People.over(store, AuditLog.over(store), hasher=PasswordHasher.from_parameters(CHEAPEST))
-    for name in ("ann", "bob"):  # reviewers are people: their actions are recorded by their names
-        people.create(name, parse_grants(["reviewer"]), actor="root")
-    people.close()
-    tokens = {name: create_token(store, name, scopes, person=person)[1].get_secret_value()
-              for name, scopes, person in (("ann", ["review"], "ann"), ("bob", ["review"], "bob"),
-                                           ("ingest", ["ingest"], None))}
-    store.close()
-    port = free_port()
-    env = {**os.environ, "VIGIL_CONFIG": str(tmp_path / "vigil.toml")}
-    log = tmp_path / "serve.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-c", "from vigil.cli import main; main()", "serve", "--rules", str(rules), "--db", str(db),
-                                 "--port", str(port)], env=env, cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            stop(proc)
-            pytest.fail(f"vigil serve did not start: {log.read_text()}")
-        time.sleep(0.1)
-    try:
-        yield url, tokens
-    finally:
-        stop(proc)
+    # Reviewers are people: their actions are recorded by their names.
+    with serving.served(tmp_path, RULES, TOML, {"ann": ["reviewer"], "bob": ["reviewer"]}) as running:
+        yield running
 
 
 def _review(url: str, token: str, *args: str) -> str:

@@ -132,7 +132,7 @@ def release_command(client: Client, item_id: str, skip: bool) -> None:
 @click.argument("reviewer")
 @pass_client
 def assign_command(client: Client, item_id: str, reviewer: str) -> None:
-    """Give an item to a reviewer (needs the admin scope)."""
+    """Give an item to a reviewer (a review lead; the reviewer must be able to claim in its queue)."""
     click.echo(_line(client.call("POST", f"/v1/review/items/{item_id}/assign", {"to": reviewer})["item"]))
 
 
@@ -159,7 +159,7 @@ def decide_command(client: Client, item_id: str, action: str, reason: str, polic
 @review_group.command("sweep")
 @pass_client
 def sweep_command(client: Client) -> None:
-    """Escalate the items past their queue's target now (needs the admin scope)."""
+    """Escalate the items past their queue's target now (a review lead)."""
     late = client.call("POST", "/v1/review/sweep")["breached"]
     click.echo(f"{len(late)} items escalated")
     for item in late:

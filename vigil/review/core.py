@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from vigil.people.roles import QueueRef
 from vigil.review.settings import ActionSettings, ReviewSettings
 from vigil.review.store import DecisionRow, Item, ReviewStore
 
@@ -63,6 +64,10 @@ class Review:
     def queues(self) -> list[str]:
         return sorted(set(self.settings.queues) | {self.settings.default_queue})
 
+    def queue_ref(self, name: str) -> QueueRef:
+        """The queue as a permission check sees it: its name, and whether it is a child-safety queue."""
+        return QueueRef(name, self.settings.queue(name).child_safety)
+
     def deadline(self, item: Item) -> float:
         return item.created_at + self.settings.queue(item.queue).target
 
@@ -98,9 +103,15 @@ class Review:
             self._not_held(self.item(item_id), actor)
         return self.item(item_id)
 
+    def known_queue(self, queue: str) -> None:
+        """Nothing for a queue the settings declare or that has items; ReviewError 404 otherwise."""
+        self._known_queue(queue)
+
     def _known_queue(self, queue: str) -> None:
         if queue not in self.settings.queues and queue != self.settings.default_queue and not self.store.items(queue, limit=1):
-            raise ReviewError(404, "no_queue", f"no review queue {queue!r}", f"queues: {', '.join(self.queues())}")
+            # The hint never names a child-safety queue: whoever asks may not know it exists.
+            shown = [q for q in self.queues() if not self.queue_ref(q).child_safety]
+            raise ReviewError(404, "no_queue", f"no review queue {queue!r}", f"queues: {', '.join(shown)}")
 
     def _not_held(self, item: Item, actor: str) -> None:
         now = self.clock()

@@ -12,6 +12,7 @@ breach_raise = 10           # added to a breached item's priority
 escalate_to = "spam-senior" # a breached item moves there (optional)
 require_reason = true       # every decision here needs a reason
 require_policy = false      # … and a policy reference
+child_safety = false        # a child-safety queue: invisible without the child_safety_reviewer role
 
 [queues.spam.actions.spammer]
 kind = "label"              # label | unlabel | dismiss | escalate | output
@@ -77,6 +78,8 @@ class QueueSettings(BaseModel):
     escalate_to: str | None = None
     require_reason: bool = False
     require_policy: bool = False
+    child_safety: bool = Field(default=False, description="a child-safety queue: it and its items are invisible "
+                               "to everyone without the child_safety_reviewer role (Coop #1154)")
     actions: dict[str, ActionSettings] = Field(default_factory=lambda: {"dismiss": DISMISS})
 
 
@@ -119,6 +122,10 @@ def validate(review: Mapping[str, Any] | None, queues: Mapping[str, Any] | None)
         for target in [queue.escalate_to] + [a.queue for a in queue.actions.values()]:
             if target is not None and target == name:
                 raise ReviewConfigError(f"queues.{name}: escalates to itself; name another queue")
+            if target is not None and queue.child_safety and not settings.queue(target).child_safety:
+                # An item leaving a child-safety queue would show its evidence to everyone (Coop #1154).
+                raise ReviewConfigError(f"queues.{name}: a child-safety queue escalates to {target!r}, which is not "
+                                        f"one; set child_safety = true in [queues.{target}] or name another queue")
     return settings
 
 

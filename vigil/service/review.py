@@ -23,10 +23,11 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from vigil.effects import OutboxMessage
+from vigil.people.roles import Principal, QueueRef, can, visible
+from vigil.review.child_safety import item_queue, may_see, restricted_ids
 from vigil.review.core import Decided, Review, ReviewError
-from vigil.review.store import DecisionRow
-from vigil.service.access import caller
-from vigil.service.auth import require
+from vigil.review.store import DecisionRow, Item
+from vigil.service.access import caller, permit
 from vigil.service.errors import ApiError, JSONResponse
 from vigil.service.ingest import EventRejected
 from vigil.service.limits import read_body
@@ -143,11 +144,34 @@ def review_of(request: Request) -> Review:
     return review
 
 
-def reviewer(request: Request, scope: str = "review") -> str:
-    """Who acts: the person calling (through their token or console session), or `token:NAME` for a
-    token that belongs to nobody; never a token's bare name. Every review action is attributed to it."""
-    require(request, scope)
-    return caller(request).actor
+def hidden_queue(queue: str) -> ApiError:
+    """The answer for a queue the caller may not see: the same 404 as for a queue that does not exist,
+    so that a child-safety queue's existence does not leak."""
+    return ApiError(404, "no_queue", f"no review queue {queue!r}", "list the queues you can see: GET /v1/review/queues")
+
+
+def hidden_item(item_id: str) -> ApiError:
+    return ApiError(404, "no_item", f"no review item {item_id!r}", "list a queue's items: GET /v1/review/queues/NAME/items")
+
+
+async def queue_access(request: Request, review: Review, queue: str, action: str) -> Principal:
+    """The caller, if they may do `action` in `queue`: 404 where they may not see the queue (a child-safety
+    queue without the role) or it does not exist, 403 where they see it but may not do this."""
+    ref = review.queue_ref(queue)
+    if not may_see(caller(request), ref):
+        raise hidden_queue(queue)
+    await _run(review.known_queue, queue)
+    return permit(request, action, ref)
+
+
+async def item_access(request: Request, review: Review, item_id: str, action: str) -> tuple[Principal, Item, QueueRef]:
+    """The caller, the item and its queue, if they may do `action` to it: 404 where the item does not
+    exist or they may not see it (child-safety material without the role), 403 where they may not act."""
+    item = await _run(review.item, item_id)
+    ref = await _run(item_queue, review, item)
+    if not may_see(caller(request), ref):
+        raise hidden_item(item_id)
+    return permit(request, action, ref), item, ref
 
 
 async def _model(request: Request, model: type[BaseModel]) -> Any:
@@ -178,32 +202,41 @@ def _decision(decision: DecisionRow) -> dict[str, Any]:
 
 # ---- routes ----
 async def list_queues(request: Request) -> Response:
-    require(request, "review", "read")
+    principal = permit(request, "review.view")
     review = review_of(request)
-    queues = [await _run(review.metrics, q) for q in review.queues()]
+    shown = visible(principal, [review.queue_ref(q) for q in review.queues()])
+    queues = [await _run(review.metrics, q.name) for q in shown]
     return JSONResponse({"queues": queues})
 
 
 async def queue_metrics(request: Request) -> Response:
-    require(request, "review", "read")
-    return JSONResponse(await _run(review_of(request).metrics, request.path_params["queue"]))
+    review = review_of(request)
+    queue = request.path_params["queue"]
+    await queue_access(request, review, queue, "review.view")
+    return JSONResponse(await _run(review.metrics, queue))
 
 
 async def list_items(request: Request) -> Response:
-    require(request, "review", "read")
     review = review_of(request)
     queue = request.path_params["queue"]
+    principal = await queue_access(request, review, queue, "review.view")
     state = request.query_params.get("state", "open")
     if state not in ("open", "decided", "merged"):
         raise ApiError(400, "bad_state", f"unknown state {state!r}", "state=open (default), decided or merged")
     items = await _run(review.store.items, queue, state)
-    return JSONResponse({"queue": queue, "items": [_item(review, i) for i in items]})
+    restricted = await _run(restricted_ids, review, items)
+    shown = [i for i in items if may_see(principal, item_queue(review, i, restricted))]
+    if review.queue_ref(queue).child_safety and shown:
+        await audit(request, principal, "review.list", f"queue:{queue}", {"state": state, "items": [i.id for i in shown]})
+    return JSONResponse({"queue": queue, "items": [_item(review, i) for i in shown]})
 
 
 async def get_item(request: Request) -> Response:
-    require(request, "review", "read")
     review = review_of(request)
-    item = await _run(review.item, request.path_params["item_id"])
+    principal, item, ref = await item_access(request, review, request.path_params["item_id"], "review.view")
+    if ref.child_safety:
+        # Every view of a child-safety item is in the audit log, before anything of it is shown.
+        await audit(request, principal, "review.view", f"item:{item.id}", {"queue": item.queue})
     evidence = await _run(review.store.evidence, item.id)
     history = await _run(review.store.log, item.id)
     decision = await _run(review.store.decision, item.decision_id) if item.decision_id else None
@@ -212,47 +245,60 @@ async def get_item(request: Request) -> Response:
 
 
 async def claim_next(request: Request) -> Response:
-    actor = reviewer(request)
     review = review_of(request)
-    item = await _run(review.claim_next, request.path_params["queue"], actor)
+    queue = request.path_params["queue"]
+    principal = await queue_access(request, review, queue, "review.claim")
+    item = await _run(review.claim_next, queue, principal.actor)
     return JSONResponse({"item": _item(review, item) if item is not None else None})
 
 
 async def claim_item(request: Request) -> Response:
-    actor = reviewer(request)
     review = review_of(request)
-    return JSONResponse({"item": _item(review, await _run(review.claim, request.path_params["item_id"], actor))})
+    principal, item, _ = await item_access(request, review, request.path_params["item_id"], "review.claim")
+    return JSONResponse({"item": _item(review, await _run(review.claim, item.id, principal.actor))})
 
 
 async def assign_item(request: Request) -> Response:
-    lead = reviewer(request, "admin")
-    body: AssignRequest = await _model(request, AssignRequest)
     review = review_of(request)
-    item = await _run(review.claim, request.path_params["item_id"], body.to, by=lead)
-    return JSONResponse({"item": _item(review, item)})
+    lead, item, ref = await item_access(request, review, request.path_params["item_id"], "review.assign")
+    body: AssignRequest = await _model(request, AssignRequest)
+    person = await anyio.to_thread.run_sync(service(request).people.get, body.to)
+    if person is None or person.disabled:
+        raise ApiError(422, "unknown_reviewer", f"no active person named {body.to!r}",
+                       "assign to a person: `vigil user list` names them")
+    if not can(person.principal(), "review.claim", ref):
+        # Never hand an item to someone who may not see it (a child-safety item to a plain reviewer).
+        raise ApiError(422, "not_permitted", f"{body.to} may not claim items in queue {item.queue!r} "
+                       f"(roles: {', '.join(person.principal().roles()) or 'none'})",
+                       "an admin grants roles with `vigil user roles NAME --role ROLE[:QUEUE]`")
+    assigned = await _run(review.claim, item.id, body.to, by=lead.actor)
+    await audit(request, lead, "review.assign", f"item:{item.id}", {"queue": item.queue, "to": body.to})
+    return JSONResponse({"item": _item(review, assigned)})
 
 
 async def release_item(request: Request) -> Response:
-    actor = reviewer(request)
     review = review_of(request)
-    return JSONResponse({"item": _item(review, await _run(review.release, request.path_params["item_id"], actor))})
+    principal, item, _ = await item_access(request, review, request.path_params["item_id"], "review.claim")
+    return JSONResponse({"item": _item(review, await _run(review.release, item.id, principal.actor))})
 
 
 async def skip_item(request: Request) -> Response:
-    actor = reviewer(request)
     review = review_of(request)
-    item = await _run(review.release, request.path_params["item_id"], actor, skip=True)
-    return JSONResponse({"item": _item(review, item)})
+    principal, item, _ = await item_access(request, review, request.path_params["item_id"], "review.claim")
+    return JSONResponse({"item": _item(review, await _run(review.release, item.id, principal.actor, skip=True))})
 
 
 async def decide_item(request: Request) -> Response:
-    actor = reviewer(request)
-    body: DecideRequest = await _model(request, DecideRequest)
     review = review_of(request)
+    principal, item, _ = await item_access(request, review, request.path_params["item_id"], "review.decide")
+    body: DecideRequest = await _model(request, DecideRequest)
     svc = service(request)
     svc.running_engine  # noqa: B018 - refuse (503) before anything is stored when the engine is away
-    decided: Decided = await _run(review.decide, request.path_params["item_id"], actor, body.action,
+    decided: Decided = await _run(review.decide, item.id, principal.actor, body.action,
                                   reason=body.reason, policy=body.policy)
+    await audit(request, principal, "review.decide", f"item:{item.id}",
+                {"decision": decided.decision.id, "queue": item.queue, "action": body.action,
+                 "subject": f"{item.subject_type}:{item.subject_key}"})
     event = await apply_decision(svc, review, decided.decision)
     item = await _run(review.item, decided.item.id)
     stored = await _run(review.store.decision, decided.decision.id)
@@ -261,10 +307,18 @@ async def decide_item(request: Request) -> Response:
 
 
 async def sweep(request: Request) -> Response:
-    require(request, "admin")
+    principal = permit(request, "review.assign")
     review = review_of(request)
     late = await _run(review.sweep)
-    return JSONResponse({"breached": [_item(review, i) for i in late]})
+    restricted = await _run(restricted_ids, review, late)
+    return JSONResponse({"breached": [_item(review, i) for i in late
+                                      if may_see(principal, item_queue(review, i, restricted))]})
+
+
+async def audit(request: Request, principal: Principal, action: str, target: str, detail: dict[str, Any]) -> None:
+    """Append to the audit log, off the event loop."""
+    log_ = service(request).audit
+    await anyio.to_thread.run_sync(lambda: log_.append(principal, action, target, detail))
 
 
 # ---- applying a decision ----
@@ -351,7 +405,8 @@ class ReviewCollector:
         review = self.review()
         if review is None:
             return
-        numbers = [review.metrics(q) for q in review.queues()]
+        # Child-safety queues stay off /metrics: a scrape has no person to check the role of.
+        numbers = [review.metrics(q) for q in review.queues() if not review.queue_ref(q).child_safety]
         families = [
             (GaugeMetricFamily, "vigil_review_pending", "Open review items.", "pending"),
             (GaugeMetricFamily, "vigil_review_oldest_age_seconds", "Age of the oldest open item.", "oldest_age"),
@@ -382,31 +437,32 @@ class Endpoint:
 
 
 ROUTES = [
-    Endpoint("GET", "/v1/review/queues", list_queues, "Queues and their numbers", "review` or `read", QueueList),
-    Endpoint("GET", "/v1/review/queues/{queue}", queue_metrics, "One queue's numbers", "review` or `read",
+    Endpoint("GET", "/v1/review/queues", list_queues, "Queues and their numbers", "review.view", QueueList),
+    Endpoint("GET", "/v1/review/queues/{queue}", queue_metrics, "One queue's numbers", "review.view",
              QueueMetrics),
     Endpoint("GET", "/v1/review/queues/{queue}/items", list_items, "A queue's items (?state=open|decided|merged), "
-             "in the order they are handed out", "review` or `read", ItemList),
-    Endpoint("POST", "/v1/review/queues/{queue}/claim", claim_next, "Claim the queue's next free item", "review",
+             "in the order they are handed out", "review.view", ItemList),
+    Endpoint("POST", "/v1/review/queues/{queue}/claim", claim_next, "Claim the queue's next free item", "review.claim",
              ClaimOut),
     Endpoint("GET", "/v1/review/items/{item_id}", get_item, "An item with its evidence, log and decision",
-             "review` or `read", ItemDetail),
-    Endpoint("POST", "/v1/review/items/{item_id}/claim", claim_item, "Claim (or renew) an item", "review", ClaimOut),
-    Endpoint("POST", "/v1/review/items/{item_id}/release", release_item, "Hand a held item back", "review",
+             "review.view", ItemDetail),
+    Endpoint("POST", "/v1/review/items/{item_id}/claim", claim_item, "Claim (or renew) an item", "review.claim", ClaimOut),
+    Endpoint("POST", "/v1/review/items/{item_id}/release", release_item, "Hand a held item back", "review.claim",
              ClaimOut),
     Endpoint("POST", "/v1/review/items/{item_id}/skip", skip_item, "Hand a held item back, never to be offered "
-             "to you again", "review", ClaimOut),
+             "to you again", "review.claim", ClaimOut),
     Endpoint("POST", "/v1/review/items/{item_id}/assign", assign_item, "Give an item to a reviewer (a lead)",
-             "admin", ClaimOut, AssignRequest),
-    Endpoint("POST", "/v1/review/items/{item_id}/decide", decide_item, "Decide a held item", "review", DecideOut,
+             "review.assign", ClaimOut, AssignRequest),
+    Endpoint("POST", "/v1/review/items/{item_id}/decide", decide_item, "Decide a held item", "review.decide", DecideOut,
              DecideRequest),
-    Endpoint("POST", "/v1/review/sweep", sweep, "Escalate the items past their queue's target now", "admin",
+    Endpoint("POST", "/v1/review/sweep", sweep, "Escalate the items past their queue's target now", "review.assign",
              SweepOut),
 ]
 
 routes = [Route(e.path, e.endpoint, methods=[e.method]) for e in ROUTES]
 
-ERROR_CODES = {"404": "No such queue or item.", "409": "Held by someone else, decided already, or your lease "
+ERROR_CODES = {"403": "The caller's roles do not permit this here (nothing changed).",
+               "404": "No such queue or item, or one the caller may not see.", "409": "Held by someone else, decided already, or your lease "
                "ended (nothing changed).", "422": "Unknown action, a required reason or policy missing, a "
                "bad body (nothing changed).", "503": "The service runs without review queues, or is starting."}
 
@@ -421,7 +477,9 @@ def openapi_paths() -> tuple[dict[str, Any], dict[str, Any]]:
 
     for e in ROUTES:
         op: dict[str, Any] = {"summary": e.summary, "security": [{"token": []}],
-                              "description": f"Needs the `{e.scope}` scope (admin implies every scope).",
+                              "description": f"Needs the `{e.scope}` permission in the queue (docs/review.md, \"People, "
+                                             "roles and permissions\"); a child-safety queue or item the "
+                                             "caller may not see is a 404, as if it did not exist.",
                               "responses": {"201" if e.endpoint is decide_item else "200": {
                                   "description": e.summary, "content": {"application/json": {"schema": ref(e.response)}}},
                                   **{code: {"description": text, "content": {"application/json": {
