@@ -12,7 +12,7 @@ from starlette.routing import BaseRoute, Mount, Route, Router
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from . import banks, review, rules, session
+from . import admin, banks, review, rules, session
 from .security import SecurityHeaders
 from .web import CONSOLE_PATH, templates
 
@@ -39,6 +39,11 @@ def page_routes() -> list[BaseRoute]:
         Route("/review", review.queues, methods=["GET"]),
         Route("/rules", rules.rules_list, methods=["GET"]),
         Route("/banks", banks.banks_list, methods=["GET"]),
+        Route("/admin", admin.people_page, methods=["GET"]),
+        Route("/admin/people", admin.create_person, methods=["POST"]),
+        Route("/admin/person", admin.change_person, methods=["POST"]),
+        Route("/admin/token", admin.new_token, methods=["POST"]),
+        Route("/admin/audit", admin.audit_page, methods=["GET"]),
         Route("/banks/bank", banks.bank_detail, methods=["GET"]),
         Route("/banks/import", banks.import_csv, methods=["POST"]),
         Route("/banks/toggle", banks.toggle, methods=["POST"]),

@@ -26,4 +26,5 @@ NAV: tuple[NavItem, ...] = (
     NavItem("Dashboard", "/dashboard", "read", "d"),
     NavItem("Rules", "/rules", "read", "u"),
     NavItem("Banks", "/banks", "banks.write", "b"),
+    NavItem("Administration", "/admin", "users.manage", "a"),
 )
