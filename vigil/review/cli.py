@@ -164,3 +164,39 @@ def sweep_command(client: Client) -> None:
     click.echo(f"{len(late)} items escalated")
     for item in late:
         click.echo(_line(item))
+
+
+@review_group.command("reports")
+@click.option("--json", "as_json", is_flag=True)
+@pass_client
+def reports_command(client: Client, as_json: bool) -> None:
+    """Child-safety reports, newest first (the child-safety role only; the view is audited)."""
+    data = client.call("GET", "/v1/review/reports")
+    if as_json:
+        _show(data)
+        return
+    for r in data["reports"]:
+        flag = "  TEXT ONLY (no media hashes)" if r["text_only"] else ""
+        click.echo(f"{r['id']}  {r['queue']}  item {r['item']}  decision {r['decision']} by {r['actor']}{flag}")
+    if not data["reports"]:
+        click.echo("no reports you may see")
+
+
+@review_group.command("report")
+@click.argument("report_id")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), default=None,
+              help="Write the package to this file (created with mode 0600) instead of stdout.")
+@pass_client
+def report_command(client: Client, report_id: str, output: str | None) -> None:
+    """Export one child-safety report package as JSON (the child-safety role only; audited)."""
+    data = client.call("GET", f"/v1/review/reports/{report_id}")
+    text = orjson.dumps(data, option=orjson.OPT_INDENT_2).decode()
+    if output is None:
+        click.echo(text)
+        return
+    import os
+
+    fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(text + "\n")
+    click.echo(f"{report_id} written to {output}")

@@ -83,10 +83,22 @@ class QueueSettings(BaseModel):
     actions: dict[str, ActionSettings] = Field(default_factory=lambda: {"dismiss": DISMISS})
 
 
+class ReportSettings(BaseModel):
+    """`[review.reports]`: child-safety reports (CyberTipline-like packages, vigil.review.child_safety)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    actions: list[str] = Field(default_factory=list, description="decisions with these action names make a report")
+    sink: str | None = Field(default=None, min_length=1, description="the sink that delivers reports (NCMEC's "
+                             "endpoint, through the outbox)")
+    reporter: dict[str, str] = Field(default_factory=dict, description="who reports: company, contact, email, phone")
+
+
 class ReviewSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     default_queue: str = "default"
+    reports: ReportSettings = Field(default_factory=ReportSettings)
     lease: float = Field(default=DEFAULT_LEASE, gt=0)
     sweep_interval: float = Field(default=30.0, gt=0)
     queues: dict[str, QueueSettings] = Field(default_factory=dict)
@@ -119,6 +131,12 @@ def validate(review: Mapping[str, Any] | None, queues: Mapping[str, Any] | None)
         message = "unknown setting" if first["type"] == "extra_forbidden" else first["msg"]
         raise ReviewConfigError(f"{where}: {message.removeprefix('Value error, ')}") from None
     for name, queue in settings.queues.items():
+        reporting = sorted(set(queue.actions) & set(settings.reports.actions))
+        if reporting and not queue.child_safety:
+            # A report is child-safety material: the item it is made of must be hidden like one.
+            raise ReviewConfigError(f"queues.{name}.actions.{reporting[0]}: a child-safety report action belongs in a "
+                                    f"child-safety queue; set child_safety = true in [queues.{name}], or escalate "
+                                    "there and report from it")
         for target in [queue.escalate_to] + [a.queue for a in queue.actions.values()]:
             if target is not None and target == name:
                 raise ReviewConfigError(f"queues.{name}: escalates to itself; name another queue")

@@ -112,6 +112,9 @@ def create_app(settings: ServiceSettings, store: StateStore, *, rules_store: Rul
             if getattr(app.state, "review", None) is not None:
                 app.state.review.close()
                 app.state.review = None
+            if getattr(app.state, "child_safety_reports", None) is not None:
+                app.state.child_safety_reports.close()
+                app.state.child_safety_reports = None
             await ingest.stop()  # decide every event already accepted
             svc._ingest = None
             svc.engine = svc.runtime = None

@@ -24,9 +24,9 @@ from starlette.routing import Route
 
 from vigil.effects import OutboxMessage
 from vigil.people.roles import Principal, QueueRef, can, visible
-from vigil.review.child_safety import item_queue, may_see, restricted_ids
+from vigil.review.child_safety import Reports, build_report, item_queue, may_see, restricted_ids
 from vigil.review.core import Decided, Review, ReviewError
-from vigil.review.store import DecisionRow, Item
+from vigil.review.store import DecisionRow, Item, new_id
 from vigil.service.access import caller, permit
 from vigil.service.errors import ApiError, JSONResponse
 from vigil.service.ingest import EventRejected
@@ -129,6 +129,28 @@ class QueueMetrics(BaseModel):
 
 class QueueList(BaseModel):
     queues: list[QueueMetrics]
+
+
+class ReportSummary(BaseModel):
+    id: str
+    created_at: float
+    item: str
+    queue: str
+    decision: str
+    actor: str
+    text_only: bool = Field(description="no media hashes: a text-only case, reported all the same")
+
+
+class ReportList(BaseModel):
+    reports: list[ReportSummary]
+
+
+class ReportOut(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    schema_: str = Field(alias="schema")
+    id: str
+    text_only: bool
 
 
 class SweepOut(BaseModel):
@@ -299,6 +321,8 @@ async def decide_item(request: Request) -> Response:
     await audit(request, principal, "review.decide", f"item:{item.id}",
                 {"decision": decided.decision.id, "queue": item.queue, "action": body.action,
                  "subject": f"{item.subject_type}:{item.subject_key}"})
+    if body.action in review.settings.reports.actions:
+        await make_report(request, principal, review, decided)
     event = await apply_decision(svc, review, decided.decision)
     item = await _run(review.item, decided.item.id)
     stored = await _run(review.store.decision, decided.decision.id)
@@ -313,6 +337,73 @@ async def sweep(request: Request) -> Response:
     restricted = await _run(restricted_ids, review, late)
     return JSONResponse({"breached": [_item(review, i) for i in late
                                       if may_see(principal, item_queue(review, i, restricted))]})
+
+
+# ---- child-safety reports ----
+def reports_of(request: Request) -> Reports:
+    reports: Reports | None = getattr(request.app.state, "child_safety_reports", None)
+    if reports is None:
+        reports = request.app.state.child_safety_reports = Reports(service(request).store)
+    return reports
+
+
+async def make_report(request: Request, principal: Principal, review: Review, decided: Decided) -> dict[str, Any]:
+    """Build, store (restricted) and send through the outbox the report package of a decision."""
+    svc = service(request)
+    evidence = await _run(review.store.evidence, decided.item.id)
+    recorder = getattr(svc.engine, "recorder", None) if svc.engine is not None else None
+    record = getattr(recorder, "record", None)
+
+    def recorded() -> list[dict[str, Any]]:
+        if record is None:
+            return []
+        found = [record.get(str(e["event"].get("source", "")), str(e["event"].get("id", "")))
+                 for e in evidence if isinstance(e.get("event"), dict)]
+        return [f.to_json() for f in found if f is not None]
+
+    now = time.time()
+    package = build_report(report_id=new_id("report"), decision=decided.decision.to_json(),
+                           item=review.item_json(decided.item), evidence=evidence,
+                           recorded=await anyio.to_thread.run_sync(recorded),
+                           reporter=review.settings.reports.reporter, now=now)
+    reports = await anyio.to_thread.run_sync(reports_of, request)
+    report = await anyio.to_thread.run_sync(lambda: reports.add(package, decision_id=decided.decision.id,
+                                                                   actor=principal.actor))
+    await audit(request, principal, "child_safety.report", f"report:{report['id']}",
+                {"item": decided.item.id, "decision": decided.decision.id, "text_only": report["text_only"]})
+    sink = review.settings.reports.sink
+    if sink is not None:
+        key = idempotency_key(DECISION_SOURCE, decided.decision.id, "child_safety_report")
+        message = OutboxMessage(sink, key, orjson.dumps({"type": "child_safety_report", "key": key, "report": report}), now)
+        await anyio.to_thread.run_sync(lambda: svc.store.commit_effects([], [message]))
+    else:
+        log.warning("child-safety report %s was stored but is not sent: set [review.reports] sink", report["id"])
+    return report
+
+
+def _report_queue(queue: str) -> QueueRef:
+    return QueueRef(queue, child_safety=True)  # a report is child-safety material wherever it came from
+
+
+async def list_reports(request: Request) -> Response:
+    principal = caller(request)
+    reports = await anyio.to_thread.run_sync(reports_of, request)
+    found = await anyio.to_thread.run_sync(reports.list)
+    shown = [r for r in found if may_see(principal, _report_queue(r["queue"]))]
+    if shown:
+        await audit(request, principal, "child_safety.report.list", "reports", {"reports": [r["id"] for r in shown]})
+    return JSONResponse({"reports": shown})
+
+
+async def get_report(request: Request) -> Response:
+    principal = caller(request)
+    report_id = request.path_params["report_id"]
+    reports = await anyio.to_thread.run_sync(reports_of, request)
+    report = await anyio.to_thread.run_sync(reports.get, report_id)
+    if report is None or not may_see(principal, _report_queue(report["item"]["queue"])):
+        raise ApiError(404, "no_report", f"no child-safety report {report_id!r}", "list them: GET /v1/review/reports")
+    await audit(request, principal, "child_safety.report.view", f"report:{report_id}", {"item": report["item"]["id"]})
+    return JSONResponse(report)
 
 
 async def audit(request: Request, principal: Principal, action: str, target: str, detail: dict[str, Any]) -> None:
@@ -455,6 +546,10 @@ ROUTES = [
              "review.assign", ClaimOut, AssignRequest),
     Endpoint("POST", "/v1/review/items/{item_id}/decide", decide_item, "Decide a held item", "review.decide", DecideOut,
              DecideRequest),
+    Endpoint("GET", "/v1/review/reports", list_reports, "Child-safety reports, newest first (each view audited)",
+             "review.view` in a child-safety queue", ReportList),
+    Endpoint("GET", "/v1/review/reports/{report_id}", get_report, "A child-safety report package as JSON "
+             "(its view audited)", "review.view` in a child-safety queue", ReportOut),
     Endpoint("POST", "/v1/review/sweep", sweep, "Escalate the items past their queue's target now", "review.assign",
              SweepOut),
 ]
@@ -486,7 +581,7 @@ def openapi_paths() -> tuple[dict[str, Any], dict[str, Any]]:
                                       "schema": {"$ref": "#/components/schemas/Error"}}}}
                                      for code, text in ERROR_CODES.items()}}}
         params = [{"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
-                  for name in ("queue", "item_id") if "{" + name + "}" in e.path]
+                  for name in ("queue", "item_id", "report_id") if "{" + name + "}" in e.path]
         if params:
             op["parameters"] = params
         if e.request is not None:
