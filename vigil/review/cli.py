@@ -152,8 +152,11 @@ def decide_command(client: Client, item_id: str, action: str, reason: str, polic
         return
     decision = data["decision"]
     effects = ", ".join(e["kind"] for e in decision["effects"]) or "no effects"
-    click.echo(f"{decision['id']}: {item_id} decided {action} ({effects}); the rules said "
-               f"{data['event']['verdict']}")
+    event = data.get("event") or {}
+    # The rules' verdict; or why there is none (a quality check, an event the rules could not read).
+    outcome = (f"the rules said {event['verdict']}" if "verdict" in event
+               else event.get("skipped") or f"its event: {event.get('error', {}).get('message', 'not decided')}")
+    click.echo(f"{decision['id']}: {item_id} decided {action} ({effects}); {outcome}")
 
 
 @review_group.command("sweep")
@@ -200,3 +203,34 @@ def report_command(client: Client, report_id: str, output: str | None) -> None:
     with os.fdopen(fd, "w") as out:
         out.write(text + "\n")
     click.echo(f"{report_id} written to {output}")
+
+
+@review_group.command("golden")
+@click.argument("queue")
+@click.argument("item_id")
+@click.argument("answer")
+@pass_client
+def golden_command(client: Client, queue: str, item_id: str, answer: str) -> None:
+    """Make an item's evidence a golden item of QUEUE whose right action is ANSWER (a review lead)."""
+    golden = client.call("POST", f"/v1/review/queues/{queue}/golden", {"item": item_id, "answer": answer})
+    click.echo(f"{golden['id']}: golden item of {queue} from {item_id}, answer {answer}")
+
+
+@review_group.command("quality")
+@click.option("--json", "as_json", is_flag=True)
+@pass_client
+def quality_command(client: Client, as_json: bool) -> None:
+    """Golden accuracy and second-review agreement per queue and per reviewer (a review lead)."""
+    data = client.call("GET", "/v1/review/quality")
+    if as_json:
+        _show(data)
+        return
+
+    def rate(value: float | None) -> str:
+        return f"{value:.0%}" if value is not None else "-"
+
+    for kind, key in (("queue", "queue"), ("reviewer", "reviewer")):
+        for row in data[f"{kind}s"]:
+            click.echo(f"{kind} {row[key]}: golden {row['golden_correct']}/{row['golden_answered']} "
+                       f"({rate(row['golden_accuracy'])}), agreement {row['agreed']}/{row['second_reviews']} "
+                       f"({rate(row['agreement_rate'])})")

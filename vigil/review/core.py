@@ -13,10 +13,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vigil.people.roles import QueueRef
 from vigil.review.settings import ActionSettings, ReviewSettings
+
+if TYPE_CHECKING:
+    from vigil.review.quality import Quality
 from vigil.review.store import DecisionRow, Item, ReviewStore
 
 EVENT_SUBJECT = "event"  # the subject type of an item about one event (a review verdict): key SOURCE/ID
@@ -42,6 +45,7 @@ class Decided:
 
     decision: DecisionRow
     item: Item
+    check: dict[str, Any] | None = None  # a quality check's score (vigil.review.quality); None for real items
 
 
 class Review:
@@ -50,8 +54,11 @@ class Review:
         self.store = store
         self.settings = settings if settings is not None else ReviewSettings()
         self.clock = clock
+        self.quality: Quality | None = None  # golden items and second reviews, when attached
 
     def close(self) -> None:
+        if self.quality is not None:
+            self.quality.close()
         self.store.close()
 
     # ---- reading ----
@@ -85,6 +92,7 @@ class Review:
     def claim(self, item_id: str, actor: str, *, by: str | None = None) -> Item:
         now = self.clock()
         item = self.item(item_id)
+        self._not_first(item_id, actor)
         claimed = self.store.claim(item_id, actor, now, self.settings.lease_of(item.queue), by=by)
         if claimed is None:
             current = self.item(item_id)
@@ -96,7 +104,20 @@ class Review:
 
     def claim_next(self, queue: str, actor: str) -> Item | None:
         self._known_queue(queue)
+        if self.quality is not None:
+            golden = self.quality.serve_golden(queue, actor, self.clock(), self.settings.lease_of(queue),
+                                               self.settings.queue(queue).golden_rate)
+            if golden is not None:
+                return golden
         return self.store.claim_next(queue, actor, self.clock(), self.settings.lease_of(queue))
+
+    def _not_first(self, item_id: str, actor: str) -> dict[str, Any] | None:
+        """The item's quality check; ReviewError 409 when it is a second review and `actor` decided the first."""
+        check = self.quality.check(item_id) if self.quality is not None else None
+        if check is not None and check["kind"] == "second" and check["first_actor"] == actor:
+            raise ReviewError(409, "same_reviewer", f"{actor} made the first decision of item {item_id}'s subject: "
+                              "a second review needs another person", "claim another item")
+        return check
 
     def release(self, item_id: str, actor: str, *, skip: bool = False) -> Item:
         if not self.store.release(item_id, actor, self.clock(), skip=skip):
@@ -153,13 +174,20 @@ class Review:
         if action.kind in ("label", "unlabel") and item.subject_type == EVENT_SUBJECT:
             raise ReviewError(422, "no_entity", f"item {item.id} is about an event, which cannot carry labels",
                               "send an output about the entity (output \"queue\" about user) to label it")
+        check = self._not_first(item_id, actor)
         now = self.clock()
+        # A quality check (golden item, second review) is scored and never does anything.
         decision = self.store.decide(item_id, actor, now, action=action_name, reason=reason, policy=policy,
-                                     effects=self._effects(item, action, now))
+                                     effects=[] if check is not None else self._effects(item, action, now))
         if decision is None:
             self._not_held(self.item(item_id), actor)
             raise AssertionError("unreachable")  # pragma: no cover - _not_held always raises
-        return Decided(decision, item)
+        if self.quality is not None:
+            if check is not None:
+                check = self.quality.score(item_id, actor, action_name, now)
+            else:
+                self.quality.maybe_second(item, decision.id, action_name, actor, now, queue.second_review_rate)
+        return Decided(decision, item, check)
 
     @staticmethod
     def _effects(item: Item, action: ActionSettings, now: float) -> list[dict[str, Any]]:

@@ -12,6 +12,8 @@ breach_raise = 10           # added to a breached item's priority
 escalate_to = "spam-senior" # a breached item moves there (optional)
 require_reason = true       # every decision here needs a reason
 require_policy = false      # … and a policy reference
+golden_rate = 0.05          # a twentieth of next-item claims get a golden item (known answer)
+second_review_rate = 0.1    # a tenth of decisions go to a second reviewer
 child_safety = false        # a child-safety queue: invisible without the child_safety_reviewer role
 
 [queues.spam.actions.spammer]
@@ -78,6 +80,10 @@ class QueueSettings(BaseModel):
     escalate_to: str | None = None
     require_reason: bool = False
     require_policy: bool = False
+    golden_rate: float = Field(default=0.0, ge=0, le=1, description="share of next-item claims handed a golden "
+                               "item (known answer) instead (vigil.review.quality)")
+    second_review_rate: float = Field(default=0.0, ge=0, le=1, description="share of decisions sent to a second "
+                                      "reviewer, their agreement recorded")
     child_safety: bool = Field(default=False, description="a child-safety queue: it and its items are invisible "
                                "to everyone without the child_safety_reviewer role (Coop #1154)")
     actions: dict[str, ActionSettings] = Field(default_factory=lambda: {"dismiss": DISMISS})

@@ -29,6 +29,7 @@ from starlette.routing import BaseRoute
 from vigil import console
 from vigil.dsl.loader import RuleSet
 from vigil.review import Review, ReviewSettings, ReviewStore, settings_of
+from vigil.review.quality import Quality
 from vigil.runtime import Runtime, build_runtime
 from vigil.service import events, health, labels, lifecycle, people, record, review, rules, search
 from vigil.service.auth import AuthMiddleware
@@ -93,6 +94,8 @@ def create_app(settings: ServiceSettings, store: StateStore, *, rules_store: Rul
         if review_settings is not None:
             queues = review_settings
             app.state.review = await anyio.to_thread.run_sync(lambda: Review(ReviewStore.over(svc.store), queues))
+            app.state.review.quality = await anyio.to_thread.run_sync(
+                lambda: Quality.over(svc.store, app.state.review.store))  # golden items, second reviews
             await review.resume_decisions(svc, app.state.review)  # those a stopped process left half done
             sweeper = asyncio.get_running_loop().create_task(review.sweep_forever(app.state.review),
                                                              name="vigil-review-deadlines")

@@ -26,6 +26,7 @@ from vigil.effects import OutboxMessage
 from vigil.people.roles import Principal, QueueRef, can, visible
 from vigil.review.child_safety import Reports, build_report, item_queue, may_see, restricted_ids
 from vigil.review.core import Decided, Review, ReviewError
+from vigil.review.quality import Quality
 from vigil.review.store import DecisionRow, Item, new_id
 from vigil.service.access import caller, permit
 from vigil.service.errors import ApiError, JSONResponse
@@ -50,6 +51,39 @@ class DecideRequest(BaseModel):
     action: str = Field(min_length=1, max_length=100, description="one of the queue's actions")
     reason: str = Field(default="", max_length=2000, description="why; required where the queue or action says")
     policy: str = Field(default="", max_length=200, description="the policy applied, e.g. spam/2.1")
+
+
+class GoldenRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    item: str = Field(min_length=1, max_length=100, description="the item whose evidence becomes a golden item")
+    answer: str = Field(min_length=1, max_length=100, description="the right action (one of the queue's)")
+
+
+class GoldenOut(BaseModel):
+    id: str
+    queue: str
+    subject: Subject
+    answer: str
+    created_by: str
+    created_at: float
+    evidence: int
+
+
+class QualityRow(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    golden_answered: int
+    golden_correct: int
+    golden_accuracy: float | None
+    second_reviews: int
+    agreed: int
+    agreement_rate: float | None
+
+
+class QualityOut(BaseModel):
+    queues: list[QualityRow]
+    reviewers: list[QualityRow]
 
 
 class AssignRequest(BaseModel):
@@ -115,6 +149,8 @@ class DecideOut(BaseModel):
     item: ItemOut
     event: dict[str, Any] = Field(description="the rules' decision of the review.decision event, or the "
                                   "error that kept them from deciding it (the decision stands either way)")
+    check: dict[str, Any] | None = Field(default=None, description="a quality check's score (golden: with the "
+                                         "expected answer); null for a real item")
 
 
 class QueueMetrics(BaseModel):
@@ -326,8 +362,41 @@ async def decide_item(request: Request) -> Response:
     event = await apply_decision(svc, review, decided.decision)
     item = await _run(review.item, decided.item.id)
     stored = await _run(review.store.decision, decided.decision.id)
+    check = decided.check
+    shown = None if check is None else {"kind": check["kind"], "agreed": check["agreed"],
+                                        **({"expected": check["expected"]} if check["kind"] == "golden" else {})}
     return JSONResponse({"decision": _decision(stored or decided.decision), "item": _item(review, item),
-                         "event": event}, status_code=201)
+                         "event": event, "check": shown}, status_code=201)
+
+
+# ---- quality checks ----
+def quality_of(review: Review) -> Quality:
+    if review.quality is None:
+        raise ApiError(503, "no_quality", "quality checks are not running", "restart the service")
+    return review.quality
+
+
+async def add_golden(request: Request) -> Response:
+    review = review_of(request)
+    queue = request.path_params["queue"]
+    lead = await queue_access(request, review, queue, "review.assign")
+    body: GoldenRequest = await _model(request, GoldenRequest)
+    item = await _run(review.item, body.item)
+    ref = await _run(item_queue, review, item)
+    if item.queue != queue or not may_see(lead, ref):
+        raise ApiError(422, "not_in_queue", f"no item {body.item!r} in queue {queue!r}", "give an item of this queue")
+    await _run(review.action, queue, body.answer)  # 422 unknown_action
+    golden = await _run(quality_of(review).add_golden, item, body.answer, lead.actor, time.time())
+    await audit(request, lead, "review.golden.add", f"golden:{golden['id']}", {"item": item.id, "queue": queue,
+                                                                              "answer": body.answer})
+    return JSONResponse(golden, status_code=201)
+
+
+async def quality_numbers(request: Request) -> Response:
+    principal = permit(request, "review.assign")
+    review = review_of(request)
+    shown = [q.name for q in visible(principal, [review.queue_ref(q) for q in review.queues()])]
+    return JSONResponse(await _run(quality_of(review).numbers, shown))
 
 
 async def sweep(request: Request) -> Response:
@@ -417,6 +486,11 @@ async def apply_decision(svc: Service, review: Review, decision: DecisionRow) ->
     """A stored decision's effects, then its event through the rules; marks it applied. Safe to run again
     (at start, for decisions a stopped process left `applying`): label changes to the same state and
     outbox messages with the same keys change nothing twice."""
+    quality = review.quality
+    if quality is not None and await anyio.to_thread.run_sync(lambda: quality.check(decision.item_id) is not None):
+        # A quality check's decision has no effects and is not an event for the rules.
+        await anyio.to_thread.run_sync(review.store.applied, decision.id, [])
+        return {"skipped": "a quality check: scored, with no effects"}
     engine = svc.running_engine
     effects = [dict(e) for e in decision.effects]
     labels = [e for e in effects if e["kind"] in ("label", "unlabel")]
@@ -550,6 +624,10 @@ ROUTES = [
              "review.view` in a child-safety queue", ReportList),
     Endpoint("GET", "/v1/review/reports/{report_id}", get_report, "A child-safety report package as JSON "
              "(its view audited)", "review.view` in a child-safety queue", ReportOut),
+    Endpoint("POST", "/v1/review/queues/{queue}/golden", add_golden, "Make an item's evidence a golden item with "
+             "its known answer", "review.assign", GoldenOut, GoldenRequest),
+    Endpoint("GET", "/v1/review/quality", quality_numbers, "Golden accuracy and second-review agreement per queue "
+             "and per reviewer", "review.assign", QualityOut),
     Endpoint("POST", "/v1/review/sweep", sweep, "Escalate the items past their queue's target now", "review.assign",
              SweepOut),
 ]
@@ -575,7 +653,7 @@ def openapi_paths() -> tuple[dict[str, Any], dict[str, Any]]:
                               "description": f"Needs the `{e.scope}` permission in the queue (docs/review.md, \"People, "
                                              "roles and permissions\"); a child-safety queue or item the "
                                              "caller may not see is a 404, as if it did not exist.",
-                              "responses": {"201" if e.endpoint is decide_item else "200": {
+                              "responses": {"201" if e.endpoint in (decide_item, add_golden) else "200": {
                                   "description": e.summary, "content": {"application/json": {"schema": ref(e.response)}}},
                                   **{code: {"description": text, "content": {"application/json": {
                                       "schema": {"$ref": "#/components/schemas/Error"}}}}
