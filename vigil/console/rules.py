@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from vigil.dsl.loader import RuleSet
-from vigil.gate import RulesRejected, load_checked
+from vigil.gate import RulesRejected, _beside, load_checked
 from vigil.lifecycle.overlay import effective_modes, written_mode
 from vigil.lifecycle.states import LifecycleError, next_stage
 from vigil.service.access import permit
@@ -219,7 +219,10 @@ async def run_tests(request: Request) -> Response:
         ruleset = await in_thread(load_checked, files, entry, svc.rules.gate.functions)
     except RulesRejected as error:
         return render(request, "rules/tests.html", {"error": error.message, "results": []})
-    results = await in_thread(lambda: run(ruleset, svc.rules.gate.signals, time_limit=svc.rules.gate.time_limit))
+    gate = svc.rules.gate
+    # With the engine's signals beside it (a cache of their own: the engine's is not shared across threads),
+    # as the gate runs them.
+    results = await in_thread(lambda: run(ruleset, _beside(gate.signals), time_limit=gate.time_limit))
     return render(request, "rules/tests.html", {"error": None, "results": results})
 
 
