@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select
 
@@ -23,8 +24,11 @@ def _type(driver: Any, text: str) -> None:
 
 
 def _text(driver: Any, css: str) -> str:
-    found = driver.find_elements(By.CSS_SELECTOR, css)
-    return " ".join(f.text for f in found)
+    """The text of what `css` finds; empty while htmx is replacing it (its elements gone stale)."""
+    try:
+        return " ".join(f.text for f in driver.find_elements(By.CSS_SELECTOR, css))
+    except StaleElementReferenceException:
+        return ""
 
 
 def test_edit_check_test_backtest_save_then_shadow_live_and_roll_back(console: Console, browser: Any) -> None:
