@@ -20,6 +20,7 @@ def test_log_in_and_out_in_a_browser(console: Console, browser: Any) -> None:
     driver.find_element(By.NAME, "name").send_keys("ann")
     driver.find_element(By.NAME, "password").send_keys("not the password")
     driver.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
+    wait(lambda: driver.find_elements(By.CSS_SELECTOR, "[role=alert]"), "the refused login said nothing")  # loading
     assert "the name or the password is wrong" in driver.find_element(By.CSS_SELECTOR, "[role=alert]").text
     console.shot(driver, "login")
     console_errors(driver)  # forget the 401 of that refusal
