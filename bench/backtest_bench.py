@@ -6,11 +6,10 @@ Generated platform traffic is decided by the 100 reference rules (bench/referenc
 (its own writer into its SQLite file, as `vigil serve` writes it). Then, in the same run:
 - `engine`: a fresh engine deciding the same events from parsed JSON, state in memory: the ceiling;
 - `backtest, whole`: `vigil backtest`'s reference path (`fast=False`): every stored event read whole, its
-  decisions decoded, in the replay's thread, as the backtest first did: the baseline;
+  decisions decoded, as the backtest first did: the baseline;
 - `backtest`: the fast path (what `vigil backtest` runs): only the columns the comparison needs, in large
-  batches, read by a thread of its own one batch ahead, stored decisions decoded only for the examples.
-Each is timed by CPU-seconds of this process (steadier on a shared machine; the reader thread's included)
-and by wall time (where the reader thread's overlap shows), best of two.
+  batches, stored decisions decoded only for the examples.
+Each is timed by CPU-seconds of this process (steadier on a shared machine) and by wall time, best of two.
 The replay must find no change (same rules, same events) before its time counts. Prints a table, then
 one JSON line of the figures. Target: at least 20,000 replayed events/s.
 """
