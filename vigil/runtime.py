@@ -56,6 +56,7 @@ def open_signals(settings: Settings, *, banks: bool = True) -> Signals:
     s = settings.signals
     signals = build_signals(classifiers_dir=s.classifiers, policies_dir=s.policies, endpoint=s.endpoint,
                             model=s.model, api_key=s.api_key, api_key_env=s.api_key_env, timeout_s=s.timeout,
+                            answer_format=s.answer_format,
                             tokens_per_minute=s.tokens_per_minute, retry_queue=s.retry_queue,
                             banks_db=s.banks if banks else None, media_roots=s.media_roots,
                             default_banks=banks)

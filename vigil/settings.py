@@ -233,6 +233,9 @@ class SignalSettings(Section):
     api_key: SecretStr | None = None  # the endpoint's key (better: VIGIL_SIGNALS__API_KEY than the file)
     api_key_env: str | None = None  # or the name of a variable holding it
     timeout: float = Field(default=10.0, gt=0)  # seconds one model request may take
+    # Constrain the model's answer to Vigil's JSON schema: "free" (ask nothing), "json_schema" (OpenAI's
+    # structured outputs: vLLM, Ollama, hosted APIs) or "json_object" (llama.cpp's form).
+    answer_format: Literal["free", "json_schema", "json_object"] = "free"
     tokens_per_minute: int | None = None  # budget of model tokens a minute (None: unbounded)
     retry_queue: str | None = None  # SQLite file keeping model requests that failed, retried later
 

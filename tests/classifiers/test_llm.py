@@ -49,6 +49,25 @@ def test_json_answer_is_parsed_and_request_is_well_formed(fake_openai: FakeOpenA
     assert fake_openai.headers[0]["authorization"] == "Bearer sk-test"
 
 
+@pytest.mark.parametrize("answer_format", ["json_schema", "json_object"])
+def test_a_constrained_answer_format_sends_the_answer_schema(fake_openai: FakeOpenAI, answer_format: str) -> None:
+    fake_openai.script = lambda body: Reply(content='{"violation": 0, "policy_category": "", "rationale": "ok"}')
+    [answer] = make(fake_openai, answer_format=answer_format).classify(["hello"])
+    assert answer.label == "safe"
+    sent = fake_openai.requests[0]["response_format"]
+    schema = sent["json_schema"]["schema"] if answer_format == "json_schema" else sent["schema"]
+    assert sent["type"] == answer_format and schema["required"] == ["violation", "policy_category", "rationale"]
+    make(fake_openai).classify(["again"])  # the default asks for nothing
+    assert "response_format" not in fake_openai.requests[-1]
+
+
+def test_an_unknown_answer_format_is_refused() -> None:
+    from vigil.classifiers.base import ClassifierError
+
+    with pytest.raises(ClassifierError, match="answer_format must be one of free, json_schema, json_object"):
+        Endpoint("http://127.0.0.1:1/v1", "m", answer_format="grammar")
+
+
 def test_bare_zero_and_reasoning_rationale(fake_openai: FakeOpenAI) -> None:
     fake_openai.script = lambda body: Reply(content="0", reasoning="Friendly greeting; no target.")
     [answer] = make(fake_openai).classify(["hello there"])

@@ -38,6 +38,21 @@ from vigil.classifiers.retry_queue import RetryQueue
 LABELS = ("safe", "violating")
 _RATIONALE_LIMIT = 2000
 
+# The answer a constrained model must write: what parse_answer reads from a JSON object.
+ANSWER_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "violation": {"type": "integer", "enum": [0, 1]},
+        "policy_category": {"type": "string"},
+        "rationale": {"type": "string"},
+    },
+    "required": ["violation", "policy_category", "rationale"],
+}
+# How a request asks the server to constrain the answer to ANSWER_SCHEMA (structured outputs): "free" asks
+# nothing (the policy text says how to answer); "json_schema" is OpenAI's form (vLLM, Ollama, hosted APIs);
+# "json_object" is llama.cpp's and Anyscale's form (`{"type": "json_object", "schema": …}`).
+ANSWER_FORMATS = ("free", "json_schema", "json_object")
+
 
 @dataclass(frozen=True, slots=True)
 class Endpoint:
@@ -60,8 +75,12 @@ class Endpoint:
     max_retries: int = 1
     # Longest a batch may take when the caller gives no deadline (None: only timeout_s per request).
     deadline_s: float | None = None
+    answer_format: str = "free"  # one of ANSWER_FORMATS
 
     def __post_init__(self) -> None:
+        if self.answer_format not in ANSWER_FORMATS:
+            raise ClassifierError(f"answer_format must be one of {', '.join(ANSWER_FORMATS)}, "
+                                  f"got {self.answer_format!r}")
         if self.max_concurrency < 1:
             raise ClassifierError("max_concurrency must be at least 1")
         if self.timeout_s <= 0:
@@ -69,13 +88,15 @@ class Endpoint:
 
 
 def endpoint_from_options(url: str | None, model: str, *, api_key_env: str | None = None,
-                          timeout_s: float = 30.0, max_concurrency: int = 8) -> Endpoint | None:
+                          timeout_s: float = 30.0, max_concurrency: int = 8,
+                          answer_format: str = "free") -> Endpoint | None:
     """The endpoint the command-line options describe (None without a URL); the key is read from the
     named environment variable, never taken from the command line."""
     if url is None:
         return None
     key = secret_from_env(api_key_env) if api_key_env else None
-    return Endpoint(url, model, api_key=key, timeout_s=timeout_s, max_concurrency=max_concurrency)
+    return Endpoint(url, model, api_key=key, timeout_s=timeout_s, max_concurrency=max_concurrency,
+                    answer_format=answer_format)
 
 
 def secret_from_env(variable: str, environ: dict[str, str] | None = None) -> SecretStr:
@@ -333,6 +354,11 @@ class PolicyClassifier:
         }
         if endpoint.reasoning_effort is not None:
             body["reasoning_effort"] = endpoint.reasoning_effort
+        if endpoint.answer_format == "json_schema":
+            body["response_format"] = {"type": "json_schema", "json_schema": {
+                "name": "policy_answer", "strict": True, "schema": ANSWER_SCHEMA}}
+        elif endpoint.answer_format == "json_object":
+            body["response_format"] = {"type": "json_object", "schema": ANSWER_SCHEMA}
         if endpoint.stream:
             body["stream"] = True
             body["stream_options"] = {"include_usage": True}

@@ -142,6 +142,7 @@ class Signals:
 def build_signals(*, classifiers_dir: str | None = None, policies_dir: str | None = None,
                   endpoint: str | None = None, model: str = "gpt-oss-safeguard-20b",
                   api_key_env: str | None = None, api_key: SecretStr | None = None, timeout_s: float = 10.0,
+                  answer_format: str = "free",
                   tokens_per_minute: int | None = None, retry_queue: str | None = None,
                   banks_db: str | None = None, media_roots: tuple[str, ...] = (), default_banks: bool = True,
                   functions: Functions | None = None) -> Signals:
@@ -167,7 +168,8 @@ def build_signals(*, classifiers_dir: str | None = None, policies_dir: str | Non
         from vigil.classifiers.llm import endpoint_from_options
 
         queue = None
-        endpoint_obj = endpoint_from_options(endpoint, model, api_key_env=api_key_env, timeout_s=timeout_s)
+        endpoint_obj = endpoint_from_options(endpoint, model, api_key_env=api_key_env, timeout_s=timeout_s,
+                                             answer_format=answer_format)
         if endpoint_obj is not None and api_key is not None:
             endpoint_obj = dataclasses.replace(endpoint_obj, api_key=api_key)
         if retry_queue is not None:
