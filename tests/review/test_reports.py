@@ -180,3 +180,30 @@ def test_reports_through_the_cli(tmp_path: Path) -> None:
         assert review("ann", "reports").output.strip() == "no reports you may see"
         refused = review("ann", "report", report_id)
         assert refused.exit_code != 0 and "404 no_report" in refused.output
+
+
+def test_a_report_decision_left_applying_is_reported_at_the_next_start(tmp_path: Path) -> None:
+    """A process stopped between storing a report decision and making its report: the next start makes
+    it (the report is part of applying the decision), once."""
+    from vigil.review import Review
+
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "main.vigil").write_text(RULES)
+    path = tmp_path / "vigil.sqlite"
+    settings = {"reports": {"actions": ["report_csam"]}}
+    review = Review(ReviewStore(sqlite_path=str(path)), validate(settings, QUEUES))
+    item, _ = review.store.add_hit("csam", "user", "u7", "e1", {"event": {"id": "p7"}}, 0.0, time.time())
+    review.claim(item.id, "carol")
+    review.decide(item.id, "carol", "report_csam")
+    review.close()
+    store = SqliteStore(path)
+    people = People.over(store, AuditLog.over(store), hasher=PasswordHasher.from_parameters(CHEAPEST))
+    people.create("carol", parse_grants(["child_safety_reviewer"]), actor="root")
+    people.close()
+    token = create_token(store, "carol", ["review"], person="carol")[1].get_secret_value()
+    config = Settings(service=ServiceSettings(rules_dir=str(rules), token_cache_seconds=0.0), queues=QUEUES,
+                      review=settings)
+    with TestClient(create_app(config.service, store, config=config), base_url="http://localhost") as client:
+        reports = client.get("/v1/review/reports", headers={"Authorization": f"Bearer {token}"}).json()["reports"]
+        assert [(r["item"], r["actor"]) for r in reports] == [(item.id, "carol")]

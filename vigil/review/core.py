@@ -19,6 +19,7 @@ from vigil.people.roles import QueueRef
 from vigil.review.settings import ActionSettings, ReviewSettings
 
 if TYPE_CHECKING:
+    from vigil.review.child_safety import Reports
     from vigil.review.quality import Quality
 from vigil.review.store import DecisionRow, Item, ReviewStore
 
@@ -55,10 +56,13 @@ class Review:
         self.settings = settings if settings is not None else ReviewSettings()
         self.clock = clock
         self.quality: Quality | None = None  # golden items and second reviews, when attached
+        self.reports: Reports | None = None  # child-safety reports, when attached
 
     def close(self) -> None:
         if self.quality is not None:
             self.quality.close()
+        if self.reports is not None:
+            self.reports.close()
         self.store.close()
 
     # ---- reading ----

@@ -29,6 +29,7 @@ from starlette.routing import BaseRoute
 from vigil import console
 from vigil.dsl.loader import RuleSet
 from vigil.review import Review, ReviewSettings, ReviewStore, settings_of
+from vigil.review.child_safety import Reports
 from vigil.review.quality import Quality
 from vigil.runtime import Runtime, build_runtime
 from vigil.service import events, health, labels, lifecycle, people, record, review, rules, search
@@ -96,6 +97,7 @@ def create_app(settings: ServiceSettings, store: StateStore, *, rules_store: Rul
             app.state.review = await anyio.to_thread.run_sync(lambda: Review(ReviewStore.over(svc.store), queues))
             app.state.review.quality = await anyio.to_thread.run_sync(
                 lambda: Quality.over(svc.store, app.state.review.store))  # golden items, second reviews
+            app.state.review.reports = await anyio.to_thread.run_sync(Reports, svc.store)  # child-safety reports
             await review.resume_decisions(svc, app.state.review)  # those a stopped process left half done
             sweeper = asyncio.get_running_loop().create_task(review.sweep_forever(app.state.review),
                                                              name="vigil-review-deadlines")
@@ -115,9 +117,6 @@ def create_app(settings: ServiceSettings, store: StateStore, *, rules_store: Rul
             if getattr(app.state, "review", None) is not None:
                 app.state.review.close()
                 app.state.review = None
-            if getattr(app.state, "child_safety_reports", None) is not None:
-                app.state.child_safety_reports.close()
-                app.state.child_safety_reports = None
             await ingest.stop()  # decide every event already accepted
             svc._ingest = None
             svc.engine = svc.runtime = None

@@ -357,8 +357,6 @@ async def decide_item(request: Request) -> Response:
     await audit(request, principal, "review.decide", f"item:{item.id}",
                 {"decision": decided.decision.id, "queue": item.queue, "action": body.action,
                  "subject": f"{item.subject_type}:{item.subject_key}"})
-    if body.action in review.settings.reports.actions:
-        await make_report(request, principal, review, decided)
     event = await apply_decision(svc, review, decided.decision)
     item = await _run(review.item, decided.item.id)
     stored = await _run(review.store.decision, decided.decision.id)
@@ -410,16 +408,20 @@ async def sweep(request: Request) -> Response:
 
 # ---- child-safety reports ----
 def reports_of(request: Request) -> Reports:
-    reports: Reports | None = getattr(request.app.state, "child_safety_reports", None)
+    reports = review_of(request).reports
     if reports is None:
-        reports = request.app.state.child_safety_reports = Reports(service(request).store)
+        raise ApiError(503, "no_reports", "child-safety reports are not open yet", "retry in a moment")
     return reports
 
 
-async def make_report(request: Request, principal: Principal, review: Review, decided: Decided) -> dict[str, Any]:
-    """Build, store (restricted) and send through the outbox the report package of a decision."""
-    svc = service(request)
-    evidence = await _run(review.store.evidence, decided.item.id)
+async def make_report(svc: Service, review: Review, decision: DecisionRow) -> dict[str, Any]:
+    """Build, store (restricted, once per decision) and send through the outbox the report package of a
+    decision. Part of applying it, so a process stopped before the report makes it at its next start."""
+    reports = review.reports
+    if reports is None:
+        raise RuntimeError("child-safety reports are not open")
+    item = await anyio.to_thread.run_sync(review.item, decision.item_id)
+    evidence = await anyio.to_thread.run_sync(review.store.evidence, item.id)
     recorder = getattr(svc.engine, "recorder", None) if svc.engine is not None else None
     record = getattr(recorder, "record", None)
 
@@ -431,18 +433,17 @@ async def make_report(request: Request, principal: Principal, review: Review, de
         return [f.to_json() for f in found if f is not None]
 
     now = time.time()
-    package = build_report(report_id=new_id("report"), decision=decided.decision.to_json(),
-                           item=review.item_json(decided.item), evidence=evidence,
-                           recorded=await anyio.to_thread.run_sync(recorded),
+    package = build_report(report_id=new_id("report"), decision=decision.to_json(), item=review.item_json(item),
+                           evidence=evidence, recorded=await anyio.to_thread.run_sync(recorded),
                            reporter=review.settings.reports.reporter, now=now)
-    reports = await anyio.to_thread.run_sync(reports_of, request)
-    report = await anyio.to_thread.run_sync(lambda: reports.add(package, decision_id=decided.decision.id,
-                                                                   actor=principal.actor))
-    await audit(request, principal, "child_safety.report", f"report:{report['id']}",
-                {"item": decided.item.id, "decision": decided.decision.id, "text_only": report["text_only"]})
+    report = await anyio.to_thread.run_sync(lambda: reports.add(package, decision_id=decision.id, actor=decision.actor))
+    if report["id"] == package["id"]:  # made now, not at an earlier try
+        await anyio.to_thread.run_sync(lambda: svc.audit.append(
+            decision.actor, "child_safety.report", f"report:{report['id']}",
+            {"item": item.id, "decision": decision.id, "text_only": report["text_only"]}))
     sink = review.settings.reports.sink
     if sink is not None:
-        key = idempotency_key(DECISION_SOURCE, decided.decision.id, "child_safety_report")
+        key = idempotency_key(DECISION_SOURCE, decision.id, "child_safety_report")
         message = OutboxMessage(sink, key, orjson.dumps({"type": "child_safety_report", "key": key, "report": report}), now)
         await anyio.to_thread.run_sync(lambda: svc.store.commit_effects([], [message]))
     else:
@@ -491,6 +492,8 @@ async def apply_decision(svc: Service, review: Review, decision: DecisionRow) ->
         # A quality check's decision has no effects and is not an event for the rules.
         await anyio.to_thread.run_sync(review.store.applied, decision.id, [])
         return {"skipped": "a quality check: scored, with no effects"}
+    if decision.action in review.settings.reports.actions:
+        await make_report(svc, review, decision)
     engine = svc.running_engine
     effects = [dict(e) for e in decision.effects]
     labels = [e for e in effects if e["kind"] in ("label", "unlabel")]
