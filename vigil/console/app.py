@@ -12,7 +12,7 @@ from starlette.routing import BaseRoute, Mount, Route, Router
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from . import admin, banks, review, rules, session
+from . import admin, banks, entity, review, rules, search, session
 from .security import SecurityHeaders
 from .web import CONSOLE_PATH, templates
 
@@ -56,6 +56,18 @@ def page_routes() -> list[BaseRoute]:
         Route("/rules/test", rules.run_tests, methods=["POST"]),
         Route("/rules/backtest", rules.backtest_edit, methods=["POST"]),
         Route("/rules/save", rules.save, methods=["POST"]),
+        Route("/review/items/{item_id}", review.item_page, methods=["GET"]),
+        Route("/review/items/{item_id}/claim", review.claim, methods=["POST"]),
+        Route("/review/items/{item_id}/release", review.release, methods=["POST"]),
+        Route("/review/items/{item_id}/decide", review.decide, methods=["POST"]),
+        Route("/review/{queue}", review.queue, methods=["GET"]),
+        Route("/review/{queue}/claim", review.claim_next, methods=["POST"]),
+        Route("/entities", entity.lookup, methods=["GET"]),
+        Route("/entities/{entity_type}/{key:path}/labels", entity.change, methods=["POST"]),
+        Route("/entities/{entity_type}/{key:path}", entity.entity, methods=["GET"]),
+        Route("/search", search.search_page, methods=["GET"]),
+        Route("/search/check", search.check, methods=["GET"]),
+        Route("/search/bulk", search.bulk, methods=["POST"]),
     ]
 
 

@@ -117,7 +117,9 @@ async def sign_in(request: Request) -> Principal | None:
     if principal is None:
         return None
     request.scope[PRINCIPAL_KEY] = principal
-    request.scope[SCOPE_KEY] = ApiToken("session", principal.name, "", principal.scopes(), 0.0,
+    # A person reads the record of every source: their roles say what they may do (a token's own source
+    # is a machine's boundary, not a person's).
+    request.scope[SCOPE_KEY] = ApiToken("session", principal.name, "", principal.scopes(), 0.0, read_sources=("*",),
                                         person=principal.name if principal.kind == "person" else None)
     return principal
 

@@ -132,7 +132,7 @@ def _label_state(labels: LabelBackend, etype: str, key: str, label: str, now: fl
     return record_json(current[0], now) if current else None
 
 
-async def _change(request: Request, etype: str, key: str, label: str, *, present: bool | None, actor: str,
+async def change_label(request: Request, etype: str, key: str, label: str, *, present: bool | None, actor: str,
                   reason: str, expires_in: float | None) -> tuple[LabelRecord | None, dict[str, Any] | None]:
     """A person's change of one label (present=None: a release, if a person's change holds) and the
     label's state after it, in one step on the engine's serialised path."""
@@ -164,7 +164,7 @@ async def add_label(request: Request) -> Response:
         raise ApiError(422, "invalid_label", '"label" must be a string of 1 to 200 characters')
     reason = _reason(data, request)
     expires_in = _expires_in(data, request)
-    record, state = await _change(request, etype, key, label, present=True, actor=actor.actor, reason=reason,
+    record, state = await change_label(request, etype, key, label, present=True, actor=actor.actor, reason=reason,
                                   expires_in=expires_in)
     if record is not None:
         await audited(request, actor, "label.add", f"{etype}:{key}",
@@ -182,7 +182,7 @@ async def remove_label(request: Request) -> Response:
     data = await _json_object(request)
     reason = _reason(data, request)
     expires_in = _expires_in(data, request)
-    record, state = await _change(request, etype, key, label, present=False, actor=actor.actor, reason=reason,
+    record, state = await change_label(request, etype, key, label, present=False, actor=actor.actor, reason=reason,
                                   expires_in=expires_in)
     if record is not None:
         await audited(request, actor, "label.remove", f"{etype}:{key}",
@@ -199,7 +199,7 @@ async def release_label(request: Request) -> Response:
     label = request.path_params["label"]
     data = await _json_object(request)
     reason = _reason(data, request)
-    record, state = await _change(request, etype, key, label, present=None, actor=actor.actor, reason=reason,
+    record, state = await change_label(request, etype, key, label, present=None, actor=actor.actor, reason=reason,
                                   expires_in=None)
     if record is not None:
         await audited(request, actor, "label.release", f"{etype}:{key}", {"label": label, "reason": reason})

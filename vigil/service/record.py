@@ -49,23 +49,29 @@ def _limit(request: Request) -> int:
 async def get_entity(request: Request) -> Response:
     """An entity's recent events and decisions (one page; ?after=next_cursor for the next), its labels
     with their history, its counters and the entities seen with it."""
+    timeline = await read_timeline(request, request.path_params["entity_type"], request.path_params["key"],
+                                   _limit(request), request.query_params.get("after"))
+    return JSONResponse(timeline)
+
+
+async def read_timeline(request: Request, entity_type: str, key: str, limit: int = 50,
+                        after: str | None = None) -> dict[str, object]:
+    """The timeline of `entity_type`:`key` as the caller may read it (the sources of their token), as
+    JSON: the API's route and the console's entity page both answer with this."""
     token = require(request, "read")
     svc = service(request)
     recorder = _recorder(svc)
     engine = svc.engine
-    entity_type, key = request.path_params["entity_type"], request.path_params["key"]
-    limit, after = _limit(request), request.query_params.get("after")
 
-    def read() -> object:
+    def read() -> dict[str, object]:
         return entity_timeline(recorder.record, entity_type, key, labels=engine.labels if engine else None,
                                counters=engine, redactor=recorder.redactor, limit=limit, after=after,
-                               sources=readable_sources(token))
+                               sources=readable_sources(token)).to_json()
 
     try:
-        timeline = await anyio.to_thread.run_sync(read)
+        return await anyio.to_thread.run_sync(read)
     except ValueError as error:
         raise ApiError(400, "bad_cursor", str(error), "pass ?after= the next_cursor of the previous page") from None
-    return JSONResponse(timeline.to_json())  # type: ignore[attr-defined]
 
 
 async def get_recorded_event(request: Request) -> Response:

@@ -10,6 +10,7 @@ a backtest by the events it may replay (`MAX_BACKTEST_EVENTS`).
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import anyio.to_thread
@@ -63,8 +64,8 @@ def _when(value: Any, now: float, name: str, default: str | None) -> float | Non
         raise ApiError(400, "bad_time", f"`{name}`: {error}", f"?{name}=7d or ?{name}=2026-01-01T00:00:00Z") from None
 
 
-def _number(request: Request, name: str, default: int) -> int:
-    raw = request.query_params.get(name)
+def _number(params: Mapping[str, str], name: str, default: int) -> int:
+    raw = params.get(name)
     if raw is None:
         return default
     try:
@@ -75,10 +76,16 @@ def _number(request: Request, name: str, default: int) -> int:
 
 async def get_search(request: Request) -> Response:
     """?q=CONDITION (or `top EXPR where CONDITION`), since (default 7d), until, limit, after, by=hour|day, top."""
+    return JSONResponse(await search_record(request, request.query_params))
+
+
+async def search_record(request: Request, params: Mapping[str, str]) -> dict[str, Any]:
+    """A search of the record as the caller may read it, with the parameters of GET /v1/search (`q`,
+    `since`, `until`, `limit`, `after`, `by`, `top`): the API's route and the console's search page both
+    answer with this. Raises ApiError (bad query with its diagnostics, too broad, a bad cursor)."""
     token = require(request, "read")
     svc = service(request)
     record = _record(svc)
-    params = request.query_params
     text = params.get("q", "").strip()
     if not text:
         raise ApiError(400, "bad_query", "give the search as ?q=CONDITION",
@@ -89,7 +96,7 @@ async def get_search(request: Request) -> Response:
     by = params.get("by")
     if by is not None and by not in run.BUCKETS:
         raise ApiError(400, "bad_by", f"`by` is hour or day, not {by!r}")
-    limit, top_n, after = _number(request, "limit", run.DEFAULT_ROWS), _number(request, "top", 10), params.get("after")
+    limit, top_n, after = _number(params, "limit", run.DEFAULT_ROWS), _number(params, "top", 10), params.get("after")
     engine = svc.engine
     context = engine.ruleset if engine is not None else None
 
@@ -110,7 +117,7 @@ async def get_search(request: Request) -> Response:
         return run.search(record, query, window, limit=limit, after=after, limits=limits).to_json()
 
     try:
-        body = await anyio.to_thread.run_sync(answer)
+        body: dict[str, Any] = await anyio.to_thread.run_sync(answer)
     except QueryError as error:
         raise ApiError(400, "bad_query", "the search has errors", "see `diagnostics`: line and column in the query",
                        extra={"diagnostics": error.to_json()}) from None
@@ -118,7 +125,7 @@ async def get_search(request: Request) -> Response:
         raise ApiError(422, "search_too_broad", error.message, error.hint) from None
     except ValueError as error:  # a cursor that is not one
         raise ApiError(400, "bad_cursor", str(error), "pass ?after= the cursor of the previous page") from None
-    return JSONResponse(body)
+    return body
 
 
 async def post_backtest(request: Request) -> Response:
