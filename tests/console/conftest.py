@@ -57,7 +57,7 @@ define new_account = age(event.actor.created_at) < 1 day
 rule "Spam link"
   severity high, owner "spam-team"
   when event is "post" and event.text contains "free crypto"
-  then flag, output "spam-review" with subject user
+  then review, output "spam-review" with subject user
 
 rule "Spammer posts"
   when event is "post" and user has label "spammer"
