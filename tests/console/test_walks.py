@@ -117,4 +117,8 @@ def test_an_analyst_searches_and_bulk_labels_with_a_reason(console: Console, bro
     with console.api() as api:
         audit = api.get("/v1/audit", params={"action": "label.bulk"}).json()["entries"]
     assert audit[0]["actor"] == "ana" and audit[0]["detail"]["touched"] == 3
+    browser.get(console.url + "/console/dashboard")
+    wait(lambda: browser.find_elements(By.CSS_SELECTOR, ".chart .uplot"), browser.find_element(By.TAG_NAME, "main").text)
+    assert "review 6" in browser.find_element(By.CSS_SELECTOR, ".totals").text
+    console.shot(browser, "dashboard")
     assert console_errors(browser) == []

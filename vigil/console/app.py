@@ -12,7 +12,7 @@ from starlette.routing import BaseRoute, Mount, Route, Router
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from . import admin, banks, entity, review, rules, search, session
+from . import admin, banks, dashboard, entity, review, rules, search, session
 from .security import SecurityHeaders
 from .web import CONSOLE_PATH, templates
 
@@ -66,6 +66,7 @@ def page_routes() -> list[BaseRoute]:
         Route("/entities/{entity_type}/{key:path}/labels", entity.change, methods=["POST"]),
         Route("/entities/{entity_type}/{key:path}", entity.entity, methods=["GET"]),
         Route("/search", search.search_page, methods=["GET"]),
+        Route("/dashboard", dashboard.dashboard, methods=["GET"]),
         Route("/search/check", search.check, methods=["GET"]),
         Route("/search/bulk", search.bulk, methods=["POST"]),
     ]

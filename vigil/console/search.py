@@ -18,7 +18,7 @@ from vigil.service.labels import change_label
 from vigil.service.people import audited
 from vigil.service.search import search_record
 
-from .web import CONSOLE_PATH, action, page, render
+from .web import CONSOLE_PATH, action, epoch, page, render
 
 BULK_MAX = 1000  # entities one bulk action may touch (a page of the search's results at most)
 EXAMPLE = 'event is "post" and verdict is review'
@@ -47,7 +47,7 @@ async def search_page(request: Request) -> Response:
         if result is not None:
             counts, _ = await _try(request, {"q": p["q"], "since": p["since"], "by": "hour"})
             if counts is not None and counts.get("buckets"):
-                context["chart"] = {"x": [b["bucket"] for b in counts["buckets"]],
+                context["chart"] = {"x": [epoch(b["bucket"]) for b in counts["buckets"]],
                                     "series": [{"label": "matches per hour", "values": [b["count"] for b in counts["buckets"]]}]}
             if p["top"]:
                 context["top"], context["top_error"] = await _try(

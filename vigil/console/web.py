@@ -55,6 +55,13 @@ def duration(seconds: Any) -> str:
     return ("-" if seconds < 0 else "") + (" ".join(shown) or "0 s")
 
 
+def epoch(bucket: Any) -> float:
+    """A search bucket (`2026-12-02T20:00:00Z`, or seconds) as epoch seconds, for a chart's x axis."""
+    if isinstance(bucket, (int, float)):
+        return float(bucket)
+    return datetime.fromisoformat(str(bucket)).timestamp()
+
+
 def ago(value: Any, now: float | None = None) -> str:
     if not isinstance(value, (int, float)) or not math.isfinite(value):
         return "—"
