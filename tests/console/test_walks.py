@@ -108,9 +108,11 @@ def test_an_analyst_searches_and_bulk_labels_with_a_reason(console: Console, bro
     bulk.find_element(By.NAME, "label").send_keys("crypto-spam")
     bulk.find_element(By.NAME, "reason").send_keys("campaign of 2 December")
     bulk.find_element(By.CSS_SELECTOR, "button").click()
+    wait(lambda: browser.find_elements(By.ID, "confirm-bulk"), "no preview of the bulk label")
     assert "Label 3 user entities" in browser.find_element(By.TAG_NAME, "h1").text  # first: how many
     console.shot(browser, "search-bulk-preview")
     browser.find_element(By.ID, "confirm-bulk").click()
+    wait(lambda: browser.find_elements(By.CSS_SELECTOR, ".flash"), "the bulk label did not finish")
     assert "labelled 3 of 3 user entities" in browser.find_element(By.CSS_SELECTOR, ".flash").text.lower()
     browser.get(console.url + "/console/entities/user/s1")
     assert [e.text for e in browser.find_elements(By.CSS_SELECTOR, ".labels [data-label]")] == ["crypto-spam"]
